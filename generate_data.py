@@ -1,0 +1,140 @@
+"""Encode scores as ScoreLM text and write train/validation/test splits as JSON lines.
+
+    python generate_data.py                      # every Bach chorale in music21's corpus
+    python generate_data.py --transpose          # ... plus transposed copies of the training split
+    python generate_data.py --input my_scores/   # your own files (MusicXML, MIDI, kern, ABC, ...)
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+from tqdm import tqdm
+
+from scorelm import dataset
+from scorelm.cli import UserError, check_can_write, run, worker_count
+
+
+def encode_all(sources: list[str], workers: int) -> tuple[list[dict], list[tuple[str, str]], Counter]:
+    """Encode files in parallel (music21's parsing is the slow part). Returns the records,
+    the (source, error) of each skipped file, and the encoder's losses summed."""
+    records, skipped, losses = [], [], Counter()
+    with multiprocessing.Pool(workers) as pool:
+        results = pool.imap_unordered(dataset.encode_file, sources, chunksize=4)
+        for result in tqdm(results, total=len(sources), desc="encoding", unit="file", file=sys.stderr):
+            losses.update(result.losses)
+            if result.error:
+                skipped.append((result.source, result.error))
+                tqdm.write(f"warning: skipped {result.source}: {result.error}", file=sys.stderr)
+            records.extend(result.records)
+    return records, skipped, losses
+
+
+def augment(train: list[dict]) -> list[dict]:
+    """Transposed copies of the training pieces, inside each voice's range in that split."""
+    ranges = dataset.corpus_voice_ranges(train)
+    extra = []
+    for record in train:
+        extra.extend(dataset.transposed_records(record, ranges[record["voices"]]))
+    return extra
+
+
+def parse_fractions(text: str) -> tuple[float, float, float]:
+    try:
+        parts = [float(p) for p in text.split("/")]
+    except ValueError:
+        parts = []
+    if len(parts) != 3 or any(p < 0 for p in parts) or sum(parts) <= 0:
+        raise UserError(f"--split takes train/validation/test shares like 80/10/10, not {text!r}")
+    total = sum(parts)
+    return tuple(p / total for p in parts)
+
+
+def summarize(splits: dict[str, list[dict]], skipped, losses, augmented: int, seconds: float) -> dict:
+    pieces = [r for name in dataset.SPLITS for r in splits[name] if r["transposition"] == "P1"]
+    tokens = [r["tokens"] for r in pieces]
+    return {
+        "pieces": len(pieces),
+        "skipped": len(skipped),
+        "skipped_files": [f"{source}: {error}" for source, error in skipped],
+        "transposed_copies": augmented,
+        "split_pieces": {name: len(splits[name]) for name in dataset.SPLITS},
+        "split_tokens": {name: sum(r["tokens"] for r in splits[name]) for name in dataset.SPLITS},
+        "tokens_per_piece": dataset.percentiles(tokens),
+        "pieces_within_1024_tokens": sum(t <= 1024 for t in tokens) / max(1, len(tokens)),
+        "vocabulary": len({w for name in dataset.SPLITS for r in splits[name] for w in r["text"].split()}),
+        "encoder_losses": dict(losses),
+        "seconds": round(seconds, 2),
+    }
+
+
+def print_summary(summary: dict, output: Path) -> None:
+    lines = [
+        f"pieces {summary['pieces']}, skipped {summary['skipped']}, transposed copies {summary['transposed_copies']}",
+        "split pieces " + ", ".join(f"{k} {v}" for k, v in summary["split_pieces"].items()),
+        "split tokens " + ", ".join(f"{k} {v}" for k, v in summary["split_tokens"].items()),
+        "tokens per piece " + ", ".join(f"{k} {v:g}" for k, v in summary["tokens_per_piece"].items())
+        + f"; {summary['pieces_within_1024_tokens']:.1%} within 1024",
+        f"vocabulary {summary['vocabulary']} words",
+    ]
+    lines += [f"encoder: {count} {what}" for what, count in summary["encoder_losses"].items()]
+    lines.append(f"wrote {output}/{{train,validation,test}}.jsonl in {summary['seconds']:.1f} s")
+    print("\n".join(lines), file=sys.stderr)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog=__doc__.split("\n\n", 1)[1])
+    parser.add_argument("--input", nargs="+", metavar="PATH",
+                        help="score files or folders to encode instead of the Bach chorales")
+    parser.add_argument("--output", type=Path, default=Path("dataset"), help="output folder (default: dataset)")
+    parser.add_argument("--split", default="80/10/10", help="train/validation/test shares (default: 80/10/10)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the split (default: 0)")
+    parser.add_argument("--transpose", action="store_true",
+                        help="add the training pieces transposed to every key within a tritone that keeps "
+                             "each voice in its range")
+    parser.add_argument("--limit", type=int, metavar="N", help="encode only the first N files")
+    parser.add_argument("--workers", type=int, help="processes (default: one per core)")
+    parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    args = parser.parse_args(argv)
+
+    fractions = parse_fractions(args.split)
+    if args.input:
+        sources, missing = dataset.find_score_files(args.input)
+        if missing:
+            raise UserError(f"no such file or folder: {', '.join(missing)}")
+        if not sources:
+            raise UserError("no score files found in " + ", ".join(args.input))
+    else:
+        sources = dataset.bach_chorale_sources()
+    if args.limit is not None:
+        sources = sources[:max(0, args.limit)]
+    for name in dataset.SPLITS:
+        check_can_write(args.output / f"{name}.jsonl", args.overwrite)
+
+    start = time.perf_counter()
+    records, skipped, losses = encode_all(sources, worker_count(args.workers))
+    if not records:
+        raise UserError(f"none of the {len(sources)} files could be encoded", code=1)
+    splits = dataset.split_records(records, fractions, args.seed)
+    extra = augment(splits["train"]) if args.transpose else []
+    splits["train"] = splits["train"] + extra
+
+    args.output.mkdir(parents=True, exist_ok=True)
+    for name in dataset.SPLITS:
+        dataset.write_jsonl_atomic(args.output / f"{name}.jsonl", splits[name])
+    summary = summarize(splits, skipped, losses, len(extra), time.perf_counter() - start)
+    summary["arguments"] = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
+    (args.output / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+    print_summary(summary, args.output)
+    return 0
+
+
+if __name__ == "__main__":
+    run(main)

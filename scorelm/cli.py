@@ -1,0 +1,38 @@
+"""What every ScoreLM script does the same way: one-line errors for users, exit codes."""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+
+class UserError(Exception):
+    """A problem with what the user gave us (a file, an option, a config key): reported as one
+    line on stderr, no traceback, exit code `code`."""
+
+    def __init__(self, message: str, code: int = 2):
+        super().__init__(message)
+        self.code = code
+
+
+def run(main) -> None:
+    """Run a script's main(); UserError becomes a one-line message, Ctrl-C exit 130."""
+    program = Path(sys.argv[0]).name
+    try:
+        sys.exit(main())
+    except UserError as error:
+        print(f"{program}: error: {error}", file=sys.stderr)
+        sys.exit(error.code)
+    except KeyboardInterrupt:
+        print(f"{program}: interrupted", file=sys.stderr)
+        sys.exit(130)
+
+
+def check_can_write(path: Path, overwrite: bool) -> None:
+    """Refuse to replace an existing output unless asked to."""
+    if path.exists() and not overwrite:
+        raise UserError(f"{path} exists; pass --overwrite to replace it")
+
+
+def worker_count(requested: int | None) -> int:
+    return requested if requested else max(1, len(os.sched_getaffinity(0)))

@@ -1,0 +1,240 @@
+"""Turning score files into dataset records: which files, encoding in worker processes,
+splitting by piece, and transposition in the text domain."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import statistics
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+from scorelm import language
+
+SPLITS = ("train", "validation", "test")
+
+# music21's `bach` folder holds the chorales (.mxl, .xml and three Humdrum .krn files), Roman
+# numeral analyses of some of them (.rntxt: harmony, not the notes) and one keyboard piece
+# (BWV 846, the C major prelude of the Well-Tempered Clavier). The chorales are all the rest.
+NOT_CHORALES = {"bwv846"}
+SCORE_SUFFIXES = {".mxl", ".xml", ".musicxml", ".krn"}
+
+
+def bach_chorale_sources() -> list[str]:
+    """Corpus paths ("bach/bwv66.6.mxl") of every Bach chorale in music21's corpus."""
+    from music21 import corpus
+    sources = []
+    for path in corpus.getComposer("bach"):
+        path = Path(path)
+        if path.suffix in SCORE_SUFFIXES and path.stem not in NOT_CHORALES:
+            sources.append(f"bach/{path.name}")
+    return sorted(sources)
+
+
+def readable_suffixes() -> set[str]:
+    """File endings music21 can parse."""
+    from music21 import converter
+    suffixes = set()
+    for sub_converter in converter.Converter().subConvertersList():
+        suffixes.update(f".{ext}" for ext in sub_converter.registerInputExtensions)
+    return suffixes
+
+
+def find_score_files(paths: list[str]) -> tuple[list[str], list[str]]:
+    """Score files named by `paths` (files, or folders searched recursively), and the paths
+    that do not exist."""
+    suffixes = readable_suffixes()
+    found, missing = [], []
+    for name in paths:
+        path = Path(name)
+        if path.is_dir():
+            found.extend(str(p) for p in sorted(path.rglob("*")) if p.is_file() and p.suffix.lower() in suffixes)
+        elif path.is_file():
+            found.append(str(path))
+        else:
+            missing.append(name)
+    return found, missing
+
+
+@dataclass
+class EncodedFile:
+    source: str
+    records: list[dict]
+    error: str | None
+    losses: Counter
+
+
+def _key_name(score, piece: language.Piece) -> str:
+    """The key as the file states it (a music21 Key with a mode), else a guess from the key
+    signature and the bass's last note: chorales end on the tonic."""
+    from music21 import key
+    for element in score.recurse().getElementsByClass(key.Key):
+        return f"{element.tonic.name.replace('-', 'b')} {element.mode}"
+    sharps = piece.measures[0].key or 0
+    major = key.KeySignature(sharps).asKey("major")
+    minor = key.KeySignature(sharps).asKey("minor")
+    bass_pitches = [e.pitch for m in piece.measures for e in m.voices[-1] if e.pitch]
+    chosen = minor if bass_pitches and \
+        language.midi_number(bass_pitches[-1]) % 12 == minor.tonic.pitchClass else major
+    return f"{chosen.tonic.name.replace('-', 'b')} {chosen.mode}"
+
+
+def record_for(piece: language.Piece, record_id: str, source: str, key_name: str) -> dict:
+    text = piece.to_text()
+    first = piece.measures[0]
+    return {
+        "id": record_id,
+        "source": source,
+        "text": text,
+        "key": key_name,
+        "key_signature": first.key,
+        "time_signature": first.time,
+        "measures": len(piece.measures),
+        "voices": piece.num_voices,
+        "notes": sum(len(v) for m in piece.measures for v in m.voices),
+        "tokens": len(text.split()),
+        "voice_ranges": language.voice_ranges(piece),
+        "transposition": "P1",
+    }
+
+
+def encode_file(source: str) -> EncodedFile:
+    """Parse one file (a corpus path like "bach/bwv66.6.mxl" or a file path) and encode it.
+    Runs in worker processes; never raises for a bad file, it reports the error instead."""
+    from music21 import converter, corpus, stream
+    stats = language.EncodeStats()
+    try:
+        if source.startswith("bach/") and not Path(source).exists():
+            parsed = corpus.parse(source)
+        else:
+            parsed = converter.parse(source)
+        # an ABC or other file may hold several pieces (an Opus)
+        scores = list(parsed.scores) if isinstance(parsed, stream.Opus) else [parsed]
+        records = []
+        for number, score in enumerate(scores):
+            piece = language.piece_from_score(score, stats)
+            if not piece.measures or all(e.pitch is None for m in piece.measures for v in m.voices for e in v):
+                raise ValueError("no notes")
+            record_id = Path(source).stem + (f"#{number + 1}" if len(scores) > 1 else "")
+            records.append(record_for(piece, record_id, source, _key_name(score, piece)))
+        return EncodedFile(source, records, None, stats.counts)
+    except Exception as error:  # any unreadable file is reported and skipped, never fatal
+        message = " ".join(str(error).split())[:200] or type(error).__name__
+        return EncodedFile(source, [], message, stats.counts)
+
+
+def split_records(records: list[dict], fractions: tuple[float, float, float], seed: int) -> dict[str, list[dict]]:
+    """Split by piece, deterministically: pieces with identical text form one group, and a group
+    never straddles two splits. Validation and test get their share first, train the rest."""
+    groups: dict[str, list[dict]] = {}
+    for record in records:
+        groups.setdefault(record["text"], []).append(record)
+    # order groups by a seeded hash of their text: stable under reordering of the input
+    ordered = sorted(groups.values(), key=lambda g: hashlib.sha256(f"{seed}:{g[0]['text']}".encode()).hexdigest())
+    total = len(records)
+    targets = {"validation": round(total * fractions[1]), "test": round(total * fractions[2])}
+    splits: dict[str, list[dict]] = {name: [] for name in SPLITS}
+    for group in ordered:
+        for name in ("validation", "test"):
+            if len(splits[name]) < targets[name]:
+                splits[name].extend(group)
+                break
+        else:
+            splits["train"].extend(group)
+    for name in SPLITS:
+        splits[name].sort(key=lambda r: r["id"])
+    return splits
+
+
+# ----------------------------------------------------------------------------- augmentation
+
+# Semitone shifts tried by --transpose: every key within a tritone (6 up covers 6 down).
+TRANSPOSE_SEMITONES = (-5, -4, -3, -2, -1, 1, 2, 3, 4, 5, 6)
+# For each shift, the two spellings of the interval; the one giving the simpler key is taken.
+_INTERVAL_SPELLINGS = {
+    -5: ("P-4", "A-3"), -4: ("M-3", "d-4"), -3: ("m-3", "A-2"), -2: ("M-2", "d-3"), -1: ("m-2", "A-1"),
+    1: ("m2", "A1"), 2: ("M2", "d3"), 3: ("m3", "A2"), 4: ("M3", "d4"), 5: ("P4", "A3"), 6: ("A4", "d5"),
+}
+
+
+def corpus_voice_ranges(records: list[dict]) -> dict[int, list[tuple[int, int]]]:
+    """Per number of voices, each voice's (lowest, highest) MIDI number over `records`."""
+    ranges: dict[int, list[list[int]]] = {}
+    for record in records:
+        per_voice = ranges.setdefault(record["voices"], [[128, -1] for _ in range(record["voices"])])
+        for bounds, voice_range in zip(per_voice, record["voice_ranges"]):
+            if voice_range:
+                bounds[0], bounds[1] = min(bounds[0], voice_range[0]), max(bounds[1], voice_range[1])
+    return {n: [tuple(b) for b in per_voice] for n, per_voice in ranges.items()}
+
+
+def transposed_records(record: dict, ranges: list[tuple[int, int]]) -> list[dict]:
+    """Copies of `record` in other keys: each semitone shift that keeps every voice inside its
+    corpus range, spelled with the interval that gives the key signature with fewer accidentals."""
+    out = []
+    for semitones in TRANSPOSE_SEMITONES:
+        fits = all(vr is None or (lo <= vr[0] + semitones and vr[1] + semitones <= hi)
+                   for vr, (lo, hi) in zip(record["voice_ranges"], ranges))
+        if not fits:
+            continue
+        candidates = []
+        for interval_name in _INTERVAL_SPELLINGS[semitones]:
+            sharps = record["key_signature"] + language.key_signature_shift(interval_name)
+            if -7 <= sharps <= 7:
+                candidates.append((abs(sharps), interval_name))
+        for _, interval_name in sorted(candidates):
+            text = language.transpose_text(record["text"], interval_name)
+            if text is not None:
+                out.append(_transposed_record(record, text, interval_name, semitones))
+                break
+    return out
+
+
+def _transposed_record(record: dict, text: str, interval_name: str, semitones: int) -> dict:
+    tonic, mode = record["key"].split(" ", 1)
+    return record | {
+        "id": f"{record['id']}@{interval_name}",
+        "text": text,
+        "key": f"{_transposed_tonic(tonic, interval_name)} {mode}",
+        "key_signature": record["key_signature"] + language.key_signature_shift(interval_name),
+        "voice_ranges": [vr and (vr[0] + semitones, vr[1] + semitones) for vr in record["voice_ranges"]],
+        "transposition": interval_name,
+    }
+
+
+def _transposed_tonic(tonic: str, interval_name: str) -> str:
+    moved = language.transpose_pitch(f"{tonic}4", interval_name)
+    return moved[:-1] if moved else tonic
+
+
+# ----------------------------------------------------------------------------- output
+
+def percentiles(values: list[int]) -> dict[str, float]:
+    if not values:
+        return {}
+    ordered = sorted(values)
+    def at(q):
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+    return {"min": ordered[0], "median": statistics.median(ordered), "p90": at(0.9), "p99": at(0.99),
+            "max": ordered[-1]}
+
+
+def write_jsonl_atomic(path: Path, records: list[dict]) -> None:
+    temporary = path.with_suffix(path.suffix + ".tmp")
+    with open(temporary, "w", encoding="utf-8") as f:
+        for record in records:
+            f.write(json.dumps(record, ensure_ascii=False) + "\n")
+    os.replace(temporary, path)
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def seeded_shuffle(items: list, seed: int) -> list:
+    items = list(items)
+    random.Random(seed).shuffle(items)
+    return items
