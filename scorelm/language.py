@@ -256,6 +256,7 @@ class Grammar:
         self.last: Kind | None = None
         self.num_voices = self.fixed_voices  # known after the first measure
         self.key: int | None = None
+        self.time: str | None = None
         self.bar_length: Fraction | None = None
         self.measure_length = Fraction(0)
         self.measure_index = -1
@@ -323,6 +324,7 @@ class Grammar:
         elif kind is Kind.KEY:
             self.key = token.number
         elif kind is Kind.TIME:
+            self.time = token.text[2:]
             self.bar_length = self.measure_length = token.duration
         elif kind is Kind.LENGTH:
             self.measure_length = token.duration
@@ -379,6 +381,8 @@ class _PieceBuilder:
             g.advance(token)
             self.piece.measures.append(Measure(length=g.measure_length, voices=[]))
             return
+        # a key or time signature restated unchanged is not a change: not recorded
+        unchanged = (kind is Kind.KEY and token.number == g.key) or (kind is Kind.TIME and token.text[2:] == g.time)
         g.advance(token)
         if self.piece is None:  # END right after a piece closed: nothing to record
             return
@@ -386,10 +390,10 @@ class _PieceBuilder:
         if kind is Kind.END:
             self.pieces.append(self.piece)
             self.piece = None
-        elif kind is Kind.KEY:
+        elif kind is Kind.KEY and not unchanged:
             measure.key = token.number
         elif kind is Kind.TIME:
-            measure.time = token.text[2:]
+            measure.time = None if unchanged else g.time
             measure.length = g.measure_length
         elif kind is Kind.LENGTH:
             measure.length = g.measure_length
@@ -652,14 +656,22 @@ def _voice_events(measure, is_bottom: bool, stats: EncodeStats) -> list[Event]:
     return events
 
 
-def _first_of_class(measures, cls):
+def _signature_value(measures, cls, value, stats: EncodeStats):
+    """The key or time signature set at the start of this measure. Parts may disagree (a
+    source error); the language has one per measure, so the value most parts carry wins."""
+    values = []
     for measure in measures:
         if measure is None:
             continue
         for element in measure.getElementsByClass(cls):
             if element.offset == 0:
-                return element
-    return None
+                values.append(value(element))
+                break
+    if not values:
+        return None
+    if len(set(values)) > 1:
+        stats.counts[f"parts disagree on the {cls.__name__} (majority kept)"] += 1
+    return Counter(values).most_common(1)[0][0]
 
 
 def piece_from_score(score, stats: EncodeStats | None = None) -> Piece:
@@ -673,13 +685,13 @@ def piece_from_score(score, stats: EncodeStats | None = None) -> Piece:
         row = [measures[index] if index < len(measures) else None for measures in part_measures]
         if any(m is None for m in row):
             stats.counts["measures missing in a part (filled with rests)"] += 1
-        key_signature = _first_of_class(row, key.KeySignature)
-        time_signature = _first_of_class(row, meter.TimeSignature)
+        sharps = _signature_value(row, key.KeySignature, lambda k: k.sharps, stats)
+        time = _signature_value(row, meter.TimeSignature, lambda t: t.ratioString, stats)
         measure = Measure(length=Fraction(0), voices=[])
-        if key_signature is not None and key_signature.sharps != current_key:
-            current_key = measure.key = key_signature.sharps
-        if time_signature is not None and time_signature.ratioString != current_time:
-            current_time = measure.time = time_signature.ratioString
+        if sharps is not None and sharps != current_key:
+            current_key = measure.key = sharps
+        if time is not None and time != current_time:
+            current_time = measure.time = time
         if index == 0:
             if current_key is None:
                 stats.counts["no key signature (K:0 assumed)"] += 1

@@ -1,0 +1,194 @@
+"""The score language's tokens, grammar, repairs and transposition, on small exact examples."""
+from __future__ import annotations
+
+from fractions import Fraction
+
+import pytest
+
+from scorelm import language
+from scorelm.language import Grammar, Kind, Violation, parse, parse_token
+
+TWO_VOICES = "| K:0 T:2/4 V1 C5:1 D5:1~ V2 E4:2 | V1 D5:1 R:1^ V2 G3:0.5 A3:1/3 B3:1/6 C4:1 ||"
+
+
+@pytest.mark.parametrize("word, kind", [
+    ("|", Kind.BAR), ("||", Kind.END), ("K:-7", Kind.KEY), ("T:3/2", Kind.TIME), ("L:1.5", Kind.LENGTH),
+    ("V4", Kind.VOICE), ("C#4:1.5^~", Kind.NOTE), ("Bbb3:1/3", Kind.NOTE), ("R:4^", Kind.REST),
+])
+def test_words_of_the_language(word, kind):
+    assert parse_token(word).kind is kind
+
+
+@pytest.mark.parametrize("word", [
+    "K:8", "T:4/3", "T:0/4", "L:0", "V0", "H4:1", "C4", "C4:0", "C4:1~^", "R:1~", "C###4:1", "C4:65",
+    "C4:1/256", "c4:1", "Cb:1", "",
+])
+def test_words_outside_the_language(word):
+    assert parse_token(word) is None
+
+
+def test_note_token_fields():
+    token = parse_token("Eb5:0.75^~")
+    assert (token.pitch, token.duration, token.fermata, token.tie) == ("Eb5", Fraction(3, 4), True, True)
+
+
+@pytest.mark.parametrize("quarters, text", [
+    (Fraction(1), "1"), (Fraction(3, 2), "1.5"), (Fraction(1, 8), "0.125"), (Fraction(7, 4), "1.75"),
+    (Fraction(1, 3), "1/3"), (Fraction(4, 3), "4/3"), (Fraction(8), "8"),
+])
+def test_format_duration(quarters, text):
+    assert language.format_duration(quarters) == text
+    assert Fraction(text) == quarters
+
+
+def test_valid_text_parses_without_repair_and_prints_back():
+    pieces, report = parse(TWO_VOICES)
+    assert report.total == 0
+    assert [p.to_text() for p in pieces] == [TWO_VOICES]
+    piece = pieces[0]
+    assert piece.num_voices == 2 and len(piece.measures) == 2
+    assert piece.measures[0].voices[0][1] == language.Event("D5", Fraction(1), tie=True)
+    assert [offset for offset, _ in piece.voice_events(1)] == [0, 2, Fraction(5, 2), Fraction(17, 6), 3]
+
+
+def _walk(words: str) -> Grammar:
+    grammar = Grammar()
+    for word in words.split():
+        token = parse_token(word)
+        assert grammar.violation(token) is None, word
+        grammar.advance(token)
+    return grammar
+
+
+@pytest.mark.parametrize("prefix, word, expected", [
+    ("", "V1", Violation.ORDER),
+    ("|", "V1", Violation.NEED_KEY),
+    ("| K:0", "V1", Violation.NEED_TIME),
+    ("| K:0 T:4/4", "V2", Violation.VOICE_ORDER),
+    ("| K:0 T:4/4 V1", "C4:5", Violation.OVERFILL),
+    ("| K:0 T:4/4 V1 C4:2", "V2", Violation.UNDERFILL),
+    ("| K:0 T:4/4 V1 C4:2~", "D4:2", Violation.TIE_PITCH),
+    ("| K:0 T:4/4 V1 C4:2~", "R:2", Violation.TIE_PITCH),
+    ("| K:0 T:4/4 V1 C4:4~", "||", Violation.OPEN_TIE),
+    ("| K:0 T:4/4 V1 C4:4 V2 C4:4 |", "V3", Violation.TOO_MANY_VOICES),
+    ("| K:0 T:4/4 V1 C4:4 V2 C4:4 | V1 C4:4", "|", Violation.MISSING_VOICES),
+    ("| K:0 T:4/4 V1 C4:4 V2 C4:4 | V1 C4:4", "K:1", Violation.ORDER),
+    ("| K:0 T:3/4 L:1 V1 C4:1 | V1", "C4:4", Violation.OVERFILL),
+])
+def test_grammar_refuses(prefix, word, expected):
+    assert _walk(prefix).violation(parse_token(word)) is expected
+
+
+def test_grammar_tracks_measure_arithmetic():
+    grammar = _walk("| K:0 T:3/4 L:1 V1 C4:0.5")
+    assert grammar.remaining == Fraction(1, 2)
+    grammar = _walk("| K:0 T:3/4 L:1 V1 C4:1 V2 E3:1 | V1 C4:1.5")
+    assert grammar.remaining == Fraction(3, 2) and grammar.num_voices == 2
+    # a tie across the bar line binds the voice's first note of the next measure
+    grammar = _walk("| K:0 T:2/4 V1 C4:2~ V2 E3:2 | V1")
+    assert grammar.violation(parse_token("C4:1")) is None
+    assert grammar.violation(parse_token("Db4:1")) is Violation.TIE_PITCH
+
+
+@pytest.mark.parametrize("text, repairs, expected", [
+    ("| K:0 T:2/4 V1 C4:1 V2 E3:2 ||", {"voice underfilled: padded with a rest": 1},
+     "| K:0 T:2/4 V1 C4:1 R:1 V2 E3:2 ||"),
+    ("| K:0 T:2/4 V1 C4:1 D4:2 V2 E3:2 ||", {"voice overfills its measure: note shortened": 1},
+     "| K:0 T:2/4 V1 C4:1 D4:1 V2 E3:2 ||"),
+    ("| K:0 T:2/4 V1 C4:2 V2 E3:2 | V1 D4:2 ||", {"missing voice: filled with rests": 1},
+     "| K:0 T:2/4 V1 C4:2 V2 E3:2 | V1 D4:2 V2 R:2 ||"),
+    ("| K:0 T:2/4 V1 C4:2~ V2 E3:2 | V1 D4:2 V2 F3:2 ||", {"tie to a different pitch or a rest: dropped": 1},
+     "| K:0 T:2/4 V1 C4:2 V2 E3:2 | V1 D4:2 V2 F3:2 ||"),
+    ("| K:0 T:2/4 V1 C4:2 xyz V2 E3:2 ||", {"unknown token: skipped": 1}, "| K:0 T:2/4 V1 C4:2 V2 E3:2 ||"),
+    ("| T:2/4 V1 C4:2 ||", {"missing key signature: K:0 assumed": 1}, "| K:0 T:2/4 V1 C4:2 ||"),
+    ("| K:0 T:2/4 V1 C4:2 V2 E3:2 V3 G3:2 | V1 C4:2 V2 E3:2 V3 G3:2 V4 C3:2 ||", {"extra voice: dropped": 1},
+     "| K:0 T:2/4 V1 C4:2 V2 E3:2 V3 G3:2 | V1 C4:2 V2 E3:2 V3 G3:2 ||"),
+    ("| K:0 T:2/4 V1 C4:2 || garbage V1 C4:2", {"text outside a piece: ignored": 2, "unknown token: skipped": 1},
+     "| K:0 T:2/4 V1 C4:2 ||"),
+    ("| K:0 T:2/4 V1 C4:2 | V1 D4:1", {"voice underfilled: padded with a rest": 1, "piece not closed with ||: closed": 1},
+     "| K:0 T:2/4 V1 C4:2 | V1 D4:1 R:1 ||"),
+    ("| K:0 T:2/4 V1 C4:2 | K:1", {"empty measure: dropped": 1, "piece not closed with ||: closed": 1},
+     "| K:0 T:2/4 V1 C4:2 ||"),
+    ("| K:0 T:2/4 V1 V2 E3:2 ||", {"voice underfilled: padded with a rest": 1},
+     "| K:0 T:2/4 V1 R:2 V2 E3:2 ||"),
+])
+def test_repairs(text, repairs, expected):
+    pieces, report = parse(text)
+    assert dict(report.repairs) == repairs
+    assert [p.to_text() for p in pieces] == [expected]
+
+
+def test_several_pieces_and_nothing():
+    pieces, _ = parse(TWO_VOICES + "\n" + TWO_VOICES)
+    assert len(pieces) == 2
+    assert parse("")[0] == [] and parse("|")[0] == [] and parse("| ||")[0] == []
+    assert language.validate(TWO_VOICES) == []
+    assert language.validate("| K:0 T:2/4 V1 C4:1 ||") == ["    1  voice underfilled: padded with a rest"]
+
+
+def test_transpose_text_respells_pitches_and_key():
+    text = "| K:-1 T:2/4 V1 Bb4:1 F#4:1 V2 E3:2 ||"
+    assert language.transpose_text(text, "M2") == "| K:1 T:2/4 V1 C5:1 G#4:1 V2 F#3:2 ||"
+    assert language.transpose_text(text, "m-3") == "| K:2 T:2/4 V1 G4:1 D#4:1 V2 C#3:2 ||"
+    # 6 flats down an augmented unison would need 13 flats: not in the language
+    assert language.transpose_text("| K:-6 T:2/4 V1 Gb4:2 ||", "A-1") is None
+
+
+def test_transposed_chorale_keeps_rhythm_and_moves_every_pitch(chorale_texts):
+    from music21 import interval, pitch
+    text = chorale_texts["bach/bwv66.6.mxl"]
+    moved = language.transpose_text(text, "M-2")
+    assert parse(moved)[1].total == 0
+    before, after = text.split(), moved.split()
+    assert len(before) == len(after)
+    for old, new in zip(before, after):
+        if old[0] in "ABCDEFG":
+            assert old.split(":")[1:] == new.split(":")[1:]
+            old_pitch = pitch.Pitch(language._music21_pitch_name(old.split(":")[0]))
+            new_pitch = pitch.Pitch(language._music21_pitch_name(new.split(":")[0]))
+            assert interval.Interval(old_pitch, new_pitch).directedName == "M-2"
+        elif old.startswith("K:"):
+            assert (old, new) == ("K:3", "K:1")  # A major / F# minor -> G major / E minor
+        else:
+            assert old == new
+
+
+def test_select_parts_keeps_vocal_parts_in_order():
+    from music21 import stream
+    score = stream.Score()
+    for name in ["Violin 1", "Soprano", "Alto", "Tenor", "Bass", "Continuo"]:
+        part = stream.Part()
+        part.partName = name
+        score.append(part)
+    assert [p.partName for p in language.select_parts(score)] == ["Soprano", "Alto", "Tenor", "Bass"]
+    for part in score.parts:
+        part.partName = "Voice"
+    assert len(language.select_parts(score)) == 6
+
+
+def test_encoder_fills_gaps_reduces_chords_and_drops_grace_notes():
+    from music21 import chord, meter, note, stream
+    part = stream.Part()
+    measure = stream.Measure(number=1)
+    measure.insert(0, meter.TimeSignature("2/4"))
+    measure.insert(0, chord.Chord(["C4", "E4"], quarterLength=1))
+    measure.insert(1.5, note.Note("G4", quarterLength=0.5))
+    measure.insert(1.5, note.Note("A4").getGrace())
+    part.append(measure)
+    stats = language.EncodeStats()
+    assert language.encode_score(part, stats) == "| K:0 T:2/4 V1 C4:1 R:0.5 G4:0.5 ||"
+    assert stats.counts == {"chords reduced to one note": 1, "gaps filled with rests": 1,
+                            "grace notes dropped": 1, "no key signature (K:0 assumed)": 1}
+
+
+@pytest.mark.parametrize("name", ["bach/bwv66.6.mxl", "bach/bwv67.4.xml", "bach/bwv171.6.mxl"])
+def test_real_chorale_features(chorale_texts, name):
+    text = chorale_texts[name]
+    words = text.split()
+    assert words[:3] == ["|", words[1], words[2]] and words[1].startswith("K:") and words[2].startswith("T:")
+    assert words[-1] == "||" and words.count("||") == 1
+    if name == "bach/bwv171.6.mxl":  # changes to 3/4 and back to 4/4 where the score does
+        assert [w for w in words if w.startswith("T:")] == ["T:4/4", "T:3/4", "T:4/4"]
+    if name == "bach/bwv67.4.xml":  # 3/4 with a one-beat pickup
+        assert words[:4] == ["|", "K:4", "T:3/4", "L:1"]
+    assert any(w.endswith("^") or "^" in w for w in words)  # fermatas kept
