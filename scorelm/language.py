@@ -99,6 +99,7 @@ _TOKEN_RE = re.compile(
 )
 
 
+@functools.lru_cache(maxsize=4096)
 def format_duration(quarters: Fraction) -> str:
     """1.5 -> '1.5', 1/8 -> '0.125', 1/3 -> '1/3' (binary values as exact decimals)."""
     quarters = Fraction(quarters)
@@ -622,18 +623,47 @@ def _measures_of(part) -> list:
     return measures
 
 
-def _voice_events(measure, is_bottom: bool, stats: EncodeStats) -> list[Event]:
-    from music21 import chord, expressions, note
-    container = measure
-    if measure.voices:
-        container = measure.voices[0]
+@functools.lru_cache(maxsize=4096)
+def _quarters(value) -> Fraction:
+    """music21 offsets and lengths (floats, or Fractions for tuplets) as exact Fractions."""
+    return Fraction(value)
+
+
+@dataclass
+class _ScannedMeasure:
+    events: list[Event]
+    length: Fraction  # where the voice's last event ends
+    sharps: int | None  # key signature at the measure's start, if any
+    time: str | None  # time signature at the measure's start, if any
+
+
+def _scan_measure(measure, is_bottom: bool, stats: EncodeStats) -> _ScannedMeasure:
+    """One pass over a measure's elements: its signatures and one voice's events."""
+    from music21 import chord, expressions, key, meter, note, stream
+    sharps = time = None
+    voices, notes_and_rests, container = [], [], measure
+    for element in measure.elements:
+        if isinstance(element, note.GeneralNote):
+            notes_and_rests.append(element)
+        elif isinstance(element, stream.Voice):
+            voices.append(element)
+        elif measure.elementOffset(element) == 0:
+            if sharps is None and isinstance(element, key.KeySignature):
+                sharps = element.sharps
+            elif time is None and isinstance(element, meter.TimeSignature):
+                time = element.ratioString
+    if voices:
         stats.counts["extra voices inside a part dropped (measures)"] += 1
+        container = voices[0]
+        notes_and_rests = [e for e in container.elements if isinstance(e, note.GeneralNote)]
     events, position = [], Fraction(0)
-    for element in container.notesAndRests:
+    for element in notes_and_rests:
         if element.duration.isGrace:
             stats.counts["grace notes dropped"] += 1
             continue
-        offset, duration = Fraction(element.offset), Fraction(element.duration.quarterLength)
+        # elementOffset, not .offset: the latter follows whichever stream last held the element
+        offset = _quarters(container.elementOffset(element))
+        duration = _quarters(element.duration.quarterLength)
         if offset < position:
             stats.counts["overlapping events dropped"] += 1
             continue
@@ -642,7 +672,7 @@ def _voice_events(measure, is_bottom: bool, stats: EncodeStats) -> list[Event]:
             events.append(Event(None, offset - position))
         position = offset + duration
         fermata = any(isinstance(e, expressions.Fermata) for e in element.expressions)
-        if isinstance(element, note.Rest) or isinstance(element, note.Unpitched):
+        if isinstance(element, (note.Rest, note.Unpitched)):
             events.append(Event(None, duration, False, fermata))
             continue
         if isinstance(element, chord.Chord):
@@ -653,30 +683,22 @@ def _voice_events(measure, is_bottom: bool, stats: EncodeStats) -> list[Event]:
             pitch = element.pitch
         tied = element.tie is not None and element.tie.type in ("start", "continue")
         events.append(Event(_spelled(pitch, stats), duration, tied, fermata))
-    return events
+    return _ScannedMeasure(events, position, sharps, time)
 
 
-def _signature_value(measures, cls, value, stats: EncodeStats):
-    """The key or time signature set at the start of this measure. Parts may disagree (a
-    source error); the language has one per measure, so the value most parts carry wins."""
-    values = []
-    for measure in measures:
-        if measure is None:
-            continue
-        for element in measure.getElementsByClass(cls):
-            if element.offset == 0:
-                values.append(value(element))
-                break
+def _majority(values: list, what: str, stats: EncodeStats):
+    """Parts may disagree on a signature (a source error); the language has one per measure,
+    so the value most parts carry wins."""
+    values = [v for v in values if v is not None]
     if not values:
         return None
     if len(set(values)) > 1:
-        stats.counts[f"parts disagree on the {cls.__name__} (majority kept)"] += 1
+        stats.counts[f"parts disagree on the {what} (majority kept)"] += 1
     return Counter(values).most_common(1)[0][0]
 
 
 def piece_from_score(score, stats: EncodeStats | None = None) -> Piece:
     """Encode a music21 Score (or a single Part) into a Piece."""
-    from music21 import key, meter
     stats = stats if stats is not None else EncodeStats()
     parts = select_parts(score)
     part_measures = [_measures_of(part) for part in parts]
@@ -685,9 +707,11 @@ def piece_from_score(score, stats: EncodeStats | None = None) -> Piece:
         row = [measures[index] if index < len(measures) else None for measures in part_measures]
         if any(m is None for m in row):
             stats.counts["measures missing in a part (filled with rests)"] += 1
-        sharps = _signature_value(row, key.KeySignature, lambda k: k.sharps, stats)
-        time = _signature_value(row, meter.TimeSignature, lambda t: t.ratioString, stats)
-        measure = Measure(length=Fraction(0), voices=[])
+        scanned = [_ScannedMeasure([], Fraction(0), None, None) if m is None else
+                   _scan_measure(m, number == len(row) - 1, stats) for number, m in enumerate(row)]
+        sharps = _majority([s.sharps for s in scanned], "key signature", stats)
+        time = _majority([s.time for s in scanned], "time signature", stats)
+        measure = Measure(length=Fraction(0), voices=[s.events for s in scanned])
         if sharps is not None and sharps != current_key:
             current_key = measure.key = sharps
         if time is not None and time != current_time:
@@ -699,17 +723,13 @@ def piece_from_score(score, stats: EncodeStats | None = None) -> Piece:
             if current_time is None:
                 stats.counts["no time signature (T:4/4 assumed)"] += 1
                 current_time = measure.time = "4/4"
-        for number, m in enumerate(row):
-            events = [] if m is None else _voice_events(m, number == len(row) - 1, stats)
-            measure.voices.append(events)
-        content = max(sum((e.duration for e in events), Fraction(0)) for events in measure.voices)
+        content = max(s.length for s in scanned)
         measure.length = content if content > 0 else bar_length(current_time)
-        for events in measure.voices:
-            short = measure.length - sum((e.duration for e in events), Fraction(0))
-            if short > 0:
-                if events:
+        for s in scanned:
+            if s.length < measure.length:
+                if s.events:
                     stats.counts["underfull voices padded with rests"] += 1
-                events.append(Event(None, short))
+                s.events.append(Event(None, measure.length - s.length))
         piece.measures.append(measure)
     _drop_bad_ties(piece, stats)
     return piece

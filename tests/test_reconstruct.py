@@ -1,0 +1,83 @@
+"""reconstruct.py end to end: files that parse, repairs reported, exit codes."""
+from __future__ import annotations
+
+import pytest
+from conftest import run_script
+
+from scorelm import language
+
+
+@pytest.fixture
+def chorale_file(tmp_path, chorale_texts):
+    path = tmp_path / "out.txt"
+    path.write_text(chorale_texts["bach/bwv66.6.mxl"] + "\n")
+    return path
+
+
+def test_writes_musicxml_midi_and_png_that_read_back(chorale_file, chorale_texts):
+    from music21 import converter
+    result = run_script("reconstruct.py", chorale_file, "--midi", "--png")
+    assert result.returncode == 0, result.stderr
+    folder = chorale_file.parent
+    assert result.stdout.split() == [str(folder / f"out{s}") for s in (".musicxml", ".mid", ".png")]
+    score = converter.parse(folder / "out.musicxml")
+    assert [p.partName for p in score.parts] == ["Soprano", "Alto", "Tenor", "Bass"]
+    assert language.encode_score(score) == chorale_texts["bach/bwv66.6.mxl"]  # MusicXML on disk is exact
+    # MIDI: every sounding note (a tied chain is one) starts at the right time and pitch
+    piece = language.parse(chorale_texts["bach/bwv66.6.mxl"])[0][0]
+    expected = []
+    for voice in range(4):
+        tied = False
+        for offset, event in piece.voice_events(voice):
+            if event.pitch and not tied:
+                expected.append((offset, language.midi_number(event.pitch)))
+            tied = event.tie
+    midi = converter.parse(folder / "out.mid")
+    onsets = [(n.getOffsetInHierarchy(midi), n.pitch.midi) for n in midi.recurse().notes
+              if n.tie is None or n.tie.type == "start"]
+    assert sorted(onsets) == sorted(expected)
+    png = (folder / "out.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20_000
+    assert result.stderr == ""  # nothing repaired
+
+
+def test_several_pieces_and_stdin(tmp_path, chorale_texts):
+    texts = list(chorale_texts.values())[:2]
+    result = run_script("reconstruct.py", "-", "-o", tmp_path / "two.musicxml", stdin="\n".join(texts))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == [str(tmp_path / "two-1.musicxml"), str(tmp_path / "two-2.musicxml")]
+
+
+def test_repairs_are_listed_and_strict_fails(tmp_path):
+    sample = tmp_path / "bad.txt"
+    sample.write_text("| K:0 T:4/4 V1 C4:1 D4:5 ?? V2 E4:1 | V1 C4:4~ V2 D4:4 | V1 D4:4 V2 C4:2")
+    result = run_script("reconstruct.py", sample)
+    assert result.returncode == 0
+    assert "repaired 6 problem(s)" in result.stderr and "unknown token" in result.stderr
+    assert (tmp_path / "bad.musicxml").exists()
+    strict = run_script("reconstruct.py", sample, "--strict", "-o", tmp_path / "strict.musicxml")
+    assert strict.returncode == 1 and "--strict" in strict.stderr
+    assert not (tmp_path / "strict.musicxml").exists()
+
+
+@pytest.mark.parametrize("content", ["", "   \n", "hello world", "| ||"])
+def test_unusable_input_exits_2(tmp_path, content):
+    sample = tmp_path / "empty.txt"
+    sample.write_text(content)
+    result = run_script("reconstruct.py", sample)
+    assert result.returncode == 2 and "no music" in result.stderr
+    assert len(result.stderr.strip().splitlines()) <= 3 and "Traceback" not in result.stderr
+
+
+def test_missing_file_and_no_overwrite(chorale_file):
+    missing = run_script("reconstruct.py", chorale_file.parent / "nope.txt")
+    assert missing.returncode == 2 and "no such file" in missing.stderr
+    assert run_script("reconstruct.py", chorale_file).returncode == 0
+    again = run_script("reconstruct.py", chorale_file)
+    assert again.returncode == 2 and "--overwrite" in again.stderr
+
+
+@pytest.mark.parametrize("script", ["generate_data.py", "reconstruct.py"])
+def test_help(script):
+    result = run_script(script, "--help")
+    assert result.returncode == 0 and "usage:" in result.stdout
