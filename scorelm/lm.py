@@ -1,0 +1,188 @@
+"""What training, sampling and evaluation share about the language model: tokenizers, how
+pieces become token blocks, loading and building models, and tokenizer-independent scoring."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from scorelm.cli import UserError
+
+# The word-level tokenizer's special tokens. EOS begins every piece (so a piece's first `|`
+# has something before it to be predicted from) and so also separates packed pieces.
+PAD, UNK, EOS = "<pad>", "<unk>", "<eos>"
+WORD_MARK = "\u2581"  # word-level tokens carry a leading-space mark, as BPE tokens do ("Ġ")
+HUB_HELP = ("give a local model directory in model_name, or train offline from scratch: "
+            "--config configs/cpu_quickstart.json")
+
+
+def model_text(text: str) -> str:
+    """The string the tokenizer sees: every symbol preceded by a space, so a continuation
+    decodes to text that can be appended as it is."""
+    return " " + " ".join(text.split())
+
+
+def symbols(texts) -> list[str]:
+    """The distinct words of the language in `texts`, most frequent first."""
+    from collections import Counter
+    counts = Counter(word for text in texts for word in text.split())
+    return [word for word, _ in counts.most_common()]
+
+
+# ----------------------------------------------------------------------------- tokenizers
+
+def train_word_tokenizer(texts):
+    """A word-level tokenizer over the language's symbols, trained with the `tokenizers` library."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+    tokenizer = Tokenizer(models.WordLevel(unk_token=UNK))
+    tokenizer.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.WhitespaceSplit(),
+        pre_tokenizers.Metaspace(replacement=WORD_MARK, prepend_scheme="always", split=True)])
+    tokenizer.decoder = decoders.Metaspace(replacement=WORD_MARK, prepend_scheme="never", split=True)
+    trainer = trainers.WordLevelTrainer(special_tokens=[PAD, UNK, EOS])
+    tokenizer.train_from_iterator(texts, trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, pad_token=PAD, unk_token=UNK,
+                                   eos_token=EOS, bos_token=EOS)
+
+
+def tokens_per_piece(tokenizer, texts) -> float:
+    lengths = [len(tokenizer(model_text(t), add_special_tokens=False)["input_ids"]) for t in texts]
+    return sum(lengths) / max(1, len(lengths))
+
+
+def add_score_tokens(tokenizer, texts) -> int:
+    """Add each symbol of `texts` that the tokenizer splits into several pieces as one token
+    (with its leading space, as BPE vocabularies store words). Returns how many were added."""
+    from tokenizers import AddedToken
+    new = []
+    for word in symbols(texts):
+        if len(tokenizer(f" {word}", add_special_tokens=False)["input_ids"]) > 1:
+            new.append(AddedToken(f" {word}", normalized=False))
+    return tokenizer.add_tokens(new)
+
+
+def ensure_special_tokens(tokenizer) -> None:
+    """Pretrained tokenizers (Pythia's among them) may lack a pad token; EOS serves, since
+    padded positions are masked out of the loss."""
+    if tokenizer.eos_token is None:
+        tokenizer.add_special_tokens({"eos_token": EOS})
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+
+
+def bar_token_id(tokenizer) -> int:
+    ids = tokenizer(" |", add_special_tokens=False)["input_ids"]
+    if len(ids) != 1:
+        raise ValueError("the tokenizer has no single token for ' |'")
+    return ids[0]
+
+
+def piece_ids(tokenizer, text: str) -> list[int]:
+    return [tokenizer.eos_token_id] + tokenizer(model_text(text), add_special_tokens=False)["input_ids"]
+
+
+# ----------------------------------------------------------------------------- blocks
+
+def pack_blocks(pieces: list[list[int]], boundary_ids: set[int], max_length: int) -> tuple[list[list[int]], int]:
+    """Concatenate pieces and cut the stream into blocks of at most `max_length` tokens that
+    begin at a piece start (EOS) or a measure start (`|`). Consecutive blocks share one token:
+    block k ends with the boundary token block k+1 begins with, so every token after the first
+    is predicted exactly once (which keeps the evaluation's totals exact). Returns the blocks
+    and how many cuts fell inside a measure (a measure longer than a block)."""
+    stream = [token for piece in pieces for token in piece]
+    blocks, start, forced = [], 0, 0
+    while start < len(stream) - 1:
+        last = start + max_length - 1  # the furthest index a block from `start` may reach
+        if last >= len(stream) - 1:
+            blocks.append(stream[start:])
+            break
+        cut = next((i for i in range(last, start, -1) if stream[i] in boundary_ids), None)
+        if cut is None:
+            cut, forced = last, forced + 1
+        blocks.append(stream[start:cut + 1])
+        start = cut
+    return blocks, forced
+
+
+def collate(blocks: list[list[int]], pad_id: int) -> dict:
+    """Right-padded batch; padded positions are masked and carry no label."""
+    import torch
+    width = max(len(b) for b in blocks)
+    input_ids = torch.full((len(blocks), width), pad_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(blocks), width), dtype=torch.long)
+    for row, block in enumerate(blocks):
+        input_ids[row, :len(block)] = torch.tensor(block)
+        attention_mask[row, :len(block)] = 1
+    labels = input_ids.masked_fill(attention_mask == 0, -100)
+    return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+
+
+def count_notes(texts) -> int:
+    """Notes and rests: the unit of bits per note, the same whatever the tokenizer."""
+    return sum(1 for text in texts for word in text.split() if word[0] in "ABCDEFG" or word.startswith("R:"))
+
+
+# ----------------------------------------------------------------------------- models
+
+def load_pretrained(model_name: str, trust_remote_code: bool = False, **model_kwargs):
+    """Model and tokenizer from a Hub id or a local directory; one clear error if neither works."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    local = Path(model_name).expanduser()
+    source = str(local) if local.is_dir() else model_name
+    looks_like_path = model_name.startswith((".", "/", "~")) or model_name.count("/") > 1
+    if not local.is_dir() and looks_like_path:
+        raise UserError(f"model_name {model_name!r}: no such directory; {HUB_HELP}")
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
+        model = AutoModelForCausalLM.from_pretrained(source, trust_remote_code=trust_remote_code, **model_kwargs)
+    except (OSError, ValueError) as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise UserError(f"cannot load model {model_name!r} ({first[:160]}); {HUB_HELP}") from None
+    return model, tokenizer
+
+
+# The shape scratch_model's keys are merged over (Pythia's remaining defaults come from GPTNeoXConfig:
+# partial rotary embeddings on a quarter of each head, parallel residual, GELU, untied embeddings).
+SCRATCH_SHAPE = {"hidden_size": 256, "num_hidden_layers": 4, "num_attention_heads": 4, "intermediate_size": 1024}
+# Keys the data decides, not the user.
+_DERIVED_KEYS = {"vocab_size", "bos_token_id", "eos_token_id", "pad_token_id"}
+
+
+def build_scratch_model(shape: dict, tokenizer, max_length: int, seed: int):
+    """A GPT-NeoX (Pythia's architecture) of `shape` (merged over SCRATCH_SHAPE), seeded."""
+    import inspect
+
+    import torch
+    from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
+    allowed = set(inspect.signature(GPTNeoXConfig.__init__).parameters) - _DERIVED_KEYS - {"self", "kwargs"}
+    for key in shape:
+        if key not in allowed:
+            import difflib
+            close = difflib.get_close_matches(key, allowed, n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            raise UserError(f"config key scratch_model: {key!r} is not a GPTNeoXConfig key{hint}")
+    settings = {**SCRATCH_SHAPE, "max_position_embeddings": max(2048, max_length), **shape}
+    try:
+        config = GPTNeoXConfig(vocab_size=len(tokenizer), bos_token_id=tokenizer.eos_token_id,
+                               eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, **settings)
+        torch.manual_seed(seed)
+        return GPTNeoXForCausalLM(config)
+    except (TypeError, ValueError) as error:
+        raise UserError(f"config key scratch_model: {error}") from None
+
+
+def token_nll(model, batch) -> tuple:
+    """Per-block summed negative log-likelihood (nats) and predicted-token counts."""
+    import torch
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    targets = batch["labels"][:, 1:]
+    losses = torch.nn.functional.cross_entropy(logits[:, :-1].float().transpose(1, 2), targets,
+                                               ignore_index=-100, reduction="none")
+    return losses.sum(dim=1), (targets != -100).sum(dim=1)
+
+
+def metrics_from_totals(nll_nats: float, tokens: int, notes: int) -> dict:
+    loss = nll_nats / max(1, tokens)
+    return {"loss": loss, "perplexity": math.exp(min(loss, 50)), "bits_per_note": nll_nats / math.log(2) / max(1, notes),
+            "tokens": tokens, "notes": notes}
+

@@ -1,0 +1,196 @@
+"""train.py on tiny models and a tiny dataset: from scratch, fine-tuning a local "pretrained"
+GPT-NeoX with its own BPE tokenizer, exact resume after SIGKILL, Ctrl-C, configuration errors."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from conftest import ROOT, run_script
+
+TINY = {"from_scratch": True, "max_length": 128, "batchsize": 4, "lr": 3e-3, "warmup_steps": 2,
+        "scratch_model": {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
+                          "intermediate_size": 64}, "eval_every": 0, "save_every": 0, "epochs": 1}
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("data") / "dataset"
+    result = run_script("generate_data.py", "--limit", "40", "--output", folder)
+    assert result.returncode == 0, result.stderr
+    return folder
+
+
+def write_config(folder, **changes):
+    path = folder / "cfg.json"
+    path.write_text(json.dumps({**TINY, **changes}))
+    return path
+
+
+def safetensors_of(folder):
+    from safetensors.torch import load_file
+    return load_file(str(folder / "model.safetensors"))
+
+
+def test_from_scratch_trains_and_output_loads(tmp_path, tiny_dataset):
+    out = tmp_path / "model"
+    config = write_config(tmp_path, dataset=str(tiny_dataset), output_dir=str(out), max_steps=40, eval_every=20)
+    result = run_script("train.py", "--config", config)
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    metrics = json.loads((out / "metrics.json").read_text())
+    for split in ("validation", "test"):
+        assert 0 < metrics[split]["bits_per_note"] < 20 and metrics[split]["notes"] > 0
+    history = json.loads(next((out / "checkpoints").glob("step-*/trainer_state.json")).read_text())["history"]
+    losses = [loss for _, loss in history["train"]]
+    assert len(losses) == 40 and sum(losses[-5:]) / 5 < sum(losses[:5]) / 5 - 1.0  # it learns
+    assert [step for step, _ in history["validation"]] == [20]  # the one at 40 is the final one, in metrics.json
+    assert (out / "loss_curve.png").read_bytes()[:4] == b"\x89PNG"
+    assert "bits per note" in (out / "README.md").read_text()
+    assert json.loads((out / "train_config.json").read_text())["max_steps"] == 40
+
+    from transformers import AutoModelForCausalLM, AutoTokenizer, pipeline
+    model = AutoModelForCausalLM.from_pretrained(out)
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    assert tokenizer.convert_ids_to_tokens(tokenizer(" | K:0")["input_ids"]) == ["\u2581|", "\u2581K:0"]
+    generator = pipeline("text-generation", model=model, tokenizer=tokenizer, device="cpu")
+    text = generator(" | K:0 T:4/4", max_new_tokens=8, do_sample=False)[0]["generated_text"]
+    assert text.startswith(" | K:0 T:4/4 ") and len(text.split()) == 11
+
+
+def test_bits_per_note_is_exact_total(tmp_path, tiny_dataset):
+    """Every token after the first is scored once: the blocks overlap by exactly one token."""
+    from scorelm import lm
+    pieces = [[2, 5, 6, 7, 5, 8], [2, 5, 9, 5, 6, 6, 6, 10]]
+    blocks, forced = lm.pack_blocks(pieces, {2, 5}, max_length=5)
+    assert blocks == [[2, 5, 6, 7, 5], [5, 8, 2, 5], [5, 9, 5], [5, 6, 6, 6, 10]]
+    assert forced == 0
+    assert sum(len(b) - 1 for b in blocks) == sum(map(len, pieces)) - 1
+    assert lm.count_notes(["| K:0 T:4/4 V1 C4:1 R:2 D#4:1^~ V2 R:4 ||"]) == 4
+
+
+def _local_pretrained_model(folder):
+    """A tiny GPT-NeoX and a byte-level BPE tokenizer trained on English, saved like a Hub model."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import GPTNeoXConfig, GPTNeoXForCausalLM, PreTrainedTokenizerFast
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=["<|endoftext|>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    bpe.train_from_iterator(["the quick brown fox jumps over the lazy dog, 0123456789 times"] * 20, trainer)
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<|endoftext|>", bos_token="<|endoftext|>")
+    config = GPTNeoXConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                           intermediate_size=64, eos_token_id=tokenizer.eos_token_id,
+                           bos_token_id=tokenizer.eos_token_id)
+    GPTNeoXForCausalLM(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return len(tokenizer)
+
+
+def test_fine_tune_local_pretrained_model(tmp_path, tiny_dataset):
+    base = tmp_path / "tiny-pythia"
+    base_vocabulary = _local_pretrained_model(base)
+    out = tmp_path / "tuned"
+    config = write_config(tmp_path, from_scratch=False, model_name=str(base), dataset=str(tiny_dataset),
+                          output_dir=str(out), max_steps=6)
+    result = run_script("train.py", "--config", config)
+    assert result.returncode == 0, result.stderr
+    line = next(l for l in result.stderr.splitlines() if l.startswith("added"))
+    added, before, after = int(line.split()[1]), int(line.split(":")[1].split()[0]), int(line.split("->")[1].split()[0])
+    assert added > 100 and after < before / 3  # score symbols no longer split into pieces
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    model = AutoModelForCausalLM.from_pretrained(out)
+    assert len(tokenizer) == base_vocabulary + added == model.get_input_embeddings().weight.shape[0]
+    assert tokenizer.decode(tokenizer(" | K:0 T:4/4 V1 C4:1")["input_ids"]) == " | K:0 T:4/4 V1 C4:1"
+    assert json.loads((out / "metrics.json").read_text())["test"]["bits_per_note"] > 0
+
+
+def test_exact_resume_after_sigkill(tmp_path, tiny_dataset):
+    settings = dict(dataset=str(tiny_dataset), max_steps=24, save_every=3, keep_checkpoints=20, epochs=3,
+                    gradient_accumulation_steps=2, eval_every=5)
+    reference = tmp_path / "reference"
+    assert run_script("train.py", "--config", write_config(tmp_path, output_dir=str(reference), **settings)).returncode == 0
+
+    killed = tmp_path / "killed"
+    config = write_config(tmp_path, output_dir=str(killed), **settings)
+    process = subprocess.Popen([sys.executable, str(ROOT / "train.py"), "--config", str(config)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while not (killed / "checkpoints" / "step-9").exists() and time.time() < deadline and process.poll() is None:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not (killed / "model.safetensors").exists(), "the run finished before it was killed"
+    resumed = run_script("train.py", "--config", config, "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resumed from" in resumed.stderr
+    expected, actual = safetensors_of(reference), safetensors_of(killed)
+    assert expected.keys() == actual.keys()
+    assert all((expected[k] == actual[k]).all() for k in expected)  # bit for bit
+    metrics = [json.loads((folder / "metrics.json").read_text()) for folder in (reference, killed)]
+    assert metrics[0]["test"] == metrics[1]["test"]
+
+
+def test_ctrl_c_saves_a_checkpoint(tmp_path, tiny_dataset):
+    out = tmp_path / "model"
+    config = write_config(tmp_path, dataset=str(tiny_dataset), output_dir=str(out), epochs=200)
+    process = subprocess.Popen([sys.executable, str(ROOT / "train.py"), "--config", str(config)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not (out / "tokenizer.json").exists() and time.time() < deadline:
+        time.sleep(0.1)
+    time.sleep(3)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr
+    assert "interrupted: saved" in stderr and "Traceback" not in stderr
+    saved = stderr.split("interrupted: saved ")[1].split(";")[0]
+    latest = max((out / "checkpoints").glob("step-*"), key=lambda p: int(p.name.split("-")[1]))
+    assert str(latest) == saved and (latest / "trainer_state.json").exists()
+    assert not (out / "model.safetensors").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--lerning_rate", "1"], "unknown option --lerning_rate"),
+    (["--batchsize", "two"], "--batchsize: 'two' is not a valid int"),
+    (["--lr_scheduler", "sometimes"], "lr_scheduler"),
+    (["--from_scratch", "false", "--model_name", "./no/such/model"], "no such directory"),
+    (["--dataset", "/no/such/dataset"], "run python generate_data.py first"),
+    (["--config", "/no/such.json"], "no such config file"),
+    (["--scratch_model", '{"hidden_sise": 8}'], "scratch_model"),
+])
+def test_configuration_errors_are_one_line(tmp_path, tiny_dataset, args, message):
+    config = write_config(tmp_path, dataset=str(tiny_dataset), output_dir=str(tmp_path / "out"))
+    result = run_script("train.py", "--config", config, *args)
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_unknown_key_in_config_file_suggests_the_right_one(tmp_path):
+    config = tmp_path / "bad.json"
+    config.write_text(json.dumps({"batch_size": 8}))
+    result = run_script("train.py", "--config", config)
+    assert result.returncode == 2 and "did you mean batchsize?" in result.stderr
+
+
+def test_refuses_to_overwrite_a_run(tmp_path, tiny_dataset):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "model.safetensors").write_text("precious")
+    config = write_config(tmp_path, dataset=str(tiny_dataset), output_dir=str(out))
+    result = run_script("train.py", "--config", config)
+    assert result.returncode == 2 and "--resume" in result.stderr
+    assert (out / "model.safetensors").read_text() == "precious"
+
+
+def test_help_lists_every_config_key():
+    from scorelm.config import FIELDS
+    result = run_script("train.py", "--help")
+    assert result.returncode == 0
+    assert all(f"--{name}" in result.stdout for name in FIELDS)

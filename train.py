@@ -1,0 +1,448 @@
+"""Train a causal LM on ScoreLM text: fine-tune Pythia (or any causal LM), or train a
+Pythia-shaped model from scratch, offline.
+
+    accelerate launch train.py                                   # train_cfg.json's settings
+    python train.py --config configs/cpu_quickstart.json         # offline, from scratch, on CPU
+    accelerate launch train.py --lr 1e-4 --epochs 5              # any config key on the command line
+    accelerate launch train.py --resume                          # continue the latest checkpoint
+    accelerate launch --config_file accel_config.yaml train.py   # DeepSpeed ZeRO-2
+
+Writes output_dir (default score-lm/): the model and tokenizer (transformers format,
+safetensors), train_config.json, metrics.json, a model card README.md, loss_curve.png, and
+checkpoints/ (Ctrl-C saves one before exiting).
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+import shutil
+import signal
+import sys
+import time
+from pathlib import Path
+
+from scorelm import config as configuration
+from scorelm import dataset, language, lm
+from scorelm.cli import UserError, run
+
+CHECKPOINTS = "checkpoints"
+STATE_FILE = "trainer_state.json"
+
+
+# ----------------------------------------------------------------------------- data
+
+def load_splits(folder: Path) -> dict[str, list[str]]:
+    """The texts of each split, loaded with `datasets` from generate_data.py's JSON lines."""
+    import datasets
+    files = {name: folder / f"{name}.jsonl" for name in dataset.SPLITS}
+    missing = [str(path) for path in files.values() if not path.is_file()]
+    if missing:
+        raise UserError(f"dataset file {missing[0]} not found; run python generate_data.py first "
+                        f"(or set the dataset key)")
+    datasets.disable_progress_bars()
+    loaded = datasets.load_dataset("json", data_files={k: str(v) for k, v in files.items()})
+    splits = {name: list(loaded[name]["text"]) if loaded[name].num_rows else [] for name in dataset.SPLITS}
+    if not splits["train"]:
+        raise UserError(f"{files['train']} holds no pieces")
+    return splits
+
+
+def make_blocks(tokenizer, texts: list[str], max_length: int):
+    ids = [lm.piece_ids(tokenizer, text) for text in texts]
+    blocks, forced = lm.pack_blocks(ids, {tokenizer.eos_token_id, lm.bar_token_id(tokenizer)}, max_length)
+    return blocks, sum(len(i) for i in ids), forced
+
+
+# ----------------------------------------------------------------------------- model
+
+def prepare_model(cfg, train_texts: list[str], saved_tokenizer: Path | None, log):
+    """The model and tokenizer to train. `saved_tokenizer`: when resuming, the run's own."""
+    if cfg.from_scratch:
+        if saved_tokenizer is not None:
+            from transformers import AutoTokenizer
+            tokenizer = AutoTokenizer.from_pretrained(saved_tokenizer)
+        else:
+            tokenizer = lm.train_word_tokenizer(train_texts)
+            log(f"word-level tokenizer: {len(tokenizer)} tokens from the training split")
+        model = lm.build_scratch_model(cfg.scratch_model, tokenizer, cfg.max_length, cfg.seed)
+        return model, tokenizer
+    log(f"loading {cfg.model_name}")
+    model, tokenizer = lm.load_pretrained(cfg.model_name, cfg.trust_remote_code)
+    lm.ensure_special_tokens(tokenizer)
+    if saved_tokenizer is not None:
+        from transformers import AutoTokenizer
+        tokenizer = AutoTokenizer.from_pretrained(saved_tokenizer)
+    elif cfg.add_score_tokens:
+        sample = train_texts[:200]
+        before = lm.tokens_per_piece(tokenizer, sample)
+        added = lm.add_score_tokens(tokenizer, train_texts)
+        after = lm.tokens_per_piece(tokenizer, sample)
+        log(f"added {added} score symbols as tokens: {before:.0f} -> {after:.0f} tokens per piece")
+    if len(tokenizer) > model.get_input_embeddings().weight.shape[0]:
+        model.resize_token_embeddings(len(tokenizer))
+    return model, tokenizer
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+def checkpoint_dirs(output_dir: Path) -> list[Path]:
+    """Complete checkpoints, oldest first (a checkpoint is renamed into place only when whole)."""
+    folder = output_dir / CHECKPOINTS
+    found = [p for p in folder.glob("step-*") if (p / STATE_FILE).is_file()] if folder.is_dir() else []
+    return sorted(found, key=lambda p: int(p.name.split("-")[1]))
+
+
+def save_checkpoint(accelerator, output_dir: Path, state: dict, keep: int) -> Path:
+    """accelerate's save_state into a temporary folder, then an atomic rename: a kill during
+    the save leaves the previous checkpoint as the latest."""
+    final = output_dir / CHECKPOINTS / f"step-{state['step']}"
+    temporary = final.with_name(f".tmp-{final.name}")
+    if accelerator.is_main_process:
+        shutil.rmtree(temporary, ignore_errors=True)
+        temporary.mkdir(parents=True)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(temporary))
+    if accelerator.is_main_process:
+        (temporary / STATE_FILE).write_text(json.dumps(state, indent=1))
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(temporary, final)
+        for old in checkpoint_dirs(output_dir)[:-keep]:
+            shutil.rmtree(old, ignore_errors=True)
+    accelerator.wait_for_everyone()
+    return final
+
+
+# ----------------------------------------------------------------------------- the loop
+
+class StopRequest:
+    """Ctrl-C (SIGINT) or SIGTERM: finish the optimizer step, save a checkpoint, exit."""
+
+    def __init__(self):
+        self.requested = False
+        signal.signal(signal.SIGINT, self._handle)
+        signal.signal(signal.SIGTERM, self._handle)
+
+    def _handle(self, signum, frame):
+        self.requested = True
+
+    def agreed(self, accelerator) -> bool:
+        """All processes must stop at the same step, so they vote."""
+        if accelerator.num_processes == 1:
+            return self.requested
+        import torch
+        flag = torch.tensor([1.0 if self.requested else 0.0], device=accelerator.device)
+        return bool(accelerator.reduce(flag, reduction="sum").item() > 0)
+
+
+def evaluate(accelerator, model, loader, notes: int) -> dict:
+    import torch
+    model.eval()
+    nll, tokens = torch.zeros((), dtype=torch.float64), torch.zeros((), dtype=torch.long)
+    with torch.no_grad():
+        for batch in loader:
+            block_nll, block_tokens = lm.token_nll(model, batch)
+            block_nll, block_tokens = accelerator.gather_for_metrics((block_nll, block_tokens))
+            nll += block_nll.double().sum().cpu()
+            tokens += block_tokens.sum().cpu()
+    model.train()
+    return lm.metrics_from_totals(nll.item(), int(tokens.item()), notes)
+
+
+def train(cfg, accelerator, model, tokenizer, data: dict, resume: Path | None, log) -> dict:
+    """The training loop. Returns the history (train losses, validation metrics)."""
+    import torch
+    from accelerate.utils import tqdm as accelerate_tqdm
+    from torch.utils.data import DataLoader
+    from transformers import get_scheduler
+
+    output_dir = Path(cfg.output_dir)
+    pad = tokenizer.pad_token_id
+    train_loader = DataLoader(data["train"], batch_size=cfg.batchsize, shuffle=True,
+                              collate_fn=lambda b: lm.collate(b, pad))
+    eval_loader = DataLoader(data["validation"], batch_size=cfg.batchsize, collate_fn=lambda b: lm.collate(b, pad))
+    if cfg.gradient_checkpointing:
+        model.gradient_checkpointing_enable()
+    no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]  # biases and layer norms
+    decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
+    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                                   {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
+    model, optimizer, train_loader, eval_loader = accelerator.prepare(model, optimizer, train_loader, eval_loader)
+
+    steps_per_epoch = math.ceil(len(train_loader) / cfg.gradient_accumulation_steps)
+    total_steps = cfg.max_steps or cfg.epochs * steps_per_epoch
+    epochs = math.ceil(total_steps / steps_per_epoch)
+    # accelerate steps a prepared scheduler once per process per optimizer step
+    scheduler = get_scheduler(cfg.lr_scheduler, optimizer,
+                              num_warmup_steps=cfg.warmup_steps * accelerator.num_processes,
+                              num_training_steps=total_steps * accelerator.num_processes)
+    scheduler = accelerator.prepare(scheduler)
+
+    state = {"step": 0, "epoch": 0, "batches_done": 0, "history": {"train": [], "validation": []},
+             "config": dataclasses.asdict(cfg)}
+    if resume is not None:
+        accelerator.load_state(str(resume))
+        state = json.loads((resume / STATE_FILE).read_text())
+        log(f"resumed from {resume} at step {state['step']}")
+    history = state["history"]
+
+    stop = StopRequest()
+    progress = accelerate_tqdm(total=total_steps, initial=state["step"], desc="training", unit="step",
+                               file=sys.stderr, dynamic_ncols=True)
+    tokens_seen, clock, running_loss, saved_step = 0, time.perf_counter(), [], state["step"]
+    model.train()
+    for epoch in range(state["epoch"], epochs):
+        loader = train_loader
+        if epoch == state["epoch"] and state["batches_done"]:
+            loader = accelerator.skip_first_batches(train_loader, state["batches_done"])
+        loader.set_epoch(epoch)  # the seedable sampler: the same order for the same epoch
+        batches_done = state["batches_done"] if epoch == state["epoch"] else 0
+        for batch in loader:
+            with accelerator.accumulate(model):
+                loss = model(**batch).loss
+                accelerator.backward(loss)
+                if accelerator.sync_gradients and cfg.max_grad_norm:
+                    accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad()
+            batches_done += 1
+            tokens_seen += int(batch["attention_mask"].sum()) * accelerator.num_processes
+            running_loss.append(loss.detach().float())
+            if not accelerator.sync_gradients:
+                continue
+            state.update(step=state["step"] + 1, epoch=epoch, batches_done=batches_done)
+            step = state["step"]
+            train_loss = accelerator.reduce(torch.stack(running_loss).mean(), reduction="mean").item()
+            running_loss = []
+            rate = tokens_seen / (time.perf_counter() - clock)
+            history["train"].append([step, train_loss])
+            progress.update(1)
+            progress.set_postfix(loss=f"{train_loss:.3f}", lr=f"{scheduler.get_last_lr()[0]:.2e}",
+                                 tok_s=f"{rate:.0f}")
+            accelerator.log({"train/loss": train_loss, "train/lr": scheduler.get_last_lr()[0],
+                             "train/tokens_per_second": rate}, step=step)
+            if cfg.eval_every and step % cfg.eval_every == 0 and step < total_steps:
+                metrics = evaluate(accelerator, model, eval_loader, data["validation_notes"])
+                history["validation"].append([step, metrics])
+                accelerator.log({f"validation/{k}": v for k, v in metrics.items()}, step=step)
+                log(f"step {step}: validation loss {metrics['loss']:.4f}, bits/note {metrics['bits_per_note']:.3f}")
+            stopping = stop.agreed(accelerator)
+            if (cfg.save_every and step % cfg.save_every == 0) or stopping:
+                path = save_checkpoint(accelerator, output_dir, state, cfg.keep_checkpoints)
+                saved_step = step
+                if stopping:
+                    progress.close()
+                    log(f"interrupted: saved {path}; continue with --resume")
+                    raise SystemExit(130)
+            if step >= total_steps:
+                break
+        else:  # the epoch ran to its end
+            state.update(epoch=epoch + 1, batches_done=0)
+        if saved_step != state["step"]:  # end of an epoch, or of training
+            save_checkpoint(accelerator, output_dir, state, cfg.keep_checkpoints)
+            saved_step = state["step"]
+        if state["step"] >= total_steps:
+            break
+    progress.close()
+    if not history["validation"] or history["validation"][-1][0] != state["step"]:
+        metrics = evaluate(accelerator, model, eval_loader, data["validation_notes"])
+        history["validation"].append([state["step"], metrics])
+    state["history"] = history
+    return {"state": state, "model": model, "total_steps": total_steps}
+
+
+# ----------------------------------------------------------------------------- results
+
+def plot_losses(history: dict, path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    figure, axes = plt.subplots(figsize=(7, 4))
+    if history["train"]:
+        steps, losses = zip(*history["train"])
+        axes.plot(steps, losses, label="train", linewidth=1)
+    if history["validation"]:
+        steps, metrics = zip(*history["validation"])
+        axes.plot(steps, [m["loss"] for m in metrics], "o-", label="validation")
+    axes.set_xlabel("optimizer step")
+    axes.set_ylabel("loss per token (nats)")
+    axes.legend()
+    axes.grid(alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+def model_card(cfg, metrics: dict, data_info: dict) -> str:
+    rows = "\n".join(f"| {split} | {m['loss']:.4f} | {m['perplexity']:.2f} | {m['bits_per_note']:.3f} |"
+                     for split, m in metrics.items() if isinstance(m, dict) and "loss" in m)
+    config_json = json.dumps(dataclasses.asdict(cfg), indent=2)
+    base = "a GPT-NeoX trained from scratch" if cfg.from_scratch else f"fine-tuned from `{cfg.model_name}`"
+    return f"""---
+library_name: transformers
+tags: [music, score-lm, bach-chorales]
+---
+# ScoreLM model
+
+A causal language model over ScoreLM's score text language (format version
+{language.FORMAT_VERSION}), {base}. Sample from it with `python infer.py "|" --model {cfg.output_dir}`.
+
+## Data
+`{cfg.dataset}`: {data_info['train_pieces']} training pieces ({data_info['train_tokens']} tokens, packed into
+{data_info['train_blocks']} blocks of at most {cfg.max_length} tokens), {data_info['validation_pieces']} validation and
+{data_info['test_pieces']} test pieces.
+
+## Results
+Bits per note is the total negative log-likelihood in bits divided by the number of notes and
+rests: it does not depend on the tokenizer, so it compares runs with different tokenizers.
+
+| split | loss per token | perplexity | bits per note |
+|---|---|---|---|
+{rows}
+
+Trained for {metrics['steps']} optimizer steps in {metrics['train_seconds']:.0f} s.
+
+## Configuration
+```json
+{config_json}
+```
+"""
+
+
+def save_outputs(cfg, accelerator, model, tokenizer, metrics: dict, history: dict, data_info: dict) -> None:
+    output_dir = Path(cfg.output_dir)
+    unwrapped = accelerator.unwrap_model(model)
+    state_dict = accelerator.get_state_dict(model)
+    unwrapped.generation_config.eos_token_id = tokenizer.eos_token_id
+    unwrapped.generation_config.pad_token_id = tokenizer.pad_token_id
+    unwrapped.generation_config.do_sample = True
+    unwrapped.generation_config.max_new_tokens = cfg.max_length
+    unwrapped.save_pretrained(output_dir, is_main_process=accelerator.is_main_process,
+                              save_function=accelerator.save, state_dict=state_dict)
+    if accelerator.is_main_process:
+        tokenizer.save_pretrained(output_dir)
+        configuration.save_config(cfg, output_dir / "train_config.json")
+        (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
+        (output_dir / "README.md").write_text(model_card(cfg, metrics, data_info))
+        plot_losses(history, output_dir / "loss_curve.png")
+
+
+# ----------------------------------------------------------------------------- main
+
+def make_accelerator(cfg):
+    from accelerate import Accelerator
+    from accelerate.utils import DataLoaderConfiguration, InitProcessGroupKwargs, ProjectConfiguration, set_seed
+    import torch
+    handlers = []
+    deepspeed = os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true"
+    if deepspeed and not torch.cuda.is_available():
+        handlers.append(InitProcessGroupKwargs(backend="gloo"))  # DeepSpeed on CPU: no NCCL
+    if cfg.report_to == "tensorboard":
+        try:
+            import tensorboard  # noqa: F401
+        except ImportError:
+            raise UserError("report_to tensorboard needs the tensorboard package: pip install tensorboard") from None
+    accelerator = Accelerator(
+        mixed_precision=None if cfg.mixed_precision == "auto" else cfg.mixed_precision,
+        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
+        kwargs_handlers=handlers,
+        log_with=None if cfg.report_to == "none" else cfg.report_to,
+        project_config=ProjectConfiguration(project_dir=cfg.output_dir, logging_dir=str(Path(cfg.output_dir) / "runs")),
+    )
+    set_seed(cfg.seed)
+    return accelerator
+
+
+def resolve_run(args, overrides: dict):
+    """The config and the checkpoint to resume from (None for a fresh run)."""
+    if args.resume is None:
+        cfg = configuration.load_config(args.config, overrides)
+        return cfg, None
+    if args.resume == "latest":
+        cfg = configuration.load_config(args.config, overrides)
+        found = checkpoint_dirs(Path(cfg.output_dir))
+        if not found:
+            raise UserError(f"no checkpoint to resume in {Path(cfg.output_dir) / CHECKPOINTS}")
+        checkpoint = found[-1]
+    else:
+        checkpoint = Path(args.resume)
+        if not (checkpoint / STATE_FILE).is_file():
+            raise UserError(f"{checkpoint} is not a complete checkpoint (no {STATE_FILE})")
+    saved = json.loads((checkpoint / STATE_FILE).read_text())["config"]
+    cfg = dataclasses.replace(configuration.TrainConfig(**saved), **overrides)
+    cfg.validate()
+    return cfg, checkpoint
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__.split("\n\n", 1)[1] + "\nconfig keys (each also an option, e.g. --lr 1e-4):\n"
+        + configuration.help_text())
+    parser.add_argument("--config", type=Path, default=Path("train_cfg.json"), help="config file (default: train_cfg.json)")
+    parser.add_argument("--resume", nargs="?", const="latest", metavar="CHECKPOINT",
+                        help="continue the latest checkpoint in output_dir, or the one given")
+    parser.add_argument("--overwrite", action="store_true", help="start over in an output_dir that holds a run")
+    args, rest = parser.parse_known_args(argv)
+    cfg, resume = resolve_run(args, configuration.parse_overrides(rest))
+    output_dir = Path(cfg.output_dir)
+    if resume is None and output_dir.exists() and any(output_dir.iterdir()):
+        if not args.overwrite:
+            raise UserError(f"{output_dir} holds an earlier run; --resume to continue it or --overwrite to start over")
+        shutil.rmtree(output_dir / CHECKPOINTS, ignore_errors=True)
+
+    splits = load_splits(Path(cfg.dataset))
+    accelerator = make_accelerator(cfg)
+
+    def log(message: str) -> None:
+        if accelerator.is_main_process:
+            print(message, file=sys.stderr, flush=True)
+
+    model, tokenizer = prepare_model(cfg, splits["train"], output_dir if resume else None, log)
+    if accelerator.is_main_process:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        tokenizer.save_pretrained(output_dir)  # so a resumed run tokenizes exactly as this one
+    data, data_info = {}, {}
+    for name in dataset.SPLITS:
+        blocks, tokens, forced = make_blocks(tokenizer, splits[name], cfg.max_length)
+        data[name], data[f"{name}_notes"] = blocks, lm.count_notes(splits[name])
+        data_info.update({f"{name}_pieces": len(splits[name]), f"{name}_tokens": tokens, f"{name}_blocks": len(blocks)})
+        if forced:
+            log(f"warning: {forced} {name} blocks cut inside a measure (measure longer than max_length)")
+    if not data["validation"]:
+        raise UserError(f"{cfg.dataset}/validation.jsonl holds no pieces; generate the dataset with a validation split")
+    filled = data_info["train_tokens"] / (len(data["train"]) * cfg.max_length)
+    log(f"{data_info['train_pieces']} training pieces, {data_info['train_tokens']} tokens in "
+        f"{data_info['train_blocks']} blocks ({filled:.0%} of block capacity used)")
+    if cfg.report_to != "none":
+        accelerator.init_trackers("score-lm", config={k: v for k, v in dataclasses.asdict(cfg).items()
+                                                     if isinstance(v, (int, float, str, bool))})
+
+    start = time.perf_counter()
+    result = train(cfg, accelerator, model, tokenizer, data, resume, log)
+    model, state = result["model"], result["state"]
+    import torch
+    from torch.utils.data import DataLoader
+    test_loader = accelerator.prepare(DataLoader(data["test"], batch_size=cfg.batchsize,
+                                                 collate_fn=lambda b: lm.collate(b, tokenizer.pad_token_id)))
+    metrics = {"validation": state["history"]["validation"][-1][1],
+               "test": evaluate(accelerator, model, test_loader, data["test_notes"]) if data["test"] else {},
+               "steps": state["step"], "train_seconds": time.perf_counter() - start,
+               "format_version": language.FORMAT_VERSION, "world_size": accelerator.num_processes,
+               "mixed_precision": accelerator.mixed_precision, "torch": torch.__version__}
+    save_outputs(cfg, accelerator, model, tokenizer, metrics, state["history"], data_info)
+    accelerator.end_training()
+    for split in ("validation", "test"):
+        if metrics[split]:
+            log(f"{split}: loss {metrics[split]['loss']:.4f}, perplexity {metrics[split]['perplexity']:.2f}, "
+                f"bits per note {metrics[split]['bits_per_note']:.3f}")
+    log(f"saved the model to {output_dir}/")
+    return 0
+
+
+if __name__ == "__main__":
+    run(main)
