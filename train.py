@@ -353,6 +353,17 @@ def make_accelerator(cfg):
         log_with=None if cfg.report_to == "none" else cfg.report_to,
         project_config=ProjectConfiguration(project_dir=cfg.output_dir, logging_dir=str(Path(cfg.output_dir) / "runs")),
     )
+    plugin = accelerator.state.deepspeed_plugin
+    if plugin is not None:  # DeepSpeed takes these two from its own config: they must agree
+        ds_config = plugin.deepspeed_config
+        if accelerator.gradient_accumulation_steps != cfg.gradient_accumulation_steps:
+            raise UserError(f"the accelerate config sets gradient_accumulation_steps "
+                            f"{accelerator.gradient_accumulation_steps}, train config "
+                            f"{cfg.gradient_accumulation_steps}: make them equal")
+        clipping = ds_config.get("gradient_clipping", 0.0)
+        if clipping not in ("auto", cfg.max_grad_norm):
+            raise UserError(f"the accelerate config sets gradient_clipping {clipping}, train config max_grad_norm "
+                            f"{cfg.max_grad_norm}: make them equal")
     set_seed(cfg.seed)
     return accelerator
 
@@ -433,7 +444,8 @@ def main(argv: list[str] | None = None) -> int:
                "test": evaluate(accelerator, model, test_loader, data["test_notes"]) if data["test"] else {},
                "steps": state["step"], "train_seconds": time.perf_counter() - start,
                "format_version": language.FORMAT_VERSION, "world_size": accelerator.num_processes,
-               "mixed_precision": accelerator.mixed_precision, "torch": torch.__version__}
+               "mixed_precision": accelerator.mixed_precision, "distributed_type": str(accelerator.distributed_type),
+               "torch": torch.__version__}
     save_outputs(cfg, accelerator, model, tokenizer, metrics, state["history"], data_info)
     accelerator.end_training()
     for split in ("validation", "test"):

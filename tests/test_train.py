@@ -194,3 +194,47 @@ def test_help_lists_every_config_key():
     result = run_script("train.py", "--help")
     assert result.returncode == 0
     assert all(f"--{name}" in result.stdout for name in FIELDS)
+
+
+def free_port() -> int:
+    import socket
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def accelerate_launch(*args, env=None):
+    """A fresh rendezvous port each time: the default one may still be held by the last run."""
+    return subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--main_process_port", str(free_port()),
+                           *map(str, args)],
+                          capture_output=True, text=True, cwd=ROOT, env={**os.environ, **(env or {})}, timeout=900)
+
+
+def test_two_processes_on_cpu(tmp_path, tiny_dataset):
+    """`--cpu --num_processes 2` silently runs one process; this is the way that runs two."""
+    out = tmp_path / "model"
+    config = write_config(tmp_path, dataset=str(tiny_dataset), output_dir=str(out), max_steps=6, save_every=3)
+    result = accelerate_launch("--multi_gpu", "--num_processes", 2, "--num_machines", 1, "--mixed_precision", "no",
+                               "--dynamo_backend", "no", "train.py", "--config", config,
+                               env={"ACCELERATE_USE_CPU": "1"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["world_size"] == 2 and metrics["distributed_type"] == "DistributedType.MULTI_CPU"
+    assert sorted(p.name for p in (out / "checkpoints" / "step-6").glob("random_states_*")) == \
+        ["random_states_0.pkl", "random_states_1.pkl"]
+
+
+def test_deepspeed_zero2_on_two_cpu_processes(tmp_path, tiny_dataset):
+    out = tmp_path / "model"
+    config = write_config(tmp_path, dataset=str(tiny_dataset), output_dir=str(out), max_steps=4, save_every=4)
+    result = accelerate_launch("--config_file", ROOT / "accel_config.yaml", "--num_processes", 2,
+                               "train.py", "--config", config)
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["world_size"] == 2 and metrics["distributed_type"] == "DistributedType.DEEPSPEED"
+    assert metrics["mixed_precision"] == "bf16" and metrics["test"]["bits_per_note"] > 0
+    # ZeRO-2: each process saved its own shard of the optimizer states
+    shards = sorted(p.name for p in (out / "checkpoints" / "step-4").rglob("*optim_states.pt"))
+    assert len(shards) == 2
+    from transformers import AutoModelForCausalLM
+    assert AutoModelForCausalLM.from_pretrained(out).num_parameters() > 0
