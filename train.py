@@ -34,8 +34,8 @@ STATE_FILE = "trainer_state.json"
 
 # ----------------------------------------------------------------------------- data
 
-def load_splits(folder: Path) -> dict[str, list[str]]:
-    """The texts of each split, loaded with `datasets` from generate_data.py's JSON lines."""
+def load_splits(folder: Path) -> dict[str, list[dict]]:
+    """The records of each split, loaded with `datasets` from generate_data.py's JSON lines."""
     import datasets
     files = {name: folder / f"{name}.jsonl" for name in dataset.SPLITS}
     missing = [str(path) for path in files.values() if not path.is_file()]
@@ -44,10 +44,24 @@ def load_splits(folder: Path) -> dict[str, list[str]]:
                         f"(or set the dataset key)")
     datasets.disable_progress_bars()
     loaded = datasets.load_dataset("json", data_files={k: str(v) for k, v in files.items()})
-    splits = {name: list(loaded[name]["text"]) if loaded[name].num_rows else [] for name in dataset.SPLITS}
+    splits = {name: loaded[name].to_list() for name in dataset.SPLITS}
     if not splits["train"]:
         raise UserError(f"{files['train']} holds no pieces")
     return splits
+
+
+def score_metadata(train_records: list[dict]) -> dict:
+    """What sampling needs to know of the training data: the usual number of voices and each
+    voice's pitch range (the constrained decoder keeps voices inside them)."""
+    from collections import Counter
+    for record in train_records:
+        if "voice_ranges" not in record or "voices" not in record:
+            piece = language.parse(record["text"])[0][0]
+            record.update(voices=piece.num_voices, voice_ranges=language.voice_ranges(piece))
+    ranges = dataset.corpus_voice_ranges(train_records)
+    return {"format_version": language.FORMAT_VERSION,
+            "voices": Counter(r["voices"] for r in train_records).most_common(1)[0][0],
+            "voice_ranges": {str(n): [list(r) for r in per_voice] for n, per_voice in ranges.items()}}
 
 
 def make_blocks(tokenizer, texts: list[str], max_length: int):
@@ -312,7 +326,8 @@ Trained for {metrics['steps']} optimizer steps in {metrics['train_seconds']:.0f}
 """
 
 
-def save_outputs(cfg, accelerator, model, tokenizer, metrics: dict, history: dict, data_info: dict) -> None:
+def save_outputs(cfg, accelerator, model, tokenizer, metrics: dict, history: dict, data_info: dict,
+                 metadata: dict) -> None:
     output_dir = Path(cfg.output_dir)
     unwrapped = accelerator.unwrap_model(model)
     state_dict = accelerator.get_state_dict(model)
@@ -325,6 +340,7 @@ def save_outputs(cfg, accelerator, model, tokenizer, metrics: dict, history: dic
     if accelerator.is_main_process:
         tokenizer.save_pretrained(output_dir)
         configuration.save_config(cfg, output_dir / "train_config.json")
+        (output_dir / "scorelm.json").write_text(json.dumps(metadata, indent=1) + "\n")
         (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
         (output_dir / "README.md").write_text(model_card(cfg, metrics, data_info))
         plot_losses(history, output_dir / "loss_curve.png")
@@ -406,7 +422,8 @@ def main(argv: list[str] | None = None) -> int:
             raise UserError(f"{output_dir} holds an earlier run; --resume to continue it or --overwrite to start over")
         shutil.rmtree(output_dir / CHECKPOINTS, ignore_errors=True)
 
-    splits = load_splits(Path(cfg.dataset))
+    records = load_splits(Path(cfg.dataset))
+    splits = {name: [r["text"] for r in records[name]] for name in dataset.SPLITS}
     accelerator = make_accelerator(cfg)
 
     def log(message: str) -> None:
@@ -446,7 +463,8 @@ def main(argv: list[str] | None = None) -> int:
                "format_version": language.FORMAT_VERSION, "world_size": accelerator.num_processes,
                "mixed_precision": accelerator.mixed_precision, "distributed_type": str(accelerator.distributed_type),
                "torch": torch.__version__}
-    save_outputs(cfg, accelerator, model, tokenizer, metrics, state["history"], data_info)
+    save_outputs(cfg, accelerator, model, tokenizer, metrics, state["history"], data_info,
+                 score_metadata(records["train"]))
     accelerator.end_training()
     for split in ("validation", "test"):
         if metrics[split]:

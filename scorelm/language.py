@@ -195,22 +195,30 @@ class Piece:
             start += measure.length
         return out
 
-    def to_text(self) -> str:
+    def annotated_words(self) -> list[tuple[str, tuple | None]]:
+        """The piece's words in order, each note or rest with (voice, measure index, offset in
+        the measure, event); the one place that decides how a piece is written out."""
         words, time = [], None
-        for measure in self.measures:
-            words.append(BAR)
+        for index, measure in enumerate(self.measures):
+            words.append((BAR, None))
             if measure.key is not None:
-                words.append(f"K:{measure.key}")
+                words.append((f"K:{measure.key}", None))
             if measure.time is not None:
                 time = measure.time
-                words.append(f"T:{time}")
+                words.append((f"T:{time}", None))
             if time is None or measure.length != bar_length(time):
-                words.append(f"L:{format_duration(measure.length)}")
+                words.append((f"L:{format_duration(measure.length)}", None))
             for number, events in enumerate(measure.voices, 1):
-                words.append(f"V{number}")
-                words.extend(event.text for event in events)
-        words.append(END)
-        return " ".join(words)
+                words.append((f"V{number}", None))
+                offset = Fraction(0)
+                for event in events:
+                    words.append((event.text, (number - 1, index, offset, event)))
+                    offset += event.duration
+        words.append((END, None))
+        return words
+
+    def to_text(self) -> str:
+        return " ".join(word for word, _ in self.annotated_words())
 
 
 # ----------------------------------------------------------------------------- grammar
@@ -391,8 +399,8 @@ class _PieceBuilder:
         if kind is Kind.END:
             self.pieces.append(self.piece)
             self.piece = None
-        elif kind is Kind.KEY and not unchanged:
-            measure.key = token.number
+        elif kind is Kind.KEY:
+            measure.key = None if unchanged else token.number
         elif kind is Kind.TIME:
             measure.time = None if unchanged else g.time
             measure.length = g.measure_length

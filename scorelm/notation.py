@@ -76,3 +76,22 @@ def write_pieces(pieces, stem: Path, formats: list[str], title: str | None = Non
         piece_title = title if len(pieces) == 1 or not title else f"{title} ({number})"
         written += write_score(score_from_piece(piece, title=piece_title), piece_stem, formats)
     return written
+
+
+def write_surprisal_png(piece, bits: dict[tuple[int, int, int], float], path: Path) -> list[Path]:
+    """The piece engraved with each note and rest coloured by its surprisal: dark blue for
+    expected, through green and yellow, to red for the most surprising. `bits` is keyed by
+    (voice, measure index, n-th event of that voice in that measure)."""
+    import matplotlib
+    from matplotlib import colormaps
+    from music21 import stream
+    from scorelm.language import score_from_piece
+    score = score_from_piece(piece, title="surprisal (blue: expected, red: surprising)")
+    low, high = min(bits.values()), max(bits.values())
+    span = max(high - low, 1e-9)
+    colours = colormaps["turbo"]
+    for voice, part in enumerate(score.parts):
+        for index, measure in enumerate(part.getElementsByClass(stream.Measure)):
+            for n, element in enumerate(measure.notesAndRests):
+                element.style.color = matplotlib.colors.to_hex(colours(0.1 + 0.85 * (bits[(voice, index, n)] - low) / span))
+    return write_png(score, path)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -41,3 +42,63 @@ def pytest_terminal_summary(terminalreporter):
         terminalreporter.write_line(
             f"corpus round trip: {total}/{total} chorales pass ({passed} exact, {total - passed} documented "
             f"exceptions); exact rate {100 * passed / total:.1f}%")
+
+
+TINY = {"from_scratch": True, "max_length": 128, "batchsize": 4, "lr": 3e-3, "warmup_steps": 2,
+        "scratch_model": {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
+                          "intermediate_size": 64}, "eval_every": 0, "save_every": 0, "epochs": 1}
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("data") / "dataset"
+    result = run_script("generate_data.py", "--limit", "40", "--output", folder)
+    assert result.returncode == 0, result.stderr
+    return folder
+
+
+def write_config(folder, **changes):
+    path = folder / "cfg.json"
+    path.write_text(json.dumps({**TINY, **changes}))
+    return path
+
+
+def local_pretrained_model(folder):
+    """A tiny GPT-NeoX and a byte-level BPE tokenizer trained on English, saved like a Hub model."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import GPTNeoXConfig, GPTNeoXForCausalLM, PreTrainedTokenizerFast
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=["<|endoftext|>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    bpe.train_from_iterator(["the quick brown fox jumps over the lazy dog, 0123456789 times"] * 20, trainer)
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<|endoftext|>", bos_token="<|endoftext|>")
+    config = GPTNeoXConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                           intermediate_size=64, eos_token_id=tokenizer.eos_token_id,
+                           bos_token_id=tokenizer.eos_token_id)
+    GPTNeoXForCausalLM(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return len(tokenizer)
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory, tiny_dataset):
+    """A weak from-scratch model (word-level tokenizer), trained for a few seconds."""
+    folder = tmp_path_factory.mktemp("models")
+    config = write_config(folder, dataset=str(tiny_dataset), output_dir=str(folder / "word"), max_steps=60)
+    result = run_script("train.py", "--config", config)
+    assert result.returncode == 0, result.stderr
+    return folder / "word"
+
+
+@pytest.fixture(scope="session")
+def tiny_bpe_model(tmp_path_factory, tiny_dataset):
+    """A weak model fine-tuned from a local BPE "pretrained" model, its tokenizer extended."""
+    folder = tmp_path_factory.mktemp("models")
+    local_pretrained_model(folder / "base")
+    config = write_config(folder, from_scratch=False, model_name=str(folder / "base"), dataset=str(tiny_dataset),
+                          output_dir=str(folder / "bpe"), max_steps=30)
+    result = run_script("train.py", "--config", config)
+    assert result.returncode == 0, result.stderr
+    return folder / "bpe"

@@ -111,6 +111,8 @@ def test_grammar_tracks_measure_arithmetic():
      "| K:0 T:2/4 V1 C4:2 ||"),
     ("| K:0 T:2/4 V1 V2 E3:2 ||", {"voice underfilled: padded with a rest": 1},
      "| K:0 T:2/4 V1 R:2 V2 E3:2 ||"),
+    # a signature restated unchanged is valid but not a change: the canonical text omits it
+    ("| K:1 T:2/4 V1 G4:2 | K:1 T:2/4 V1 A4:2 ||", {}, "| K:1 T:2/4 V1 G4:2 | V1 A4:2 ||"),
 ])
 def test_repairs(text, repairs, expected):
     pieces, report = parse(text)

@@ -12,9 +12,11 @@ from scorelm.cli import UserError
 
 STRUCTURE = ["|", "||", "K:0", "K:-3", "K:7", "T:4/4", "T:3/4", "T:6/8", "T:3/2", "L:1", "L:0.5", "L:5",
              "V1", "V2", "V3", "V4", "V5"]
+# measure openings with restated and changed signatures, as models write them
+OPENINGS = ["| K:0 T:4/4", "| K:0", "| T:4/4", "| K:-3 T:3/4 L:1", "| V1", "| K:0 T:4/4 V1 C4:4 V2 R:4"]
 NOTES = ["C4:1", "C4:1~", "D4:0.5", "Eb5:2^", "F#3:1.5", "G2:4", "A4:1/3", "B#4:0.25~", "R:1", "R:2^", "R:0.125"]
 JUNK = ["", "x", "C4", "V0", "K:9", "L:-1", "C4:0", "|||", "R:1~", "\u00e9", "C4:99999", "T:4/0"]
-words = st.sampled_from(STRUCTURE + NOTES + JUNK)
+words = st.sampled_from(STRUCTURE + NOTES + JUNK + OPENINGS)
 random_texts = st.lists(words, max_size=80).map(" ".join)
 
 

@@ -10,26 +10,7 @@ import sys
 import time
 
 import pytest
-from conftest import ROOT, run_script
-
-TINY = {"from_scratch": True, "max_length": 128, "batchsize": 4, "lr": 3e-3, "warmup_steps": 2,
-        "scratch_model": {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
-                          "intermediate_size": 64}, "eval_every": 0, "save_every": 0, "epochs": 1}
-
-
-@pytest.fixture(scope="session")
-def tiny_dataset(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("data") / "dataset"
-    result = run_script("generate_data.py", "--limit", "40", "--output", folder)
-    assert result.returncode == 0, result.stderr
-    return folder
-
-
-def write_config(folder, **changes):
-    path = folder / "cfg.json"
-    path.write_text(json.dumps({**TINY, **changes}))
-    return path
-
+from conftest import ROOT, local_pretrained_model, run_script, write_config
 
 def safetensors_of(folder):
     from safetensors.torch import load_file
@@ -73,28 +54,9 @@ def test_bits_per_note_is_exact_total(tmp_path, tiny_dataset):
     assert lm.count_notes(["| K:0 T:4/4 V1 C4:1 R:2 D#4:1^~ V2 R:4 ||"]) == 4
 
 
-def _local_pretrained_model(folder):
-    """A tiny GPT-NeoX and a byte-level BPE tokenizer trained on English, saved like a Hub model."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import GPTNeoXConfig, GPTNeoXForCausalLM, PreTrainedTokenizerFast
-    bpe = Tokenizer(models.BPE())
-    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    bpe.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=["<|endoftext|>"],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    bpe.train_from_iterator(["the quick brown fox jumps over the lazy dog, 0123456789 times"] * 20, trainer)
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<|endoftext|>", bos_token="<|endoftext|>")
-    config = GPTNeoXConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                           intermediate_size=64, eos_token_id=tokenizer.eos_token_id,
-                           bos_token_id=tokenizer.eos_token_id)
-    GPTNeoXForCausalLM(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return len(tokenizer)
-
-
 def test_fine_tune_local_pretrained_model(tmp_path, tiny_dataset):
     base = tmp_path / "tiny-pythia"
-    base_vocabulary = _local_pretrained_model(base)
+    base_vocabulary = local_pretrained_model(base)
     out = tmp_path / "tuned"
     config = write_config(tmp_path, from_scratch=False, model_name=str(base), dataset=str(tiny_dataset),
                           output_dir=str(out), max_steps=6)

@@ -1,0 +1,228 @@
+"""Sample scores from a trained ScoreLM model, continue or harmonize yours, or measure how
+surprising each note of a piece is to the model.
+
+    python infer.py "|"                                   # one new piece (| starts a measure)
+    python infer.py "|" --key D --time 3/4 --measures 8   # with a header of your choice
+    python infer.py "|" --num-samples 4 -o out.txt --render
+    python infer.py --prompt-score mine.musicxml --prompt-measures 4
+    python infer.py --harmonize melody.musicxml --render
+    python infer.py --surprisal bwv66.6.mxl               # writes bwv66.6.surprisal.csv/.png
+
+Sampling is constrained by the language's grammar (every sample is a valid score) unless
+--no-constrain is given. Text goes to standard output (or -o); --render writes MusicXML,
+MIDI and PNG next to the -o file (default: sample.*).
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+from pathlib import Path
+
+from scorelm import language, notation, sampling
+from scorelm.cli import UserError, run
+
+
+def key_signature(text: str) -> int:
+    """--key: sharps (-7..7) or a key name: D, Bb, "F# minor", f#m."""
+    try:
+        sharps = int(text)
+    except ValueError:
+        from music21 import key
+        name = text.strip().replace(" minor", "m").replace(" major", "")
+        minor = name.endswith("m") and len(name) > 1
+        tonic = (name[:-1] if minor else name).replace("b", "-") if len(name) > 1 else name
+        try:
+            sharps = key.Key(tonic.lower() if minor else tonic.upper()[0] + tonic[1:]).sharps
+        except Exception:
+            raise UserError(f"--key {text!r}: give a number of sharps (-7..7) or a key such as D, Bb, 'F# minor'") from None
+    if not -7 <= sharps <= 7:
+        raise UserError(f"--key {text!r}: at most 7 sharps or flats")
+    return sharps
+
+
+def build_prompt(args) -> str:
+    if args.prompt_score:
+        piece = read_piece(args.prompt_score)
+        measures = piece.measures[:args.prompt_measures] if args.prompt_measures else piece.measures
+        prompt = language.Piece(measures).to_text().rsplit(" ", 1)[0]  # without the closing ||
+    else:
+        prompt = " ".join(args.prompt.split())
+    if args.key is not None or args.time is not None:
+        if prompt != language.BAR:
+            raise UserError("--key and --time set the header of a new piece: use them with the prompt '|'")
+        header = [f"K:{key_signature(args.key) if args.key is not None else 0}"]
+        header.append(f"T:{args.time or '4/4'}")
+        if language.parse_token(header[1]) is None:
+            raise UserError(f"--time {args.time!r} is not a time signature such as 4/4 or 3/2")
+        prompt = " ".join([prompt, *header])
+    return prompt
+
+
+def read_piece(path: str) -> language.Piece:
+    from music21 import converter
+    if not Path(path).is_file():
+        raise UserError(f"no such file: {path}")
+    try:
+        score = converter.parse(path)
+    except Exception as error:
+        raise UserError(f"cannot read {path}: {' '.join(str(error).split())[:150]}") from None
+    piece = language.piece_from_score(score)
+    if not piece.measures:
+        raise UserError(f"{path} holds no measures")
+    return piece
+
+
+def check_prompt(prompt: str, vocabulary: sampling.Vocabulary, num_voices: int) -> None:
+    """Every word must be in the language and in the model's vocabulary, in grammatical order."""
+    grammar = language.Grammar(num_voices)
+    for word in prompt.split():
+        token = language.parse_token(word)
+        if token is None:
+            raise UserError(f"prompt word {word!r} is not in the score language (see README: the language)")
+        if word not in vocabulary.ids_of:
+            raise UserError(f"prompt word {word!r} is not in the model's vocabulary")
+        problem = grammar.violation(token)
+        if problem is not None:
+            raise UserError(f"prompt is not valid at {word!r}: {problem.value}")
+        grammar.advance(token)
+    if grammar.last is language.Kind.END:
+        raise UserError("the prompt is a finished piece (ends with ||): nothing to continue")
+
+
+def harmonization_plan(path: str, vocabulary) -> list[list[str]]:
+    """The forced words of each measure: bar line, header, V1 and the melody's notes."""
+    melody = read_piece(path)
+    if melody.num_voices != 1:
+        melody = language.Piece([language.Measure(m.length, m.voices[:1], m.key, m.time) for m in melody.measures])
+        print(f"note: {path} has several parts; harmonizing the top one", file=sys.stderr)
+    plan = []
+    for word, event in melody.annotated_words()[:-1]:
+        if word == language.BAR:
+            plan.append([])
+        if word not in vocabulary.ids_of:
+            raise UserError(f"the melody's {word!r} is not in the model's vocabulary")
+        plan[-1].append(word)
+    return plan
+
+
+def surprisal_report(model, tokenizer, path: str, output: Path | None) -> int:
+    piece = read_piece(path)
+    text = piece.to_text()
+    bits = sampling.word_surprisals(model, tokenizer, text)
+    words = piece.annotated_words()
+    names = language.part_names(piece.num_voices)
+    rows, colours, position = [], {}, {}
+    pickup = piece.measures[0].time is not None and \
+        piece.measures[0].length < language.bar_length(piece.measures[0].time)
+    for (word, where), value in zip(words, bits):
+        if where is None:
+            continue
+        voice, index, offset, event = where
+        measure = piece.measures[index]
+        time = next(m.time for m in reversed(piece.measures[:index + 1]) if m.time)
+        bar = language.bar_length(time)
+        if index == 0 and measure.length < bar:
+            offset += bar - measure.length  # a pickup's notes sit at the end of a full bar
+        beat = 1 + float(offset) * int(time.split("/")[1]) / 4
+        place = (voice, index, position.get((voice, index), 0))  # n-th event of this voice's measure
+        position[(voice, index)] = place[2] + 1
+        colours[place] = value
+        rows.append({"part": names[voice], "measure": index if pickup else index + 1, "beat": round(beat, 3),
+                     "pitch": event.pitch or "rest", "duration": language.format_duration(event.duration),
+                     "surprisal_bits": round(value, 4)})
+    stem = output.with_suffix("") if output else Path(path).with_suffix("")
+    csv_path, png_path = stem.with_name(stem.name + ".surprisal.csv"), stem.with_name(stem.name + ".surprisal.png")
+    with open(csv_path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    notation.write_surprisal_png(piece, colours, png_path)
+    mean = sum(r["surprisal_bits"] for r in rows) / len(rows)
+    total = sum(bits)
+    print(f"{path}: {len(rows)} notes and rests, {mean:.2f} bits per note "
+          f"({total / len(rows):.2f} with bar lines and voice marks)")
+    print("most surprising:")
+    for row in sorted(rows, key=lambda r: -r["surprisal_bits"])[:5]:
+        print(f"  {row['surprisal_bits']:6.2f} bits  {row['part']:8s} measure {row['measure']:3d} beat {row['beat']:<5g} "
+              f"{row['pitch']} {row['duration']}")
+    print(f"wrote {csv_path} and {png_path}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog=__doc__.split("\n\n", 1)[1])
+    parser.add_argument("prompt", nargs="?", default="|", help="score text to continue (default: '|', a new piece)")
+    parser.add_argument("--model", default="score-lm", help="trained model directory (default: score-lm)")
+    parser.add_argument("--num-samples", type=int, default=1, help="pieces to sample, in one batch")
+    parser.add_argument("--temperature", type=float, default=1.0)
+    parser.add_argument("--top-k", type=int, default=0, help="sample from the k likeliest tokens (0: all)")
+    parser.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling mass")
+    parser.add_argument("--max-new-tokens", type=int, default=1024)
+    parser.add_argument("--measures", type=int, help="end the piece after N measures")
+    parser.add_argument("--key", help="key signature of a new piece: sharps, or a key such as D, Bb, 'F# minor'")
+    parser.add_argument("--time", help="time signature of a new piece, e.g. 3/4")
+    parser.add_argument("--seed", type=int, help="same seed, same samples")
+    parser.add_argument("--no-constrain", action="store_true", help="sample without the grammar")
+    parser.add_argument("--prompt-score", metavar="FILE", help="continue this score (any format music21 reads)")
+    parser.add_argument("--prompt-measures", type=int, metavar="N", help="use only its first N measures")
+    parser.add_argument("--harmonize", metavar="MELODY_FILE", help="write alto, tenor and bass under this melody")
+    parser.add_argument("--surprisal", metavar="SCORE_FILE", help="per-note surprisal of this score: CSV and PNG")
+    parser.add_argument("-o", "--output", type=Path, help="write the text here (and --render's files beside it)")
+    parser.add_argument("--render", action="store_true", help="also write MusicXML, MIDI and PNG")
+    parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    args = parser.parse_args(argv)
+    for name in ("num_samples", "max_new_tokens", "measures", "prompt_measures"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise UserError(f"--{name.replace('_', '-')} must be at least 1")
+    if not args.temperature > 0 or not 0 < args.top_p <= 1:
+        raise UserError("--temperature must be positive and --top-p in (0, 1]")
+
+    model, tokenizer, metadata = sampling.load_model_dir(args.model)
+    if args.surprisal:
+        return surprisal_report(model, tokenizer, args.surprisal, args.output)
+    num_voices = metadata["voices"]
+    vocabulary = sampling.Vocabulary.from_tokenizer(tokenizer)
+    forced = harmonization_plan(args.harmonize, vocabulary) if args.harmonize else None
+    prompt = "" if forced else build_prompt(args)
+    if prompt:
+        check_prompt(prompt, vocabulary, num_voices)
+    if forced and args.no_constrain:
+        raise UserError("--harmonize needs the constrained decoder; drop --no-constrain")
+    stem = args.output.with_suffix("") if args.output else Path("sample")
+    if args.output or args.render:
+        planned = ([args.output] if args.output else []) + (
+            notation.planned_paths(stem, args.num_samples, list(notation.FORMATS)) if args.render else [])
+        existing = [p for p in planned if p.exists()]
+        if existing and not args.overwrite:
+            raise UserError(f"{existing[0]} exists; pass --overwrite to replace it")
+    max_new_tokens = args.max_new_tokens
+    if forced:
+        forced_words = sum(len(m) for m in forced)
+        max_new_tokens = forced_words + len(forced) * (num_voices - 1) * 40 + 2
+
+    texts = sampling.generate_texts(
+        model, tokenizer, prompt, args.num_samples, constrain=not args.no_constrain, num_voices=num_voices,
+        voice_ranges=metadata.get("voice_ranges", {}).get(str(num_voices)), measures=args.measures,
+        forced_measures=forced, max_new_tokens=max_new_tokens, temperature=args.temperature, top_k=args.top_k,
+        top_p=args.top_p, seed=args.seed, vocabulary=vocabulary)
+    output = "\n".join(texts) + "\n"
+    if args.output:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(output)
+    else:
+        sys.stdout.write(output)
+    if args.render:
+        pieces, report = language.parse(output)
+        if report.total:
+            print(f"repaired {report.total} problem(s) before rendering:\n" + "\n".join(report.lines()), file=sys.stderr)
+        for path in notation.write_pieces(pieces, stem, list(notation.FORMATS)):
+            print(f"wrote {path}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    run(main)

@@ -1,0 +1,379 @@
+"""Constrained decoding: a transformers LogitsProcessor that lets the model write only text the
+score language's grammar accepts, so every sample is a valid score.
+
+The grammar itself (what may follow what, how measures fill) is language.Grammar: this module
+asks it about one representative token per kind, duration and pitch, then adds what only a
+decoder needs: never painting itself into a corner (a remainder no rest can fill, a tie no note
+can continue, a token budget too small to close the piece), voice ranges, forced tokens
+(harmonization), and a measure count.
+"""
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass
+from fractions import Fraction
+from math import lcm
+
+import numpy as np
+
+from scorelm import language
+from scorelm.language import FOLLOWS, Grammar, Kind, Token
+
+UNREACHABLE = 10 ** 6
+
+
+@dataclass
+class Vocabulary:
+    """Every token id that is one whole symbol of the language, with its parsed Token. Other
+    ids (BPE pieces of a symbol, special tokens) are never chosen under constraints."""
+    size: int
+    symbol: dict[int, Token]  # id -> Token
+    ids_of: dict[str, int]  # symbol text -> id
+    kind: np.ndarray  # per id: index into KINDS, -1 for non-symbols
+    ticks: np.ndarray  # NOTE/REST duration in ticks, else 0
+    pitch: np.ndarray  # NOTE: index into pitches, else -1
+    midi: np.ndarray  # NOTE: MIDI number, else -1
+    tie: np.ndarray  # NOTE: tied onward
+    pitches: list[str]
+    tick: Fraction  # the duration of one tick
+    structural: list[tuple[int, Token]]  # BAR, END, KEY, TIME, LENGTH, VOICE tokens
+
+    @classmethod
+    def from_tokenizer(cls, tokenizer) -> "Vocabulary":
+        size = len(tokenizer)
+        symbol: dict[int, Token] = {}
+        special = set(tokenizer.all_special_ids)
+        for token_id in range(size):
+            if token_id in special:
+                continue
+            text = tokenizer.decode([token_id])
+            if not text.startswith(" ") or len(text.split()) != 1:
+                continue  # a piece of a symbol, not a whole one
+            token = language.parse_token(text.strip())
+            if token is not None:
+                symbol.setdefault(token_id, token)
+        durations = {t.duration for t in symbol.values() if t.duration is not None}
+        tick = Fraction(1, lcm(*(d.denominator for d in durations))) if durations else Fraction(1)
+        kind = np.full(size, -1, dtype=np.int8)
+        ticks = np.zeros(size, dtype=np.int64)
+        pitch = np.full(size, -1, dtype=np.int32)
+        midi = np.full(size, -1, dtype=np.int32)
+        tie = np.zeros(size, dtype=bool)
+        pitches = sorted({t.pitch for t in symbol.values() if t.pitch})
+        pitch_index = {p: i for i, p in enumerate(pitches)}
+        structural = []
+        for token_id, token in symbol.items():
+            kind[token_id] = KINDS.index(token.kind)
+            if token.kind in (Kind.NOTE, Kind.REST):
+                ticks[token_id] = int(token.duration / tick)
+                if token.pitch:
+                    pitch[token_id] = pitch_index[token.pitch]
+                    midi[token_id] = language.midi_number(token.pitch)
+                    tie[token_id] = token.tie
+            else:
+                structural.append((token_id, token))
+        return cls(size, symbol, {t.text: i for i, t in symbol.items()}, kind, ticks, pitch, midi, tie,
+                   pitches, tick, structural)
+
+
+KINDS = list(Kind)
+_NOTE, _REST = KINDS.index(Kind.NOTE), KINDS.index(Kind.REST)
+
+
+class ScoreConstraint:
+    """Grammar state of one sequence, and the mask of token ids that may come next."""
+
+    def __init__(self, vocabulary: Vocabulary, num_voices: int, voice_ranges=None, measures: int | None = None,
+                 forced_measures: list[list[str]] | None = None, max_tokens: int | None = None):
+        self.v = vocabulary
+        self.grammar = Grammar(num_voices)
+        self.num_voices = num_voices
+        self.measures = len(forced_measures) if forced_measures else measures
+        self.forced_measures = forced_measures
+        self.forced: list[int] = []  # ids that must come next, in order
+        self.max_tokens = max_tokens
+        self.generated = 0
+        self.finished = False
+        self.in_range = self._range_masks(voice_ranges)
+        rest_ticks = sorted({int(t) for t in vocabulary.ticks[vocabulary.kind == _REST]})
+        longest = max([int(tok.duration / vocabulary.tick) for _, tok in vocabulary.structural
+                       if tok.kind in (Kind.TIME, Kind.LENGTH)] + [int(vocabulary.ticks.max()), 1])
+        self.min_rests = self._fill_table(rest_ticks, longest)
+        self.note_ticks_of_pitch = [set() for _ in vocabulary.pitches]
+        for token_id in np.flatnonzero(vocabulary.kind == _NOTE):
+            self.note_ticks_of_pitch[vocabulary.pitch[token_id]].add(int(vocabulary.ticks[token_id]))
+
+    def _range_masks(self, voice_ranges):
+        masks = {}
+        for number in range(1, self.num_voices + 1):
+            mask = self.v.kind == _NOTE
+            if voice_ranges and number <= len(voice_ranges) and voice_ranges[number - 1]:
+                low, high = voice_ranges[number - 1]
+                mask = mask & (self.v.midi >= low) & (self.v.midi <= high)
+            masks[number] = mask
+        return masks
+
+    @staticmethod
+    def _fill_table(rest_ticks: list[int], longest: int) -> np.ndarray:
+        """Fewest rest tokens that fill r ticks exactly (UNREACHABLE if none can)."""
+        table = np.full(longest + 1, UNREACHABLE, dtype=np.int64)
+        table[0] = 0
+        for r in range(1, longest + 1):
+            best = min((table[r - t] for t in rest_ticks if t <= r), default=UNREACHABLE)
+            table[r] = min(UNREACHABLE, best + 1)
+        return table
+
+    def _fill(self, ticks) -> np.ndarray:
+        ticks = np.asarray(ticks)
+        out = np.full(ticks.shape, UNREACHABLE, dtype=np.int64)
+        inside = (ticks >= 0) & (ticks < len(self.min_rests))
+        out[inside] = self.min_rests[ticks[inside]]
+        return out
+
+    # -- following the text
+    def advance(self, token_id: int) -> None:
+        self.generated += 1
+        if self.finished:
+            return
+        if self.forced:
+            self.forced.pop(0)
+        token = self.v.symbol.get(token_id)
+        if token is None or self.grammar.last is Kind.END:
+            self.finished = True
+            return
+        self.grammar.advance(token)
+        g = self.grammar
+        if self.forced_measures and not self.forced:
+            if token.kind is Kind.BAR:
+                pass
+            elif token.kind in (Kind.NOTE, Kind.REST) and g.voice == self.num_voices and g.remaining == 0:
+                self._queue_next_measure()
+
+    def start(self, prompt_ids: list[int]) -> None:
+        """Follow the prompt (its validity was checked before); queue forced tokens."""
+        for token_id in prompt_ids:
+            token = self.v.symbol.get(token_id)
+            if token is not None:
+                self.grammar.advance(token)
+        if self.forced_measures and self.grammar.last is None:
+            self._queue_next_measure()
+
+    def _queue_next_measure(self) -> None:
+        index = self.grammar.measure_index + 1
+        if index < len(self.forced_measures):
+            self.forced = [self.v.ids_of[word] for word in self.forced_measures[index]]
+
+    # -- the mask
+    def _closing_cost(self, voice: int, remaining_ticks, measure_ticks: int) -> np.ndarray:
+        """Fewest tokens to finish the measure and the piece from a state in `voice` with
+        `remaining_ticks` left in it: rests, the missing voices, then || and end of text."""
+        later = self.num_voices - voice
+        return self._fill(remaining_ticks) + later * (1 + int(self.min_rests[min(measure_ticks, len(self.min_rests) - 1)])) + 2
+
+    def allowed(self) -> np.ndarray:
+        v, g = self.v, self.grammar
+        mask = np.zeros(v.size, dtype=bool)
+        if self.forced:
+            mask[self.forced[0]] = True
+            return mask
+        budget = None if self.max_tokens is None else self.max_tokens - self.generated
+        complete_measures = g.measure_index + (1 if g.last in (Kind.NOTE, Kind.REST) and g.remaining == 0
+                                               and g.voice == self.num_voices else 0)
+        measure_ticks = int(g.measure_length / v.tick) if g.measure_length else 0
+        bar_ticks = int(g.bar_length / v.tick) if g.bar_length else 0
+        for token_id, token in v.structural:
+            if g.violation(token) is not None:
+                continue
+            if token.kind is Kind.BAR and g.last is not None and g.last is not Kind.END:
+                if self.measures is not None and complete_measures >= self.measures:
+                    continue
+                if budget is not None and budget < 1 + self.num_voices * (1 + int(self.min_rests[min(bar_ticks, len(self.min_rests) - 1)])) + 2:
+                    continue
+            if token.kind is Kind.END and self.measures is not None and complete_measures < self.measures \
+                    and not self.forced_measures:
+                continue
+            if token.kind is Kind.END and self.forced_measures and complete_measures < len(self.forced_measures):
+                continue
+            if token.kind in (Kind.TIME, Kind.LENGTH) and g.open_ties and g.measure_index > 0:
+                continue  # a tied note's continuation must fit the next measure: keep its length
+            if token.kind is Kind.LENGTH and token.duration >= (g.bar_length or 0):
+                continue  # only pickups and short final measures state a length
+            if token.kind is Kind.VOICE and budget is not None:
+                cost = 1 + self._closing_cost(token.number, measure_ticks, measure_ticks)
+                if cost > budget:
+                    continue
+            if token.kind is Kind.VOICE and self._fill(measure_ticks) >= UNREACHABLE:
+                continue
+            mask[token_id] = True
+        if Kind.NOTE in FOLLOWS[g.last] and g.voice >= 1:
+            mask |= self._note_mask(budget, measure_ticks, bar_ticks)
+        if g.last is Kind.END or not mask.any():
+            mask[:] = False
+            self.finished = True
+        return mask
+
+    def _note_mask(self, budget, measure_ticks: int, bar_ticks: int) -> np.ndarray:
+        v, g = self.v, self.grammar
+        remaining = int(g.remaining / v.tick)
+        after = remaining - v.ticks
+        fits = (v.ticks > 0) & (v.ticks <= remaining) & (self._fill(after) < UNREACHABLE)
+        tied_pitch = g.open_ties.get(g.voice)
+        if tied_pitch is not None:
+            if tied_pitch not in v.pitches:
+                return np.zeros(v.size, dtype=bool)
+            notes = (v.kind == _NOTE) & (v.pitch == v.pitches.index(tied_pitch))
+            mask = fits & notes
+        else:
+            mask = fits & ((v.kind == _REST) | self.in_range[g.voice])
+        # a tie must be continuable: by a note of the same pitch in this measure, or in the next;
+        # none near the end of the token budget, and none across the last measure's bar line
+        for token_id in np.flatnonzero(mask & v.tie):
+            left = remaining - int(v.ticks[token_id])
+            room = left if left > 0 else bar_ticks
+            lengths = self.note_ticks_of_pitch[v.pitch[token_id]]
+            continuable = any(t <= room and self._fill(room - t) < UNREACHABLE for t in lengths)
+            if self._closing(budget, bar_ticks) or (left == 0 and self._last_measure()) or not continuable:
+                mask[token_id] = False
+        if budget is not None:
+            cost = 1 + self._closing_cost(g.voice, after, measure_ticks)
+            mask &= cost <= budget
+        return mask
+
+    def _closing(self, budget, bar_ticks: int) -> bool:
+        """Within two measures' worth of tokens of the budget: write towards the end."""
+        if budget is None:
+            return False
+        measure_cost = self.num_voices * (1 + int(self.min_rests[min(bar_ticks, len(self.min_rests) - 1)])) + 2
+        return budget <= 2 * measure_cost + 8
+
+    def _last_measure(self) -> bool:
+        return self.measures is not None and self.grammar.measure_index + 1 >= self.measures
+
+
+class GrammarLogitsProcessor:
+    """transformers LogitsProcessor: -inf for every token the constraint forbids, per row."""
+
+    def __init__(self, constraints: list[ScoreConstraint], prompt_length: int, stop_ids: list[int]):
+        self.constraints = constraints
+        self.prompt_length = prompt_length
+        self.stop_ids = stop_ids
+        self.seen = prompt_length
+
+    def __call__(self, input_ids, scores):
+        import torch
+        length = input_ids.shape[1]
+        for row, constraint in enumerate(self.constraints):
+            for position in range(self.seen, length):
+                constraint.advance(int(input_ids[row, position]))
+        self.seen = length
+        masks = np.stack([c.allowed() for c in self.constraints])
+        for row, constraint in enumerate(self.constraints):
+            if constraint.finished:  # after || : only the end of text
+                masks[row, :] = False
+                masks[row, self.stop_ids] = True
+        allowed = torch.from_numpy(masks[:, :scores.shape[1]]).to(scores.device)
+        return scores.masked_fill(~allowed, float("-inf"))
+
+
+# ----------------------------------------------------------------------------- models on disk
+
+def load_model_dir(model_dir: str):
+    """A trained ScoreLM directory: model, tokenizer, and what training recorded of the data."""
+    import json
+    from pathlib import Path
+
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from scorelm.cli import UserError
+    folder = Path(model_dir)
+    if not (folder / "config.json").is_file():
+        raise UserError(f"no trained model in {folder}/; train one with 'accelerate launch train.py' or pass --model")
+    model = AutoModelForCausalLM.from_pretrained(folder)
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    model.eval()
+    metadata_file = folder / "scorelm.json"
+    metadata = json.loads(metadata_file.read_text()) if metadata_file.is_file() else {"voices": 4, "voice_ranges": {}}
+    return model, tokenizer, metadata
+
+
+def stop_ids(tokenizer) -> list[int]:
+    """Generation ends at || (the end of the piece) or at the end-of-text token."""
+    ids = [tokenizer.eos_token_id]
+    end = tokenizer(" ||", add_special_tokens=False)["input_ids"]
+    if len(end) == 1:
+        ids.append(end[0])
+    return ids
+
+
+def generate_texts(model, tokenizer, prompt: str, num_samples: int = 1, *, constrain: bool = True,
+                   num_voices: int = 4, voice_ranges=None, measures: int | None = None,
+                   forced_measures: list[list[str]] | None = None, max_new_tokens: int = 1024,
+                   temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0, seed: int | None = None,
+                   vocabulary: Vocabulary | None = None) -> list[str]:
+    """Sample `num_samples` pieces continuing `prompt`, in one batch with the KV cache."""
+    import torch
+    from transformers import LogitsProcessorList, set_seed
+
+    from scorelm import lm
+    if seed is not None:
+        set_seed(seed)
+    prompt_ids = lm.piece_ids(tokenizer, prompt) if prompt.strip() else [tokenizer.eos_token_id]
+    input_ids = torch.tensor([prompt_ids] * num_samples)
+    processors = LogitsProcessorList()
+    if constrain:
+        vocabulary = vocabulary or Vocabulary.from_tokenizer(tokenizer)
+        constraints = []
+        for _ in range(num_samples):
+            constraint = ScoreConstraint(vocabulary, num_voices, voice_ranges, measures, forced_measures,
+                                         None if forced_measures else max_new_tokens)
+            constraint.start(prompt_ids)
+            constraints.append(constraint)
+        processors.append(GrammarLogitsProcessor(constraints, len(prompt_ids), stop_ids(tokenizer) + [tokenizer.pad_token_id]))
+    with torch.no_grad():
+        output = model.generate(input_ids, attention_mask=torch.ones_like(input_ids), do_sample=True,
+                                temperature=temperature, top_k=top_k or None, top_p=top_p,
+                                max_new_tokens=max_new_tokens, logits_processor=processors,
+                                eos_token_id=stop_ids(tokenizer), pad_token_id=tokenizer.pad_token_id)
+    texts = []
+    for row in output:
+        continuation = tokenizer.decode(row[len(prompt_ids):], skip_special_tokens=True)
+        words = (prompt + " " + continuation).split()
+        if language.END in words:
+            words = words[:words.index(language.END) + 1]
+        texts.append(" ".join(words))
+    return texts
+
+
+# ----------------------------------------------------------------------------- surprisal
+
+def word_surprisals(model, tokenizer, text: str) -> list[float]:
+    """Bits the model spends on each whitespace-separated word of `text` (the sum over the
+    tokens that make it up), given everything before it."""
+    import torch
+
+    from scorelm import lm
+    source = lm.model_text(text)
+    encoded = tokenizer(source, add_special_tokens=False, return_offsets_mapping=True)
+    ids = [tokenizer.eos_token_id] + encoded["input_ids"]
+    window = getattr(model.config, "max_position_embeddings", 2048)
+    bits = torch.zeros(len(ids))
+    scored_until = 1  # ids[0] (the piece start) is given, not predicted
+    start = 0
+    with torch.no_grad():
+        while scored_until < len(ids):
+            end = min(len(ids), start + window)
+            chunk = torch.tensor([ids[start:end]])
+            log_probs = torch.log_softmax(model(chunk).logits[0].float(), dim=-1)
+            for position in range(max(scored_until, start + 1), end):
+                bits[position] = -log_probs[position - start - 1, ids[position]] / np.log(2)
+            scored_until = end
+            start = max(start + 1, end - window // 2)  # half a window of context carried over
+    word_ends = []
+    position = 0
+    for word in text.split():
+        position = source.index(word, position) + len(word)
+        word_ends.append(position)
+    totals = [0.0] * len(word_ends)
+    for (_, finish), value in zip(encoded["offset_mapping"], bits[1:].tolist()):
+        totals[min(bisect.bisect_left(word_ends, finish), len(totals) - 1)] += value
+    return totals

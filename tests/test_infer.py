@@ -1,0 +1,147 @@
+"""infer.py on weak tiny models: constrained samples are always valid scores, harmonization keeps
+the melody, surprisal covers every note, seeds repeat, bad prompts are one-line errors."""
+from __future__ import annotations
+
+import csv
+import math
+
+import pytest
+from conftest import run_script
+
+from scorelm import dataset, language
+
+
+def training_texts(tiny_dataset):
+    return [r["text"] for r in dataset.read_jsonl(tiny_dataset / "train.jsonl")]
+
+
+def prompts(tiny_dataset) -> dict[str, str]:
+    texts = training_texts(tiny_dataset)
+    three_four = next(t for t in texts if "T:3/4" in t.split()[:4])
+    pickup = next(t for t in texts if t.split()[3].startswith("L:"))
+    words = pickup.split()
+    bars = [i for i, w in enumerate(words) if w == "|"]
+    mid_measure = words[:bars[2] + 1]
+    mid_measure = mid_measure[:mid_measure.index("V3", bars[1]) - 1]  # inside voice 2 of measure 2
+    first_key = three_four.split()[1]
+    return {"new piece": "|", "3/4 header": f"| {first_key} T:3/4", "after a pickup measure": " ".join(words[:bars[1] + 1]),
+            "mid-measure": " ".join(mid_measure)}
+
+
+def assert_valid_samples(text: str, prompt: str, count: int) -> None:
+    samples = text.strip().splitlines()
+    assert len(samples) == count
+    for sample in samples:
+        assert sample.startswith(prompt)
+        pieces, report = language.parse(sample)
+        assert report.total == 0, (sample, report.lines())
+        assert len(pieces) == 1 and pieces[0].num_voices == 4
+
+
+@pytest.mark.parametrize("name", ["new piece", "3/4 header", "after a pickup measure", "mid-measure"])
+@pytest.mark.parametrize("seed", [1, 2])
+def test_constrained_samples_are_valid_scores(tiny_model, tiny_dataset, name, seed):
+    prompt = prompts(tiny_dataset)[name]
+    result = run_script("infer.py", prompt, "--model", tiny_model, "--num-samples", 6, "--seed", seed,
+                        "--max-new-tokens", 160)
+    assert result.returncode == 0, result.stderr
+    assert_valid_samples(result.stdout, prompt, 6)
+
+
+def test_measures_and_header_options(tiny_model, tiny_dataset):
+    key = prompts(tiny_dataset)["3/4 header"].split()[1]
+    result = run_script("infer.py", "|", "--model", tiny_model, "--key", key[2:], "--time", "3/4",
+                        "--measures", 3, "--num-samples", 4, "--seed", 3)
+    assert result.returncode == 0, result.stderr
+    assert_valid_samples(result.stdout, f"| {key} T:3/4", 4)
+    for sample in result.stdout.splitlines():
+        assert len(language.parse(sample)[0][0].measures) == 3
+
+
+def test_bpe_tokenizer_samples_are_valid_scores(tiny_bpe_model):
+    result = run_script("infer.py", "|", "--model", tiny_bpe_model, "--num-samples", 6, "--seed", 4,
+                        "--max-new-tokens", 160)
+    assert result.returncode == 0, result.stderr
+    assert_valid_samples(result.stdout, "|", 6)
+
+
+def test_seed_repeats(tiny_model):
+    runs = [run_script("infer.py", "|", "--model", tiny_model, "--seed", seed, "--max-new-tokens", 80).stdout
+            for seed in (7, 7, 8)]
+    assert runs[0] == runs[1] and runs[0] != runs[2]
+
+
+def test_unconstrained_sampling_runs(tiny_model):
+    result = run_script("infer.py", "|", "--model", tiny_model, "--no-constrain", "--seed", 1, "--max-new-tokens", 60)
+    assert result.returncode == 0 and result.stdout.startswith("|")
+
+
+def test_render_writes_notation(tiny_model, tmp_path):
+    result = run_script("infer.py", "|", "--model", tiny_model, "--seed", 1, "--measures", 4,
+                        "-o", tmp_path / "piece.txt", "--render")
+    assert result.returncode == 0, result.stderr
+    for suffix in (".txt", ".musicxml", ".mid", ".png"):
+        assert (tmp_path / f"piece{suffix}").stat().st_size > 0
+    from music21 import converter
+    score = converter.parse(tmp_path / "piece.musicxml")
+    assert language.encode_score(score) == (tmp_path / "piece.txt").read_text().strip()
+
+
+def melody_file(tiny_dataset, folder):
+    text = next(t for t in training_texts(tiny_dataset) if "T:3/4" in t.split()[:4])
+    piece = language.parse(text)[0][0]
+    melody = language.Piece([language.Measure(m.length, m.voices[:1], m.key, m.time) for m in piece.measures])
+    path = folder / "melody.musicxml"
+    language.score_from_piece(melody).write("musicxml", fp=str(path))
+    return path, melody
+
+
+def test_harmonization_keeps_the_melody(tiny_model, tiny_dataset, tmp_path):
+    path, melody = melody_file(tiny_dataset, tmp_path)
+    result = run_script("infer.py", "--harmonize", path, "--model", tiny_model, "--seed", 5, "-o", tmp_path / "h.txt")
+    assert result.returncode == 0, result.stderr
+    pieces, report = language.parse((tmp_path / "h.txt").read_text())
+    assert report.total == 0, report.lines()  # every voice fills every measure
+    harmonized = pieces[0]
+    assert harmonized.num_voices == 4 and len(harmonized.measures) == len(melody.measures)
+    assert harmonized.voice_events(0) == melody.voice_events(0)  # the soprano, note for note
+    assert all(any(e.pitch for _, e in harmonized.voice_events(v)) for v in (1, 2, 3))
+
+
+def test_surprisal_covers_every_note(tiny_model, tmp_path):
+    from music21 import corpus
+    source = tmp_path / "bwv66.6.musicxml"
+    corpus.parse("bach/bwv66.6").write("musicxml", fp=str(source))
+    result = run_script("infer.py", "--surprisal", source, "--model", tiny_model)
+    assert result.returncode == 0, result.stderr
+    with open(tmp_path / "bwv66.6.surprisal.csv") as f:
+        rows = list(csv.DictReader(f))
+    from music21 import converter
+    piece = language.piece_from_score(converter.parse(source))
+    assert len(rows) == sum(len(piece.voice_events(v)) for v in range(4))
+    assert all(math.isfinite(float(r["surprisal_bits"])) and float(r["surprisal_bits"]) >= 0 for r in rows)
+    assert [r["part"] for r in rows[:3]] == ["Soprano", "Soprano", "Alto"]  # the pickup: S has 2 notes, A 1
+    assert rows[0]["measure"] == "0" and rows[0]["beat"] == "4.0" and rows[0]["pitch"] == "C#5"
+    assert (tmp_path / "bwv66.6.surprisal.png").read_bytes()[:4] == b"\x89PNG"
+    assert "bits per note" in result.stdout and "most surprising" in result.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (["hello"], "not in the score language"),
+    (["| K:0 V1"], "prompt is not valid"),
+    (["| K:0 T:4/4 V1 C4:0.125~"], "not in the model's vocabulary"),
+    (["| K:0 T:4/4", "--key", "D"], "use them with the prompt '|'"),
+    (["|", "--key", "H"], "--key"),
+    (["|", "--time", "4/3"], "--time"),
+    (["|", "--num-samples", "0"], "--num-samples"),
+    (["--harmonize", "/no/such/melody.xml"], "no such file"),
+])
+def test_bad_input_is_one_line_error(tiny_model, args, message):
+    result = run_script("infer.py", *args, "--model", tiny_model)
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_missing_model(tmp_path):
+    result = run_script("infer.py", "|", "--model", tmp_path / "none")
+    assert result.returncode == 2 and "no trained model" in result.stderr
