@@ -150,13 +150,60 @@ def surprisal_report(model, tokenizer, path: str, output: Path | None) -> int:
     return 0
 
 
+def evaluation_report(model, tokenizer, metadata, args) -> int:
+    """Bits per note beside a Kneser-Ney baseline; music statistics of samples beside Bach."""
+    import json
+
+    from scorelm import dataset, evaluation, lm
+    model_dir = Path(args.model)
+    train_config = json.loads((model_dir / "train_config.json").read_text()) \
+        if (model_dir / "train_config.json").is_file() else {}
+    folder = Path(args.dataset or train_config.get("dataset", "dataset"))
+    if not (folder / "test.jsonl").is_file():
+        raise UserError(f"no dataset in {folder}/ (pass --dataset)")
+    texts = {name: [r["text"] for r in dataset.read_jsonl(folder / f"{name}.jsonl")] for name in dataset.SPLITS}
+    if not texts["test"] or not texts["validation"]:
+        raise UserError(f"{folder}/ needs non-empty validation and test splits")
+    print(f"scoring the test split ({len(texts['test'])} pieces)", file=sys.stderr)
+    max_length = train_config.get("max_length", 1024)
+    model_metrics = lm.evaluate_texts(model, tokenizer, texts["test"], max_length)
+    print("fitting Kneser-Ney n-grams on the training split", file=sys.stderr)
+    ngram = evaluation.ngram_bits_per_note(tokenizer, texts["train"], texts["validation"], texts["test"])
+    count = args.num_samples or 50
+    print(f"sampling {count} pieces", file=sys.stderr)
+    voices = metadata["voices"]
+    vocabulary = sampling.Vocabulary.from_tokenizer(tokenizer)
+    samples = []
+    for first in range(0, count, 10):
+        samples += sampling.generate_texts(
+            model, tokenizer, "|", min(10, count - first), num_voices=voices,
+            voice_ranges=metadata.get("voice_ranges", {}).get(str(voices)), max_new_tokens=args.max_new_tokens,
+            temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
+            seed=(args.seed or 0) + first, vocabulary=vocabulary)
+    print("computing music statistics", file=sys.stderr)
+    reference = evaluation.corpus_pitch_classes(texts["train"])
+    columns = {"model": {"bits_per_note": model_metrics["bits_per_note"],
+                         **evaluation.music_statistics(samples, reference)},
+               "n-gram": {"bits_per_note": ngram["test_bits_per_note"], "order": ngram["order"]},
+               "Bach": evaluation.music_statistics(texts["test"], reference)}
+    for column in columns.values():
+        column.pop("_pitch_classes", None)
+    print(evaluation.format_table(columns))
+    stem = args.output.with_suffix("") if args.output else model_dir / "evaluation"
+    stem.with_suffix(".json").write_text(json.dumps({"columns": columns, "samples": samples, "dataset": str(folder),
+                                                     "ngram_order": ngram["order"]}, indent=1) + "\n")
+    evaluation.plot_table(columns, stem.with_suffix(".png"))
+    print(f"wrote {stem.with_suffix('.json')} and {stem.with_suffix('.png')}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog=__doc__.split("\n\n", 1)[1])
     parser.add_argument("prompt", nargs="?", default="|", help="score text to continue (default: '|', a new piece)")
     parser.add_argument("--model", default="score-lm", help="trained model directory (default: score-lm)")
-    parser.add_argument("--num-samples", type=int, default=1, help="pieces to sample, in one batch")
+    parser.add_argument("--num-samples", type=int, help="pieces to sample, in one batch (default 1)")
     parser.add_argument("--temperature", type=float, default=1.0)
     parser.add_argument("--top-k", type=int, default=0, help="sample from the k likeliest tokens (0: all)")
     parser.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling mass")
@@ -170,6 +217,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--prompt-measures", type=int, metavar="N", help="use only its first N measures")
     parser.add_argument("--harmonize", metavar="MELODY_FILE", help="write alto, tenor and bass under this melody")
     parser.add_argument("--surprisal", metavar="SCORE_FILE", help="per-note surprisal of this score: CSV and PNG")
+    parser.add_argument("--evaluate", action="store_true",
+                        help="test bits per note beside a Kneser-Ney n-gram, and music statistics of "
+                             "--num-samples (default 50) samples beside Bach's test split: table, JSON, PNG")
+    parser.add_argument("--dataset", help="--evaluate's dataset (default: the one the model was trained on)")
     parser.add_argument("-o", "--output", type=Path, help="write the text here (and --render's files beside it)")
     parser.add_argument("--render", action="store_true", help="also write MusicXML, MIDI and PNG")
     parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
@@ -182,6 +233,9 @@ def main(argv: list[str] | None = None) -> int:
         raise UserError("--temperature must be positive and --top-p in (0, 1]")
 
     model, tokenizer, metadata = sampling.load_model_dir(args.model)
+    if args.evaluate:
+        return evaluation_report(model, tokenizer, metadata, args)
+    args.num_samples = args.num_samples or 1
     if args.surprisal:
         return surprisal_report(model, tokenizer, args.surprisal, args.output)
     num_voices = metadata["voices"]

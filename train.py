@@ -428,7 +428,8 @@ def main(argv: list[str] | None = None) -> int:
 
     def log(message: str) -> None:
         if accelerator.is_main_process:
-            print(message, file=sys.stderr, flush=True)
+            from tqdm import tqdm
+            tqdm.write(message, file=sys.stderr)  # above the progress bar, not inside it
 
     model, tokenizer = prepare_model(cfg, splits["train"], output_dir if resume else None, log)
     if accelerator.is_main_process:

@@ -358,9 +358,12 @@ class Grammar:
 class ParseReport:
     """Repairs made while turning text into pieces, by kind."""
     repairs: Counter = field(default_factory=Counter)
+    measures: set = field(default_factory=set)  # (piece number, measure index) of each repair
 
-    def add(self, what: str, count: int = 1) -> None:
-        self.repairs[what] += count
+    def add(self, what: str, where: tuple[int, int] | None = None) -> None:
+        self.repairs[what] += 1
+        if where is not None:
+            self.measures.add(where)
 
     @property
     def total(self) -> int:
@@ -379,6 +382,10 @@ class _PieceBuilder:
         self.grammar = Grammar()
         self.piece: Piece | None = None
         self.skipping_voice = False  # dropping an extra voice's notes
+
+    def _repaired(self, what: str) -> None:
+        where = (len(self.pieces), len(self.piece.measures) - 1) if self.piece and self.piece.measures else None
+        self.report.add(what, where)
 
     # -- accepting tokens (the only place pieces grow)
     def _accept(self, token: Token) -> None:
@@ -414,13 +421,13 @@ class _PieceBuilder:
     def _pad_voice(self) -> None:
         remaining = self.grammar.remaining
         if remaining > 0:
-            self.report.add("voice underfilled: padded with a rest")
+            self._repaired("voice underfilled: padded with a rest")
             self._drop_open_tie()
             self._accept(Token(Kind.REST, "", duration=remaining))
 
     def _fill_missing_voices(self, up_to: int) -> None:
         while self.grammar.voice < up_to:
-            self.report.add("missing voice: filled with rests")
+            self._repaired("missing voice: filled with rests")
             self._accept(Token(Kind.VOICE, "", number=self.grammar.voice + 1))
             self._pad_voice_silently()
 
@@ -432,7 +439,7 @@ class _PieceBuilder:
         voice = self.grammar.voice if voice is None else voice
         if voice not in self.grammar.open_ties:
             return
-        self.report.add("tie to a different pitch or a rest: dropped")
+        self._repaired("tie to a different pitch or a rest: dropped")
         self.grammar.drop_tie(voice)
         # the tied note is the voice's last event, in this measure or (across the bar) the one before
         for measure in reversed(self.piece.measures):
@@ -450,7 +457,7 @@ class _PieceBuilder:
 
     def _discard_open_measure(self) -> None:
         """Drop a measure that has a bar line but no voices; rebuild the grammar state."""
-        self.report.add("empty measure: dropped")
+        self._repaired("empty measure: dropped")
         self.piece.measures.pop()
         tokens = _tokens_of_piece(self.piece)
         self.grammar = Grammar()
@@ -479,7 +486,7 @@ class _PieceBuilder:
         g, kind = self.grammar, token.kind
         if problem is Violation.ORDER:
             if g.last is None or g.last is Kind.END:
-                self.report.add("text outside a piece: ignored")
+                self._repaired("text outside a piece: ignored")
                 return False
             if g.last is Kind.VOICE and kind in (Kind.VOICE, Kind.BAR, Kind.END):
                 self._pad_voice()  # an empty voice: a rest fills it
@@ -487,7 +494,7 @@ class _PieceBuilder:
             if kind in (Kind.NOTE, Kind.REST) and g.last in (Kind.BAR,) + HEADER_KINDS:
                 if g.in_first_measure and (g.key is None or g.bar_length is None):
                     return self._repair(Violation.NEED_KEY if g.key is None else Violation.NEED_TIME, token)
-                self.report.add("missing voice marker: inserted")
+                self._repaired("missing voice marker: inserted")
                 self._accept(Token(Kind.VOICE, "", number=1))
                 return True
             if kind is Kind.END and g.last in (Kind.BAR,) + HEADER_KINDS:
@@ -497,14 +504,14 @@ class _PieceBuilder:
                     self.grammar = Grammar()
                     return False
                 return True
-            self.report.add(f"{token.text or kind.value} out of place: dropped")
+            self._repaired(f"{token.text or kind.value} out of place: dropped")
             return False
         if problem is Violation.NEED_KEY:
-            self.report.add("missing key signature: K:0 assumed")
+            self._repaired("missing key signature: K:0 assumed")
             self._accept(Token(Kind.KEY, "K:0", number=0))
             return True
         if problem is Violation.NEED_TIME:
-            self.report.add("missing time signature: T:4/4 assumed")
+            self._repaired("missing time signature: T:4/4 assumed")
             self._accept(Token(Kind.TIME, "T:4/4", duration=Fraction(4)))
             return True
         if problem is Violation.UNDERFILL:
@@ -517,19 +524,19 @@ class _PieceBuilder:
             if token.number > g.voice + 1:
                 self._fill_missing_voices(token.number - 1)
                 return True
-            self.report.add("repeated voice: dropped")
+            self._repaired("repeated voice: dropped")
             self.skipping_voice = True
             return False
         if problem is Violation.TOO_MANY_VOICES:
-            self.report.add("extra voice: dropped")
+            self._repaired("extra voice: dropped")
             self.skipping_voice = True
             return False
         if problem is Violation.OVERFILL:
             remaining = g.remaining
             if remaining <= 0:
-                self.report.add("voice overfills its measure: note dropped")
+                self._repaired("voice overfills its measure: note dropped")
                 return False
-            self.report.add("voice overfills its measure: note shortened")
+            self._repaired("voice overfills its measure: note shortened")
             shortened = replace(token, duration=remaining)
             self._repair_tie_then_accept(shortened)
             return False
@@ -554,7 +561,7 @@ class _PieceBuilder:
         if g.last in (Kind.BAR,) + HEADER_KINDS:
             self._discard_open_measure()
         if self.piece.measures:
-            self.report.add("piece not closed with ||: closed")
+            self._repaired("piece not closed with ||: closed")
             self._complete_measure()
             self.feed(Token(Kind.END, END))
         self.piece = None
@@ -572,7 +579,7 @@ def parse(text: str) -> tuple[list[Piece], ParseReport]:
     for word in text.split():
         token = parse_token(word)
         if token is None:
-            report.add("unknown token: skipped")
+            builder._repaired("unknown token: skipped")
             continue
         builder.feed(token)
     builder.finish()

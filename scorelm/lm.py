@@ -181,6 +181,22 @@ def token_nll(model, batch) -> tuple:
     return losses.sum(dim=1), (targets != -100).sum(dim=1)
 
 
+def evaluate_texts(model, tokenizer, texts: list[str], max_length: int, batch_size: int = 8) -> dict:
+    """Loss, perplexity and bits per note of `texts`, packed as in training (plain PyTorch,
+    one process; train.py does the same through accelerate)."""
+    import torch
+    blocks, _ = pack_blocks([piece_ids(tokenizer, t) for t in texts],
+                            {tokenizer.eos_token_id, bar_token_id(tokenizer)}, max_length)
+    nll, tokens = 0.0, 0
+    model.eval()
+    with torch.no_grad():
+        for start in range(0, len(blocks), batch_size):
+            block_nll, block_tokens = token_nll(model, collate(blocks[start:start + batch_size], tokenizer.pad_token_id))
+            nll += float(block_nll.double().sum())
+            tokens += int(block_tokens.sum())
+    return metrics_from_totals(nll, tokens, count_notes(texts))
+
+
 def metrics_from_totals(nll_nats: float, tokens: int, notes: int) -> dict:
     loss = nll_nats / max(1, tokens)
     return {"loss": loss, "perplexity": math.exp(min(loss, 50)), "bits_per_note": nll_nats / math.log(2) / max(1, notes),

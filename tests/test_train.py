@@ -200,3 +200,32 @@ def test_deepspeed_zero2_on_two_cpu_processes(tmp_path, tiny_dataset):
     assert len(shards) == 2
     from transformers import AutoModelForCausalLM
     assert AutoModelForCausalLM.from_pretrained(out).num_parameters() > 0
+
+
+def test_ready_configs_load():
+    from conftest import ROOT as root
+    from scorelm import config as configuration
+    names = sorted(p.name for p in (root / "configs").glob("*.json"))
+    assert {"cpu_quickstart.json", "cpu_hour.json", "gpu_pythia160m.json", "gpu_pythia410m.json",
+            "gpu_pythia1b.json"} <= set(names)
+    for name in names + ["../train_cfg.json"]:
+        configuration.load_config(root / "configs" / name)
+
+
+def test_readme_documents_every_config_key():
+    from scorelm.config import FIELDS
+    readme = (ROOT / "README.md").read_text()
+    assert all(f"| `{name}` |" in readme for name in FIELDS)
+
+
+def test_tensorboard_logging(tmp_path, tiny_dataset):
+    out = tmp_path / "model"
+    config = write_config(tmp_path, dataset=str(tiny_dataset), output_dir=str(out), max_steps=4, eval_every=2,
+                          report_to="tensorboard")
+    result = run_script("train.py", "--config", config)
+    assert result.returncode == 0, result.stderr
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    events = EventAccumulator(str(next((out / "runs").rglob("events.out.tfevents*")).parent))
+    events.Reload()
+    assert [e.step for e in events.Scalars("train/loss")] == [1, 2, 3, 4]
+    assert [e.step for e in events.Scalars("validation/bits_per_note")] == [2]

@@ -1,0 +1,67 @@
+"""The evaluation: a Kneser-Ney baseline that is a real distribution, music statistics that count
+what they claim on small hand-made pieces, and infer.py --evaluate end to end."""
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import run_script
+
+from scorelm import evaluation, language
+
+
+def test_kneser_ney_is_a_distribution():
+    stream = [0, 1, 2, 3, 1, 2, 4, 1, 2, 3, 0, 1, 3]
+    for order in (1, 2, 3):
+        model = evaluation.KneserNey(order, vocabulary_size=6).fit(stream)
+        for context in [(), (1,), (1, 2), (5, 5), (2, 4)]:
+            total = sum(model.probability(context, word) for word in range(6))
+            assert total == pytest.approx(1.0)
+    bigram = evaluation.KneserNey(2, 6).fit(stream)
+    assert bigram.probability((1,), 2) > bigram.probability((1,), 4) > 0  # seen beats unseen, unseen not zero
+    assert 0 < bigram.nll_bits([1, 2, 3]) < evaluation.KneserNey(1, 6).fit(stream).nll_bits([1, 2, 3])
+
+
+def piece(text: str) -> language.Piece:
+    pieces, report = language.parse(text)
+    assert report.total == 0
+    return pieces[0]
+
+
+def test_parallels_crossings_and_spacing_are_counted():
+    # soprano and bass move C-D over C-D: parallel octaves; alto G-A over C: parallel fifths with
+    # the bass; tenor above alto in the second half: two crossing slices
+    text = ("| K:0 T:4/4 V1 C5:2 D5:2 V2 G4:2 A4:2 V3 E4:2 B4:2 V4 C3:2 D3:2 ||")
+    counts = evaluation.piece_statistics(piece(text))["counts"]
+    assert counts["parallel_octaves"] == 1  # soprano-bass (C5/C3 -> D5/D3)
+    assert counts["parallel_fifths"] == 1  # alto-bass (G4/C3 -> A4/D3)
+    assert counts["voice_crossings"] == 1  # tenor B4 above alto A4
+    assert counts["spacing_errors"] == 0
+    assert counts["beats"] == 4 and counts["notes"] == 8
+    assert counts["ends_on_tonic_with_fermata"] == 0  # ends on D without a fermata
+    wide = piece("| K:0 T:4/4 V1 C6:4^ V2 B4:4 V3 C4:4 V4 C3:4^ ||")  # C6-B4: more than an octave
+    wide_counts = evaluation.piece_statistics(wide)["counts"]
+    assert wide_counts["spacing_errors"] == 1 and wide_counts["out_of_range"] == 1  # soprano C6
+    assert wide_counts["ends_on_tonic_with_fermata"] == 1
+
+
+def test_music_statistics_of_the_chorales_are_bach_like(chorale_texts):
+    texts = list(chorale_texts.values())
+    stats = evaluation.music_statistics(texts, evaluation.corpus_pitch_classes(texts))
+    assert stats["pieces"] == len(texts) and stats["valid_measures_percent"] == 100
+    assert stats["parallel_fifths_per_100_beats"] < 2 and stats["pitch_class_distance"] == 0
+    broken = evaluation.music_statistics(["| K:0 T:4/4 V1 C4:1 V2 C4:4 V3 C4:4 V4 C3:4 | V1 C4:4 V2 C4:4 V3 C4:4 V4 C3:4 ||"])
+    assert broken["valid_measures_percent"] == 50
+
+
+def test_evaluate_command(tiny_model, tmp_path):
+    result = run_script("infer.py", "--evaluate", "--model", tiny_model, "--num-samples", 4,
+                        "--max-new-tokens", 200, "-o", tmp_path / "eval")
+    assert result.returncode == 0, result.stderr
+    report = json.loads((tmp_path / "eval.json").read_text())
+    columns = report["columns"]
+    assert set(columns) == {"model", "n-gram", "Bach"}
+    assert columns["model"]["bits_per_note"] > 0 and columns["n-gram"]["bits_per_note"] > 0
+    assert columns["model"]["valid_measures_percent"] == 100 and len(report["samples"]) == 4
+    assert (tmp_path / "eval.png").read_bytes()[:4] == b"\x89PNG"
+    assert "parallel fifths" in result.stdout
