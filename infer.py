@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import re
 import sys
 from pathlib import Path
 
@@ -29,13 +30,13 @@ def key_signature(text: str) -> int:
         sharps = int(text)
     except ValueError:
         from music21 import key
-        name = text.strip().replace(" minor", "m").replace(" major", "")
-        minor = name.endswith("m") and len(name) > 1
-        tonic = (name[:-1] if minor else name).replace("b", "-") if len(name) > 1 else name
-        try:
-            sharps = key.Key(tonic.lower() if minor else tonic.upper()[0] + tonic[1:]).sharps
-        except Exception:
-            raise UserError(f"--key {text!r}: give a number of sharps (-7..7) or a key such as D, Bb, 'F# minor'") from None
+        name = "".join(text.replace("minor", "m").replace("major", "").split())
+        minor = name.endswith("m")
+        tonic = name[:-1] if minor else name
+        if not re.fullmatch(r"[A-Ga-g][#b]?", tonic):
+            raise UserError(f"--key {text!r}: give a number of sharps (-7..7) or a key such as D, Bb, 'F# minor'")
+        tonic = tonic[0].upper() + tonic[1:].replace("b", "-")  # music21 writes flats as -
+        sharps = key.Key(tonic.lower() if minor else tonic).sharps
     if not -7 <= sharps <= 7:
         raise UserError(f"--key {text!r}: at most 7 sharps or flats")
     return sharps

@@ -26,7 +26,7 @@ def read_text(source: str) -> str:
         return sys.stdin.read()
     path = Path(source)
     if not path.is_file():
-        raise UserError(f"no such file: {source}")
+        raise UserError(f"{source} is not a file" if path.exists() else f"no such file: {source}")
     try:
         return path.read_text(encoding="utf-8")
     except UnicodeDecodeError:

@@ -43,7 +43,10 @@ def load_splits(folder: Path) -> dict[str, list[dict]]:
         raise UserError(f"dataset file {missing[0]} not found; run python generate_data.py first "
                         f"(or set the dataset key)")
     datasets.disable_progress_bars()
-    loaded = datasets.load_dataset("json", data_files={k: str(v) for k, v in files.items()})
+    try:
+        loaded = datasets.load_dataset("json", data_files={k: str(v) for k, v in files.items()})
+    except Exception as error:  # a malformed file: say which folder, not a traceback
+        raise UserError(f"cannot read the dataset in {folder}: {' '.join(str(error).split())[:200]}") from None
     splits = {name: loaded[name].to_list() for name in dataset.SPLITS}
     if not splits["train"]:
         raise UserError(f"{files['train']} holds no pieces")
@@ -62,12 +65,6 @@ def score_metadata(train_records: list[dict]) -> dict:
     return {"format_version": language.FORMAT_VERSION,
             "voices": Counter(r["voices"] for r in train_records).most_common(1)[0][0],
             "voice_ranges": {str(n): [list(r) for r in per_voice] for n, per_voice in ranges.items()}}
-
-
-def make_blocks(tokenizer, texts: list[str], max_length: int):
-    ids = [lm.piece_ids(tokenizer, text) for text in texts]
-    blocks, forced = lm.pack_blocks(ids, {tokenizer.eos_token_id, lm.bar_token_id(tokenizer)}, max_length)
-    return blocks, sum(len(i) for i in ids), forced
 
 
 # ----------------------------------------------------------------------------- model
@@ -437,7 +434,7 @@ def main(argv: list[str] | None = None) -> int:
         tokenizer.save_pretrained(output_dir)  # so a resumed run tokenizes exactly as this one
     data, data_info = {}, {}
     for name in dataset.SPLITS:
-        blocks, tokens, forced = make_blocks(tokenizer, splits[name], cfg.max_length)
+        blocks, tokens, forced = lm.pack_texts(tokenizer, splits[name], cfg.max_length)
         data[name], data[f"{name}_notes"] = blocks, lm.count_notes(splits[name])
         data_info.update({f"{name}_pieces": len(splits[name]), f"{name}_tokens": tokens, f"{name}_blocks": len(blocks)})
         if forced:

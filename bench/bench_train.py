@@ -30,7 +30,7 @@ from scorelm import dataset, lm  # noqa: E402
 def make_data(cfg):
     texts = [r["text"] for r in dataset.read_jsonl(Path(cfg.dataset) / "train.jsonl")]
     tokenizer = lm.train_word_tokenizer(texts)
-    blocks, _, _ = train_script.make_blocks(tokenizer, texts, cfg.max_length)
+    blocks, _, _ = lm.pack_texts(tokenizer, texts, cfg.max_length)
     return tokenizer, blocks
 
 

@@ -104,6 +104,13 @@ def pack_blocks(pieces: list[list[int]], boundary_ids: set[int], max_length: int
     return blocks, forced
 
 
+def pack_texts(tokenizer, texts: list[str], max_length: int) -> tuple[list[list[int]], int, int]:
+    """Pieces of text as training blocks: (blocks, tokens in all pieces, cuts inside a measure)."""
+    ids = [piece_ids(tokenizer, text) for text in texts]
+    blocks, forced = pack_blocks(ids, {tokenizer.eos_token_id, bar_token_id(tokenizer)}, max_length)
+    return blocks, sum(len(i) for i in ids), forced
+
+
 def collate(blocks: list[list[int]], pad_id: int) -> dict:
     """Right-padded batch; padded positions are masked and carry no label."""
     import torch
@@ -185,8 +192,7 @@ def evaluate_texts(model, tokenizer, texts: list[str], max_length: int, batch_si
     """Loss, perplexity and bits per note of `texts`, packed as in training (plain PyTorch,
     one process; train.py does the same through accelerate)."""
     import torch
-    blocks, _ = pack_blocks([piece_ids(tokenizer, t) for t in texts],
-                            {tokenizer.eos_token_id, bar_token_id(tokenizer)}, max_length)
+    blocks, _, _ = pack_texts(tokenizer, texts, max_length)
     nll, tokens = 0.0, 0
     model.eval()
     with torch.no_grad():

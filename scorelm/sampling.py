@@ -143,11 +143,9 @@ class ScoreConstraint:
             return
         self.grammar.advance(token)
         g = self.grammar
-        if self.forced_measures and not self.forced:
-            if token.kind is Kind.BAR:
-                pass
-            elif token.kind in (Kind.NOTE, Kind.REST) and g.voice == self.num_voices and g.remaining == 0:
-                self._queue_next_measure()
+        measure_done = token.kind in (Kind.NOTE, Kind.REST) and g.voice == self.num_voices and g.remaining == 0
+        if self.forced_measures and not self.forced and measure_done:
+            self._queue_next_measure()
 
     def start(self, prompt_ids: list[int]) -> None:
         """Follow the prompt (its validity was checked before); queue forced tokens."""
@@ -164,11 +162,11 @@ class ScoreConstraint:
             self.forced = [self.v.ids_of[word] for word in self.forced_measures[index]]
 
     # -- the mask
-    def _closing_cost(self, voice: int, remaining_ticks, measure_ticks: int) -> np.ndarray:
+    def _closing_cost(self, voice: int, remaining_ticks, measure_ticks: int):
         """Fewest tokens to finish the measure and the piece from a state in `voice` with
-        `remaining_ticks` left in it: rests, the missing voices, then || and end of text."""
+        `remaining_ticks` left in it: rests, the missing voices (marker and rests), ||, end."""
         later = self.num_voices - voice
-        return self._fill(remaining_ticks) + later * (1 + int(self.min_rests[min(measure_ticks, len(self.min_rests) - 1)])) + 2
+        return self._fill(remaining_ticks) + later * (1 + int(self._fill(measure_ticks))) + 2
 
     def allowed(self) -> np.ndarray:
         v, g = self.v, self.grammar
@@ -187,15 +185,15 @@ class ScoreConstraint:
             if token.kind is Kind.BAR and g.last is not None and g.last is not Kind.END:
                 if self.measures is not None and complete_measures >= self.measures:
                     continue
-                if budget is not None and budget < 1 + self.num_voices * (1 + int(self.min_rests[min(bar_ticks, len(self.min_rests) - 1)])) + 2:
-                    continue
-            if token.kind is Kind.END and self.measures is not None and complete_measures < self.measures \
-                    and not self.forced_measures:
+                if budget is not None and budget < 1 + self._closing_cost(0, 0, bar_ticks):
+                    continue  # no room left for another whole measure
+            if token.kind is Kind.END and self.measures is not None and complete_measures < self.measures:
                 continue
-            if token.kind is Kind.END and self.forced_measures and complete_measures < len(self.forced_measures):
-                continue
-            if token.kind in (Kind.TIME, Kind.LENGTH) and g.open_ties and g.measure_index > 0:
-                continue  # a tied note's continuation must fit the next measure: keep its length
+            if token.kind in (Kind.TIME, Kind.LENGTH):
+                if g.open_ties and g.measure_index > 0:
+                    continue  # a tied note's continuation must fit the next measure: keep its length
+                if self._fill(int(token.duration / v.tick)) >= UNREACHABLE:
+                    continue  # no rests could fill such a measure
             if token.kind is Kind.LENGTH and token.duration >= (g.bar_length or 0):
                 continue  # only pickups and short final measures state a length
             if token.kind is Kind.VOICE and budget is not None:
@@ -241,10 +239,7 @@ class ScoreConstraint:
 
     def _closing(self, budget, bar_ticks: int) -> bool:
         """Within two measures' worth of tokens of the budget: write towards the end."""
-        if budget is None:
-            return False
-        measure_cost = self.num_voices * (1 + int(self.min_rests[min(bar_ticks, len(self.min_rests) - 1)])) + 2
-        return budget <= 2 * measure_cost + 8
+        return budget is not None and budget <= 2 * self._closing_cost(0, 0, bar_ticks) + 8
 
     def _last_measure(self) -> bool:
         return self.measures is not None and self.grammar.measure_index + 1 >= self.measures

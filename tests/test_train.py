@@ -229,3 +229,15 @@ def test_tensorboard_logging(tmp_path, tiny_dataset):
     events.Reload()
     assert [e.step for e in events.Scalars("train/loss")] == [1, 2, 3, 4]
     assert [e.step for e in events.Scalars("validation/bits_per_note")] == [2]
+
+
+def test_malformed_dataset_is_one_line_error(tmp_path, tiny_dataset):
+    import shutil
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_dataset, broken)
+    with open(broken / "train.jsonl", "a") as f:
+        f.write("{not json\n")
+    config = write_config(tmp_path, dataset=str(broken), output_dir=str(tmp_path / "out"))
+    result = run_script("train.py", "--config", config)
+    assert result.returncode == 2 and "cannot read the dataset" in result.stderr
+    assert "Traceback" not in result.stderr
