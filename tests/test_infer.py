@@ -145,3 +145,15 @@ def test_bad_input_is_one_line_error(tiny_model, args, message):
 def test_missing_model(tmp_path):
     result = run_script("infer.py", "|", "--model", tmp_path / "none")
     assert result.returncode == 2 and "no trained model" in result.stderr
+
+
+def test_continue_a_users_score(tiny_model, tiny_dataset, tmp_path):
+    text = training_texts(tiny_dataset)[0]
+    score_file = tmp_path / "mine.musicxml"
+    language.score_from_piece(language.parse(text)[0][0]).write("musicxml", fp=str(score_file))
+    result = run_script("infer.py", "--prompt-score", score_file, "--prompt-measures", 2, "--model", tiny_model,
+                        "--seed", 1, "--max-new-tokens", 200)
+    assert result.returncode == 0, result.stderr
+    words = text.split()
+    prompt = " ".join(words[:[i for i, w in enumerate(words) if w == "|"][2]])  # its first two measures
+    assert_valid_samples(result.stdout, prompt, 1)
