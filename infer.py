@@ -274,7 +274,8 @@ def main(argv: list[str] | None = None) -> int:
         pieces, report = language.parse(output)
         if report.total:
             print(f"repaired {report.total} problem(s) before rendering:\n" + "\n".join(report.lines()), file=sys.stderr)
-        for path in notation.write_pieces(pieces, stem, list(notation.FORMATS)):
+        title = f"Harmonization of {Path(args.harmonize).stem}" if args.harmonize else "ScoreLM sample"
+        for path in notation.write_pieces(pieces, stem, list(notation.FORMATS), title=title):
             print(f"wrote {path}", file=sys.stderr)
     return 0
 

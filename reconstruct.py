@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     if existing and not args.overwrite:
         raise UserError(f"{existing[0]} exists; pass --overwrite to replace it")
     stem.parent.mkdir(parents=True, exist_ok=True)
-    for path in notation.write_pieces(pieces, stem, formats, title=args.title):
+    for path in notation.write_pieces(pieces, stem, formats, title=args.title or stem.name):
         print(path)
     return 0
 

@@ -10,6 +10,7 @@ can continue, a token budget too small to close the piece), voice ranges, forced
 from __future__ import annotations
 
 import bisect
+import copy
 from dataclasses import dataclass
 from fractions import Fraction
 from math import lcm
@@ -75,17 +76,70 @@ class Vocabulary:
         return cls(size, symbol, {t.text: i for i, t in symbol.items()}, kind, ticks, pitch, midi, tie,
                    pitches, tick, structural)
 
+    def __post_init__(self):
+        self.structural_by_kind = {kind: [(i, t) for i, t in self.structural if t.kind is kind] for kind in Kind}
+        self._tables: dict = {}
+
+    def tables(self, num_voices: int, voice_ranges=None) -> "DecodingTables":
+        """The decoding tables (and their mask cache) for these voices, built once."""
+        key = (num_voices, repr(voice_ranges))
+        if key not in self._tables:
+            self._tables[key] = DecodingTables(self, num_voices, voice_ranges)
+        return self._tables[key]
+
 
 KINDS = list(Kind)
 _NOTE, _REST = KINDS.index(Kind.NOTE), KINDS.index(Kind.REST)
 
 
+class DecodingTables:
+    """What the constraint looks up on every step, computed once per vocabulary and ranges."""
+
+    def __init__(self, vocabulary: Vocabulary, num_voices: int, voice_ranges=None):
+        v = vocabulary
+        rest_ticks = sorted({int(t) for t in v.ticks[v.kind == _REST]})
+        longest = max([int(tok.duration / v.tick) for _, tok in v.structural
+                       if tok.kind in (Kind.TIME, Kind.LENGTH)] + [int(v.ticks.max()), 1])
+        # fewest rest tokens that fill r ticks exactly (UNREACHABLE if none can)
+        self.min_rests = np.full(longest + 1, UNREACHABLE, dtype=np.int64)
+        self.min_rests[0] = 0
+        for r in range(1, longest + 1):
+            best = min((self.min_rests[r - t] for t in rest_ticks if t <= r), default=UNREACHABLE)
+            self.min_rests[r] = min(UNREACHABLE, best + 1)
+        # continuable[p, room]: a note of pitch p fits `room` ticks with a fillable remainder
+        fillable = self.min_rests < UNREACHABLE
+        self.continuable = np.zeros((max(1, len(v.pitches)), longest + 1), dtype=bool)
+        for token_id in np.flatnonzero(v.kind == _NOTE):
+            t = int(v.ticks[token_id])
+            rooms = np.arange(t, longest + 1)
+            self.continuable[v.pitch[token_id], rooms] |= fillable[rooms - t]
+        self.in_range = {}
+        for number in range(1, num_voices + 1):
+            mask = v.kind == _NOTE
+            if voice_ranges and number <= len(voice_ranges) and voice_ranges[number - 1]:
+                low, high = voice_ranges[number - 1]
+                mask = mask & (v.midi >= low) & (v.midi <= high)
+            self.in_range[number] = mask
+        self.nothing = np.zeros(v.size, dtype=bool)
+        self.cache: dict[tuple, np.ndarray] = {}  # grammar state -> allowed ids
+
+    def fill(self, ticks):
+        """min_rests for any ticks, UNREACHABLE outside the table."""
+        ticks = np.asarray(ticks)
+        out = np.full(ticks.shape, UNREACHABLE, dtype=np.int64)
+        inside = (ticks >= 0) & (ticks < len(self.min_rests))
+        out[inside] = self.min_rests[ticks[inside]]
+        return out
+
+
 class ScoreConstraint:
     """Grammar state of one sequence, and the mask of token ids that may come next."""
 
-    def __init__(self, vocabulary: Vocabulary, num_voices: int, voice_ranges=None, measures: int | None = None,
+    def __init__(self, vocabulary: Vocabulary, tables: DecodingTables, num_voices: int, measures: int | None = None,
                  forced_measures: list[list[str]] | None = None, max_tokens: int | None = None):
         self.v = vocabulary
+        self.tables = tables
+        self._fill = tables.fill
         self.grammar = Grammar(num_voices)
         self.num_voices = num_voices
         self.measures = len(forced_measures) if forced_measures else measures
@@ -94,41 +148,6 @@ class ScoreConstraint:
         self.max_tokens = max_tokens
         self.generated = 0
         self.finished = False
-        self.in_range = self._range_masks(voice_ranges)
-        rest_ticks = sorted({int(t) for t in vocabulary.ticks[vocabulary.kind == _REST]})
-        longest = max([int(tok.duration / vocabulary.tick) for _, tok in vocabulary.structural
-                       if tok.kind in (Kind.TIME, Kind.LENGTH)] + [int(vocabulary.ticks.max()), 1])
-        self.min_rests = self._fill_table(rest_ticks, longest)
-        self.note_ticks_of_pitch = [set() for _ in vocabulary.pitches]
-        for token_id in np.flatnonzero(vocabulary.kind == _NOTE):
-            self.note_ticks_of_pitch[vocabulary.pitch[token_id]].add(int(vocabulary.ticks[token_id]))
-
-    def _range_masks(self, voice_ranges):
-        masks = {}
-        for number in range(1, self.num_voices + 1):
-            mask = self.v.kind == _NOTE
-            if voice_ranges and number <= len(voice_ranges) and voice_ranges[number - 1]:
-                low, high = voice_ranges[number - 1]
-                mask = mask & (self.v.midi >= low) & (self.v.midi <= high)
-            masks[number] = mask
-        return masks
-
-    @staticmethod
-    def _fill_table(rest_ticks: list[int], longest: int) -> np.ndarray:
-        """Fewest rest tokens that fill r ticks exactly (UNREACHABLE if none can)."""
-        table = np.full(longest + 1, UNREACHABLE, dtype=np.int64)
-        table[0] = 0
-        for r in range(1, longest + 1):
-            best = min((table[r - t] for t in rest_ticks if t <= r), default=UNREACHABLE)
-            table[r] = min(UNREACHABLE, best + 1)
-        return table
-
-    def _fill(self, ticks) -> np.ndarray:
-        ticks = np.asarray(ticks)
-        out = np.full(ticks.shape, UNREACHABLE, dtype=np.int64)
-        inside = (ticks >= 0) & (ticks < len(self.min_rests))
-        out[inside] = self.min_rests[ticks[inside]]
-        return out
 
     # -- following the text
     def advance(self, token_id: int) -> None:
@@ -169,25 +188,47 @@ class ScoreConstraint:
         return self._fill(remaining_ticks) + later * (1 + int(self._fill(measure_ticks))) + 2
 
     def allowed(self) -> np.ndarray:
+        """The ids that may come next. Masks are cached by grammar state and shared between
+        rows and steps: treat the array as read-only."""
         v, g = self.v, self.grammar
-        mask = np.zeros(v.size, dtype=bool)
+        if self.finished:
+            return self.tables.nothing
         if self.forced:
+            mask = np.zeros(v.size, dtype=bool)
             mask[self.forced[0]] = True
             return mask
+        bar_ticks = int(g.bar_length / v.tick) if g.bar_length else 0
         budget = None if self.max_tokens is None else self.max_tokens - self.generated
+        if budget is not None and budget > 4 * self._closing_cost(0, 0, bar_ticks) + 16:
+            budget = None  # far from the end: the budget rules out nothing yet
         complete_measures = g.measure_index + (1 if g.last in (Kind.NOTE, Kind.REST) and g.remaining == 0
                                                and g.voice == self.num_voices else 0)
+        enough_measures = self.measures is not None and complete_measures >= self.measures
+        state = (g.last, g.measure_index == 0, g.key is None, g.bar_length, g.measure_length, g.voice, g.filled,
+                 g.num_voices, g.open_ties.get(g.voice), bool(g.open_ties), self.measures is not None, enough_measures,
+                 self._last_measure(), budget)
+        mask = self.tables.cache.get(state)
+        if mask is None:
+            mask = self._compute_mask(budget, bar_ticks, enough_measures)
+            self.tables.cache[state] = mask
+        if not mask.any():
+            self.finished = True
+        return mask
+
+    def _compute_mask(self, budget, bar_ticks: int, enough_measures: bool) -> np.ndarray:
+        v, g = self.v, self.grammar
+        mask = np.zeros(v.size, dtype=bool)
         measure_ticks = int(g.measure_length / v.tick) if g.measure_length else 0
-        bar_ticks = int(g.bar_length / v.tick) if g.bar_length else 0
-        for token_id, token in v.structural:
+        candidates = [pair for kind in FOLLOWS[g.last] for pair in v.structural_by_kind[kind]]
+        for token_id, token in candidates:
             if g.violation(token) is not None:
                 continue
             if token.kind is Kind.BAR and g.last is not None and g.last is not Kind.END:
-                if self.measures is not None and complete_measures >= self.measures:
+                if enough_measures:
                     continue
                 if budget is not None and budget < 1 + self._closing_cost(0, 0, bar_ticks):
                     continue  # no room left for another whole measure
-            if token.kind is Kind.END and self.measures is not None and complete_measures < self.measures:
+            if token.kind is Kind.END and self.measures is not None and not enough_measures:
                 continue
             if token.kind in (Kind.TIME, Kind.LENGTH):
                 if g.open_ties and g.measure_index > 0:
@@ -205,9 +246,8 @@ class ScoreConstraint:
             mask[token_id] = True
         if Kind.NOTE in FOLLOWS[g.last] and g.voice >= 1:
             mask |= self._note_mask(budget, measure_ticks, bar_ticks)
-        if g.last is Kind.END or not mask.any():
+        if g.last is Kind.END:
             mask[:] = False
-            self.finished = True
         return mask
 
     def _note_mask(self, budget, measure_ticks: int, bar_ticks: int) -> np.ndarray:
@@ -222,16 +262,19 @@ class ScoreConstraint:
             notes = (v.kind == _NOTE) & (v.pitch == v.pitches.index(tied_pitch))
             mask = fits & notes
         else:
-            mask = fits & ((v.kind == _REST) | self.in_range[g.voice])
+            mask = fits & ((v.kind == _REST) | self.tables.in_range[g.voice])
         # a tie must be continuable: by a note of the same pitch in this measure, or in the next;
         # none near the end of the token budget, and none across the last measure's bar line
-        for token_id in np.flatnonzero(mask & v.tie):
-            left = remaining - int(v.ticks[token_id])
-            room = left if left > 0 else bar_ticks
-            lengths = self.note_ticks_of_pitch[v.pitch[token_id]]
-            continuable = any(t <= room and self._fill(room - t) < UNREACHABLE for t in lengths)
-            if self._closing(budget, bar_ticks) or (left == 0 and self._last_measure()) or not continuable:
-                mask[token_id] = False
+        ties = mask & v.tie
+        if ties.any():
+            if self._closing(budget, bar_ticks):
+                mask &= ~v.tie
+            else:
+                rooms = np.where(after > 0, after, bar_ticks).clip(0, self.tables.continuable.shape[1] - 1)
+                ok = self.tables.continuable[v.pitch.clip(0), rooms]
+                if self._last_measure():
+                    ok &= after > 0
+                mask &= ~ties | ok
         if budget is not None:
             cost = 1 + self._closing_cost(g.voice, after, measure_ticks)
             mask &= cost <= budget
@@ -257,9 +300,9 @@ class GrammarLogitsProcessor:
     def __call__(self, input_ids, scores):
         import torch
         length = input_ids.shape[1]
-        for row, constraint in enumerate(self.constraints):
-            for position in range(self.seen, length):
-                constraint.advance(int(input_ids[row, position]))
+        for constraint, new_ids in zip(self.constraints, input_ids[:, self.seen:length].tolist()):
+            for token_id in new_ids:
+                constraint.advance(token_id)
         self.seen = length
         masks = np.stack([c.allowed() for c in self.constraints])
         for row, constraint in enumerate(self.constraints):
@@ -278,8 +321,10 @@ def load_model_dir(model_dir: str):
     from pathlib import Path
 
     from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as transformers_logging
 
     from scorelm.cli import UserError
+    transformers_logging.disable_progress_bar()  # a weights bar for a model that loads in a blink
     folder = Path(model_dir)
     if not (folder / "config.json").is_file():
         raise UserError(f"no trained model in {folder}/; train one with 'accelerate launch train.py' or pass --model")
@@ -304,8 +349,9 @@ def generate_texts(model, tokenizer, prompt: str, num_samples: int = 1, *, const
                    num_voices: int = 4, voice_ranges=None, measures: int | None = None,
                    forced_measures: list[list[str]] | None = None, max_new_tokens: int = 1024,
                    temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0, seed: int | None = None,
-                   vocabulary: Vocabulary | None = None) -> list[str]:
-    """Sample `num_samples` pieces continuing `prompt`, in one batch with the KV cache."""
+                   vocabulary: Vocabulary | None = None, stop_at_end: bool = True) -> list[str]:
+    """Sample `num_samples` pieces continuing `prompt`, in one batch with the KV cache.
+    stop_at_end=False runs every row for max_new_tokens steps (for timing decoding alone)."""
     import torch
     from transformers import LogitsProcessorList, set_seed
 
@@ -317,18 +363,21 @@ def generate_texts(model, tokenizer, prompt: str, num_samples: int = 1, *, const
     processors = LogitsProcessorList()
     if constrain:
         vocabulary = vocabulary or Vocabulary.from_tokenizer(tokenizer)
+        tables = vocabulary.tables(num_voices, voice_ranges)
         constraints = []
         for _ in range(num_samples):
-            constraint = ScoreConstraint(vocabulary, num_voices, voice_ranges, measures, forced_measures,
+            constraint = ScoreConstraint(vocabulary, tables, num_voices, measures, forced_measures,
                                          None if forced_measures else max_new_tokens)
             constraint.start(prompt_ids)
             constraints.append(constraint)
         processors.append(GrammarLogitsProcessor(constraints, len(prompt_ids), stop_ids(tokenizer) + [tokenizer.pad_token_id]))
+    generation_config = copy.deepcopy(model.generation_config)
+    generation_config.update(do_sample=True, temperature=temperature, top_k=top_k or None, top_p=top_p,
+                             max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id,
+                             eos_token_id=stop_ids(tokenizer) if stop_at_end else None)
     with torch.no_grad():
-        output = model.generate(input_ids, attention_mask=torch.ones_like(input_ids), do_sample=True,
-                                temperature=temperature, top_k=top_k or None, top_p=top_p,
-                                max_new_tokens=max_new_tokens, logits_processor=processors,
-                                eos_token_id=stop_ids(tokenizer), pad_token_id=tokenizer.pad_token_id)
+        output = model.generate(input_ids, attention_mask=torch.ones_like(input_ids),
+                                generation_config=generation_config, logits_processor=processors)
     texts = []
     for row in output:
         continuation = tokenizer.decode(row[len(prompt_ids):], skip_special_tokens=True)
