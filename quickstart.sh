@@ -18,7 +18,7 @@ echo "== training a small GPT-NeoX from scratch (configs/cpu_quickstart.json)"
 python train.py --config configs/cpu_quickstart.json --dataset "$out/dataset" --output_dir "$out/score-lm" --overwrite
 
 echo "== sampling a chorale"
-python infer.py "|" --model "$out/score-lm" --seed 0 --measures 12 -o "$out/chorale.txt" --render --overwrite
+python infer.py "|" --model "$out/score-lm" --seed 0 -o "$out/chorale.txt" --render --overwrite
 
 python - "$out" "$start" <<'PY'
 import json, sys, time

@@ -18,7 +18,7 @@ from math import lcm
 import numpy as np
 
 from scorelm import language
-from scorelm.language import FOLLOWS, Grammar, Kind, Token
+from scorelm.language import FOLLOWS, HEADER_KINDS, Grammar, Kind, Token
 
 UNREACHABLE = 10 ** 6
 
@@ -237,6 +237,10 @@ class ScoreConstraint:
                     continue  # no rests could fill such a measure
             if token.kind is Kind.LENGTH and token.duration >= (g.bar_length or 0):
                 continue  # only pickups and short final measures state a length
+            if token.kind in HEADER_KINDS and budget is not None:
+                length = measure_ticks if token.kind is Kind.KEY else int(token.duration / v.tick)
+                if budget < 1 + self._closing_cost(0, 0, length):
+                    continue  # a header now would leave no room to write its measure
             if token.kind is Kind.VOICE and budget is not None:
                 cost = 1 + self._closing_cost(token.number, measure_ticks, measure_ticks)
                 if cost > budget:

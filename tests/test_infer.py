@@ -157,3 +157,12 @@ def test_continue_a_users_score(tiny_model, tiny_dataset, tmp_path):
     words = text.split()
     prompt = " ".join(words[:[i for i, w in enumerate(words) if w == "|"][2]])  # its first two measures
     assert_valid_samples(result.stdout, prompt, 1)
+
+
+@pytest.mark.parametrize("budget", [30, 70])
+def test_tight_token_budget_still_closes_the_piece(tiny_model, budget):
+    """The decoder plans the end: rests, missing voices and || must fit in --max-new-tokens."""
+    result = run_script("infer.py", "|", "--model", tiny_model, "--num-samples", 12, "--seed", 9,
+                        "--max-new-tokens", budget)
+    assert result.returncode == 0, result.stderr
+    assert_valid_samples(result.stdout, "|", 12)
