@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import random
 import statistics
 from collections import Counter
 from dataclasses import dataclass
@@ -233,8 +232,3 @@ def read_jsonl(path: Path) -> list[dict]:
     with open(path, encoding="utf-8") as f:
         return [json.loads(line) for line in f if line.strip()]
 
-
-def seeded_shuffle(items: list, seed: int) -> list:
-    items = list(items)
-    random.Random(seed).shuffle(items)
-    return items
