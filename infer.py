@@ -116,12 +116,14 @@ def surprisal_report(model, tokenizer, path: str, output: Path | None) -> int:
     rows, colours, position = [], {}, {}
     pickup = piece.measures[0].time is not None and \
         piece.measures[0].length < language.bar_length(piece.measures[0].time)
+    times = []  # the time signature in force in each measure
+    for measure in piece.measures:
+        times.append(measure.time or times[-1])
     for (word, where), value in zip(words, bits):
         if where is None:
             continue
         voice, index, offset, event = where
-        measure = piece.measures[index]
-        time = next(m.time for m in reversed(piece.measures[:index + 1]) if m.time)
+        measure, time = piece.measures[index], times[index]
         bar = language.bar_length(time)
         if index == 0 and measure.length < bar:
             offset += bar - measure.length  # a pickup's notes sit at the end of a full bar

@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from scorelm import dataset, language  # noqa: E402
-from scorelm.evaluation import _slices  # noqa: E402
+from scorelm.evaluation import sonorities  # noqa: E402
 
 
 def chordified(text: str) -> str:
@@ -29,9 +29,9 @@ def chordified(text: str) -> str:
     for measure in piece.measures:
         bar_starts.add(start)
         start += measure.length
-    slices = list(_slices(piece))
-    ends = [onset for onset, _, _ in slices[1:]] + [start]
-    for (onset, sounding, _), end in zip(slices, ends):
+    slices = list(sonorities([piece.voice_events(v) for v in range(piece.num_voices)]))
+    ends = [onset for onset, _ in slices[1:]] + [start]
+    for (onset, sounding), end in zip(slices, ends):
         if onset in bar_starts:
             words.append("|")
         pitches = ".".join(sorted({p for p in sounding if p}, key=language.midi_number)) or "rest"

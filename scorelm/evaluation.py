@@ -78,26 +78,21 @@ def ngram_bits_per_note(tokenizer, train: list[str], validation: list[str], test
 
 # ----------------------------------------------------------------------------- music statistics
 
-def _slices(piece: language.Piece):
-    """(onset, [sounding pitch name or None per voice], [event starts here per voice]) at every
-    moment some voice starts an event."""
-    timelines = []
-    for voice in range(piece.num_voices):
-        timelines.append(piece.voice_events(voice))
+def sonorities(timelines: list[list[tuple]]):
+    """(onset, [sounding pitch name or None per voice]) at every moment some voice starts an
+    event; `timelines` holds Piece.voice_events for each voice."""
     onsets = sorted({offset for line in timelines for offset, _ in line})
-    positions = [0] * piece.num_voices
+    positions = [0] * len(timelines)
     for onset in onsets:
-        sounding, starts = [], []
+        sounding = []
         for voice, line in enumerate(timelines):
             while positions[voice] + 1 < len(line) and line[positions[voice] + 1][0] <= onset:
                 positions[voice] += 1
-            offset, event = line[positions[voice]]
-            sounding.append(event.pitch)
-            starts.append(offset == onset)
-        yield onset, sounding, starts
+            sounding.append(line[positions[voice]][1].pitch)
+        yield onset, sounding
 
 
-def piece_statistics(piece: language.Piece, tonic_profile: bool = True) -> dict:
+def piece_statistics(piece: language.Piece) -> dict:
     """Counts for one piece: parallel fifths and octaves (music21's VoiceLeadingQuartet),
     crossings, out-of-range notes, spacing errors, quarter-note beats, pitch classes relative to
     the key signature's major tonic, and whether it ends on the tonic with a fermata."""
@@ -111,7 +106,8 @@ def piece_statistics(piece: language.Piece, tonic_profile: bool = True) -> dict:
             notes_cache[name] = note.Note(language._music21_pitch_name(name))
         return notes_cache[name]
 
-    for _, sounding, starts in _slices(piece):
+    timelines = [piece.voice_events(voice) for voice in range(piece.num_voices)]
+    for _, sounding in sonorities(timelines):
         counts["slices"] += 1
         midi = [language.midi_number(p) if p else None for p in sounding]
         for upper in range(len(midi) - 1):
@@ -134,13 +130,13 @@ def piece_statistics(piece: language.Piece, tonic_profile: bool = True) -> dict:
     tonic = _tonic(piece)
     for voice in range(piece.num_voices):
         low, high = SATB_RANGES[voice] if piece.num_voices == 4 else (0, 127)
-        for _, event in piece.voice_events(voice):
+        for _, event in timelines[voice]:
             if event.pitch:
                 counts["notes"] += 1
                 counts["out_of_range"] += not low <= language.midi_number(event.pitch) <= high
     counts["beats"] = float(sum(m.length for m in piece.measures))
-    last = [piece.voice_events(v)[-1][1] for v in range(piece.num_voices)]
-    bass = next((e.pitch for e in reversed([e for _, e in piece.voice_events(piece.num_voices - 1)]) if e.pitch), None)
+    last = [line[-1][1] for line in timelines]
+    bass = next((e.pitch for _, e in reversed(timelines[-1]) if e.pitch), None)
     bass_pc = language.midi_number(bass) % 12 if bass else None
     ends_on_tonic = bass_pc in (tonic, (tonic + 9) % 12)  # the major tonic or its relative minor's
     counts["ends_on_tonic_with_fermata"] = int(ends_on_tonic and any(e.fermata for e in last))

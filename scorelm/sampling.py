@@ -364,6 +364,7 @@ def generate_texts(model, tokenizer, prompt: str, num_samples: int = 1, *, const
         set_seed(seed)
     prompt_ids = lm.piece_ids(tokenizer, prompt) if prompt.strip() else [tokenizer.eos_token_id]
     input_ids = torch.tensor([prompt_ids] * num_samples)
+    stops = stop_ids(tokenizer)
     processors = LogitsProcessorList()
     if constrain:
         vocabulary = vocabulary or Vocabulary.from_tokenizer(tokenizer)
@@ -374,11 +375,11 @@ def generate_texts(model, tokenizer, prompt: str, num_samples: int = 1, *, const
                                          None if forced_measures else max_new_tokens)
             constraint.start(prompt_ids)
             constraints.append(constraint)
-        processors.append(GrammarLogitsProcessor(constraints, len(prompt_ids), stop_ids(tokenizer) + [tokenizer.pad_token_id]))
+        processors.append(GrammarLogitsProcessor(constraints, len(prompt_ids), stops + [tokenizer.pad_token_id]))
     generation_config = copy.deepcopy(model.generation_config)
     generation_config.update(do_sample=True, temperature=temperature, top_k=top_k or None, top_p=top_p,
                              max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id,
-                             eos_token_id=stop_ids(tokenizer) if stop_at_end else None)
+                             eos_token_id=stops if stop_at_end else None)
     with torch.no_grad():
         output = model.generate(input_ids, attention_mask=torch.ones_like(input_ids),
                                 generation_config=generation_config, logits_processor=processors)
