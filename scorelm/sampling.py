@@ -21,6 +21,7 @@ from scorelm import language
 from scorelm.language import FOLLOWS, HEADER_KINDS, Grammar, Kind, Token
 
 UNREACHABLE = 10 ** 6
+_UNSET = object()
 
 
 @dataclass
@@ -97,6 +98,7 @@ class DecodingTables:
 
     def __init__(self, vocabulary: Vocabulary, num_voices: int, voice_ranges=None):
         v = vocabulary
+        self.num_voices = num_voices
         rest_ticks = sorted({int(t) for t in v.ticks[v.kind == _REST]})
         longest = max([int(tok.duration / v.tick) for _, tok in v.structural
                        if tok.kind in (Kind.TIME, Kind.LENGTH)] + [int(v.ticks.max()), 1])
@@ -106,6 +108,7 @@ class DecodingTables:
         for r in range(1, longest + 1):
             best = min((self.min_rests[r - t] for t in rest_ticks if t <= r), default=UNREACHABLE)
             self.min_rests[r] = min(UNREACHABLE, best + 1)
+        self._min_rests = self.min_rests.tolist()  # for single lookups, several per decoding step
         # continuable[p, room]: a note of pitch p fits `room` ticks with a fillable remainder
         fillable = self.min_rests < UNREACHABLE
         self.continuable = np.zeros((max(1, len(v.pitches)), longest + 1), dtype=bool)
@@ -124,12 +127,21 @@ class DecodingTables:
         self.cache: dict[tuple, np.ndarray] = {}  # grammar state -> allowed ids
 
     def fill(self, ticks):
-        """min_rests for any ticks, UNREACHABLE outside the table."""
+        """min_rests for any ticks (an int or an array), UNREACHABLE outside the table."""
+        if isinstance(ticks, int):  # numpy's overhead on one number would dominate a decoding step
+            return self._min_rests[ticks] if 0 <= ticks < len(self._min_rests) else UNREACHABLE
         ticks = np.asarray(ticks)
         out = np.full(ticks.shape, UNREACHABLE, dtype=np.int64)
         inside = (ticks >= 0) & (ticks < len(self.min_rests))
         out[inside] = self.min_rests[ticks[inside]]
         return out
+
+    def closing_cost(self, voice: int, remaining_ticks, measure_ticks: int):
+        """Fewest tokens to finish the measure and the piece from a state in `voice` with
+        `remaining_ticks` (an int or an array) left in it: rests, the missing voices (marker and
+        rests), ||, end."""
+        later = self.num_voices - voice
+        return self.fill(remaining_ticks) + later * (1 + int(self.fill(measure_ticks))) + 2
 
 
 class ScoreConstraint:
@@ -140,6 +152,9 @@ class ScoreConstraint:
         self.v = vocabulary
         self.tables = tables
         self._fill = tables.fill
+        self._closing_cost = tables.closing_cost
+        self._bar_length: object = _UNSET  # the bar length _bar_ticks and _far_budget were derived from
+        self._bar_ticks = self._far_budget = 0
         self.grammar = Grammar(num_voices)
         self.num_voices = num_voices
         self.measures = len(forced_measures) if forced_measures else measures
@@ -181,12 +196,6 @@ class ScoreConstraint:
             self.forced = [self.v.ids_of[word] for word in self.forced_measures[index]]
 
     # -- the mask
-    def _closing_cost(self, voice: int, remaining_ticks, measure_ticks: int):
-        """Fewest tokens to finish the measure and the piece from a state in `voice` with
-        `remaining_ticks` left in it: rests, the missing voices (marker and rests), ||, end."""
-        later = self.num_voices - voice
-        return self._fill(remaining_ticks) + later * (1 + int(self._fill(measure_ticks))) + 2
-
     def allowed(self) -> np.ndarray:
         """The ids that may come next. Masks are cached by grammar state and shared between
         rows and steps: treat the array as read-only."""
@@ -197,9 +206,13 @@ class ScoreConstraint:
             mask = np.zeros(v.size, dtype=bool)
             mask[self.forced[0]] = True
             return mask
-        bar_ticks = int(g.bar_length / v.tick) if g.bar_length else 0
+        if g.bar_length is not self._bar_length:  # a new time signature (rare): recompute what it decides
+            self._bar_length = g.bar_length
+            self._bar_ticks = int(g.bar_length / v.tick) if g.bar_length else 0
+            self._far_budget = 4 * self._closing_cost(0, 0, self._bar_ticks) + 16
+        bar_ticks = self._bar_ticks
         budget = None if self.max_tokens is None else self.max_tokens - self.generated
-        if budget is not None and budget > 4 * self._closing_cost(0, 0, bar_ticks) + 16:
+        if budget is not None and budget > self._far_budget:
             budget = None  # far from the end: the budget rules out nothing yet
         complete_measures = g.measure_index + (1 if g.last in (Kind.NOTE, Kind.REST) and g.remaining == 0
                                                and g.voice == self.num_voices else 0)
@@ -210,8 +223,10 @@ class ScoreConstraint:
         mask = self.tables.cache.get(state)
         if mask is None:
             mask = self._compute_mask(budget, bar_ticks, enough_measures)
+            if not mask.any():
+                mask = self.tables.nothing  # a dead end, decided once per state
             self.tables.cache[state] = mask
-        if not mask.any():
+        if mask is self.tables.nothing:
             self.finished = True
         return mask
 
