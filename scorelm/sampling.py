@@ -3,9 +3,10 @@ score language's grammar accepts, so every sample is a valid score.
 
 The grammar itself (what may follow what, how measures fill) is language.Grammar: this module
 asks it about one representative token per kind, duration and pitch, then adds what only a
-decoder needs: never painting itself into a corner (a remainder no rest can fill, a tie no note
-can continue, a token budget too small to close the piece), voice ranges, forced tokens
-(harmonization), and a measure count.
+decoder needs: never painting itself into a corner (a remainder the voice's rests and notes
+cannot fill, a tie no note can continue, a token budget too small to close the piece), voice
+ranges, forced tokens (harmonization), and a measure count. It rules out nothing else: every
+word of every chorale in the corpus is allowed where it stands (tested).
 """
 from __future__ import annotations
 
@@ -21,6 +22,8 @@ from scorelm import language
 from scorelm.language import FOLLOWS, HEADER_KINDS, Grammar, Kind, Token
 
 UNREACHABLE = 10 ** 6
+# after these, a TIME or LENGTH may come: which ties are open then decides which lengths may
+LENGTH_MAY_FOLLOW = tuple(kind for kind, after in FOLLOWS.items() if after & {Kind.TIME, Kind.LENGTH})
 _UNSET = object()
 
 
@@ -99,23 +102,8 @@ class DecodingTables:
     def __init__(self, vocabulary: Vocabulary, num_voices: int, voice_ranges=None):
         v = vocabulary
         self.num_voices = num_voices
-        rest_ticks = sorted({int(t) for t in v.ticks[v.kind == _REST]})
         longest = max([int(tok.duration / v.tick) for _, tok in v.structural
                        if tok.kind in (Kind.TIME, Kind.LENGTH)] + [int(v.ticks.max()), 1])
-        # fewest rest tokens that fill r ticks exactly (UNREACHABLE if none can)
-        self.min_rests = np.full(longest + 1, UNREACHABLE, dtype=np.int64)
-        self.min_rests[0] = 0
-        for r in range(1, longest + 1):
-            best = min((self.min_rests[r - t] for t in rest_ticks if t <= r), default=UNREACHABLE)
-            self.min_rests[r] = min(UNREACHABLE, best + 1)
-        self._min_rests = self.min_rests.tolist()  # for single lookups, several per decoding step
-        # continuable[p, room]: a note of pitch p fits `room` ticks with a fillable remainder
-        fillable = self.min_rests < UNREACHABLE
-        self.continuable = np.zeros((max(1, len(v.pitches)), longest + 1), dtype=bool)
-        for token_id in np.flatnonzero(v.kind == _NOTE):
-            t = int(v.ticks[token_id])
-            rooms = np.arange(t, longest + 1)
-            self.continuable[v.pitch[token_id], rooms] |= fillable[rooms - t]
         self.in_range = {}
         for number in range(1, num_voices + 1):
             mask = v.kind == _NOTE
@@ -123,25 +111,53 @@ class DecodingTables:
                 low, high = voice_ranges[number - 1]
                 mask = mask & (v.midi >= low) & (v.midi <= high)
             self.in_range[number] = mask
+        # min_fill[voice, r]: fewest tokens that fill r ticks of the voice exactly (UNREACHABLE if
+        # none can), with rests and untied notes in its range. Notes count, not only rests: the
+        # corpus has no rest shorter than an eighth, and a rests-only table would forbid every
+        # sixteenth note that leaves a sixteenth of the measure. Row 0 (before V1) fills nothing.
+        self.min_fill = np.full((num_voices + 1, longest + 1), UNREACHABLE, dtype=np.int64)
+        self.min_fill[:, 0] = 0
+        for number in range(1, num_voices + 1):
+            fillers = (v.kind == _REST) | (self.in_range[number] & ~v.tie)
+            durations = sorted({int(t) for t in v.ticks[fillers]})
+            row = [0] + [UNREACHABLE] * longest
+            for r in range(1, longest + 1):
+                best = min((row[r - t] for t in durations if t <= r), default=UNREACHABLE)
+                row[r] = min(UNREACHABLE, best + 1)
+            self.min_fill[number] = row
+        self._min_fill = self.min_fill.tolist()  # for single lookups, several per decoding step
+        # continuable[voice, p, room]: a note of pitch p fits `room` ticks of the voice with a
+        # remainder the voice can fill
+        fillable = self.min_fill < UNREACHABLE
+        self.continuable = np.zeros((num_voices + 1, max(1, len(v.pitches)), longest + 1), dtype=bool)
+        for token_id in np.flatnonzero(v.kind == _NOTE):
+            t = int(v.ticks[token_id])
+            rooms = np.arange(t, longest + 1)
+            self.continuable[:, v.pitch[token_id], rooms] |= fillable[:, rooms - t]
         self.nothing = np.zeros(v.size, dtype=bool)
-        self.cache: dict[tuple, np.ndarray] = {}  # grammar state -> allowed ids
+        self.cache: dict[tuple, tuple] = {}  # grammar state -> (allowed ids, token budget each needs)
 
-    def fill(self, ticks):
-        """min_rests for any ticks (an int or an array), UNREACHABLE outside the table."""
+    def fill(self, ticks, voice: int):
+        """min_fill of the voice for any ticks (an int or an array), UNREACHABLE outside the table."""
         if isinstance(ticks, int):  # numpy's overhead on one number would dominate a decoding step
-            return self._min_rests[ticks] if 0 <= ticks < len(self._min_rests) else UNREACHABLE
+            row = self._min_fill[voice]
+            return row[ticks] if 0 <= ticks < len(row) else UNREACHABLE
         ticks = np.asarray(ticks)
         out = np.full(ticks.shape, UNREACHABLE, dtype=np.int64)
-        inside = (ticks >= 0) & (ticks < len(self.min_rests))
-        out[inside] = self.min_rests[ticks[inside]]
+        inside = (ticks >= 0) & (ticks < self.min_fill.shape[1])
+        out[inside] = self.min_fill[voice, ticks[inside]]
         return out
+
+    def fillable_by_all(self, ticks: int) -> bool:
+        """Every voice can fill a measure of this many ticks."""
+        return all(self.fill(ticks, number) < UNREACHABLE for number in range(1, self.num_voices + 1))
 
     def closing_cost(self, voice: int, remaining_ticks, measure_ticks: int):
         """Fewest tokens to finish the measure and the piece from a state in `voice` with
-        `remaining_ticks` (an int or an array) left in it: rests, the missing voices (marker and
-        rests), ||, end."""
-        later = self.num_voices - voice
-        return self.fill(remaining_ticks) + later * (1 + int(self.fill(measure_ticks))) + 2
+        `remaining_ticks` (an int or an array) left in it: its rests or notes, the missing voices
+        (marker and filling), ||, end."""
+        later = sum(1 + self.fill(measure_ticks, number) for number in range(voice + 1, self.num_voices + 1))
+        return self.fill(remaining_ticks, voice) + later + 2
 
 
 class ScoreConstraint:
@@ -176,9 +192,8 @@ class ScoreConstraint:
             self.finished = True
             return
         self.grammar.advance(token)
-        g = self.grammar
-        measure_done = token.kind in (Kind.NOTE, Kind.REST) and g.voice == self.num_voices and g.remaining == 0
-        if self.forced_measures and not self.forced and measure_done:
+        if self.forced_measures and not self.forced and token.kind in (Kind.NOTE, Kind.REST) \
+                and self._complete_measures() > self.grammar.measure_index:
             self._queue_next_measure()
 
     def start(self, prompt_ids: list[int]) -> None:
@@ -210,29 +225,30 @@ class ScoreConstraint:
             self._bar_length = g.bar_length
             self._bar_ticks = int(g.bar_length / v.tick) if g.bar_length else 0
             self._far_budget = 4 * self._closing_cost(0, 0, self._bar_ticks) + 16
-        bar_ticks = self._bar_ticks
-        budget = None if self.max_tokens is None else self.max_tokens - self.generated
-        if budget is not None and budget > self._far_budget:
-            budget = None  # far from the end: the budget rules out nothing yet
-        complete_measures = g.measure_index + (1 if g.last in (Kind.NOTE, Kind.REST) and g.remaining == 0
-                                               and g.voice == self.num_voices else 0)
-        enough_measures = self.measures is not None and complete_measures >= self.measures
+        enough_measures = self.measures is not None and self._complete_measures() >= self.measures
+        ties = tuple(sorted(g.open_ties.items())) if g.open_ties and g.last in LENGTH_MAY_FOLLOW else bool(g.open_ties)
         state = (g.last, g.measure_index == 0, g.key is None, g.bar_length, g.measure_length, g.voice, g.filled,
-                 g.num_voices, g.open_ties.get(g.voice), bool(g.open_ties), self.measures is not None, enough_measures,
-                 self._last_measure(), budget)
-        mask = self.tables.cache.get(state)
-        if mask is None:
-            mask = self._compute_mask(budget, bar_ticks, enough_measures)
+                 g.num_voices, g.open_ties.get(g.voice), ties, self.measures is not None, enough_measures,
+                 self._last_measure())
+        entry = self.tables.cache.get(state)
+        if entry is None:
+            entry = self.tables.cache[state] = self._compute_mask(self._bar_ticks, enough_measures)
+        mask, need = entry
+        budget = None if self.max_tokens is None else self.max_tokens - self.generated
+        if budget is not None and budget <= self._far_budget:  # near the end: only what still fits
+            mask = mask & (need <= budget)
             if not mask.any():
-                mask = self.tables.nothing  # a dead end, decided once per state
-            self.tables.cache[state] = mask
+                mask = self.tables.nothing
         if mask is self.tables.nothing:
             self.finished = True
         return mask
 
-    def _compute_mask(self, budget, bar_ticks: int, enough_measures: bool) -> np.ndarray:
+    def _compute_mask(self, bar_ticks: int, enough_measures: bool) -> tuple[np.ndarray, np.ndarray]:
+        """The ids allowed in this grammar state, and for each the token budget it needs (the
+        fewest tokens that finish the piece after it, plus itself), applied near the budget's end."""
         v, g = self.v, self.grammar
         mask = np.zeros(v.size, dtype=bool)
+        need = np.zeros(v.size, dtype=np.int64)
         measure_ticks = int(g.measure_length / v.tick) if g.measure_length else 0
         candidates = [pair for kind in FOLLOWS[g.last] for pair in v.structural_by_kind[kind]]
         for token_id, token in candidates:
@@ -241,67 +257,71 @@ class ScoreConstraint:
             if token.kind is Kind.BAR and g.last is not None and g.last is not Kind.END:
                 if enough_measures:
                     continue
-                if budget is not None and budget < 1 + self._closing_cost(0, 0, bar_ticks):
-                    continue  # no room left for another whole measure
+                need[token_id] = 1 + self._closing_cost(0, 0, bar_ticks)  # room for another whole measure
             if token.kind is Kind.END and self.measures is not None and not enough_measures:
                 continue
             if token.kind in (Kind.TIME, Kind.LENGTH):
-                if g.open_ties and g.measure_index > 0:
-                    continue  # a tied note's continuation must fit the next measure: keep its length
-                if self._fill(int(token.duration / v.tick)) >= UNREACHABLE:
-                    continue  # no rests could fill such a measure
-            if token.kind is Kind.LENGTH and token.duration >= (g.bar_length or 0):
-                continue  # only pickups and short final measures state a length
-            if token.kind in HEADER_KINDS and budget is not None:
+                length = int(token.duration / v.tick)
+                if not self.tables.fillable_by_all(length):
+                    continue  # some voice could not fill such a measure
+                if not self._ties_fit(length):
+                    continue  # a note tied over the bar line must be continuable in a measure this long
+            if token.kind is Kind.LENGTH and token.duration == g.bar_length:
+                continue  # a length is written only where it differs from the time signature
+            if token.kind in HEADER_KINDS:
                 length = measure_ticks if token.kind is Kind.KEY else int(token.duration / v.tick)
-                if budget < 1 + self._closing_cost(0, 0, length):
-                    continue  # a header now would leave no room to write its measure
-            if token.kind is Kind.VOICE and budget is not None:
-                cost = 1 + self._closing_cost(token.number, measure_ticks, measure_ticks)
-                if cost > budget:
+                need[token_id] = 1 + self._closing_cost(0, 0, length)  # room to write the measure it heads
+            if token.kind is Kind.VOICE:
+                if self._fill(measure_ticks, token.number) >= UNREACHABLE:
                     continue
-            if token.kind is Kind.VOICE and self._fill(measure_ticks) >= UNREACHABLE:
-                continue
+                need[token_id] = 1 + self._closing_cost(token.number, measure_ticks, measure_ticks)
             mask[token_id] = True
         if Kind.NOTE in FOLLOWS[g.last] and g.voice >= 1:
-            mask |= self._note_mask(budget, measure_ticks, bar_ticks)
-        if g.last is Kind.END:
-            mask[:] = False
-        return mask
+            notes, notes_need = self._note_mask(measure_ticks, bar_ticks)
+            mask |= notes
+            need = np.where(notes, notes_need, need)
+        if g.last is Kind.END or not mask.any():
+            return self.tables.nothing, need  # a dead end, decided once per state
+        return mask, need
 
-    def _note_mask(self, budget, measure_ticks: int, bar_ticks: int) -> np.ndarray:
+    def _note_mask(self, measure_ticks: int, bar_ticks: int) -> tuple[np.ndarray, np.ndarray]:
         v, g = self.v, self.grammar
         remaining = int(g.remaining / v.tick)
         after = remaining - v.ticks
-        fits = (v.ticks > 0) & (v.ticks <= remaining) & (self._fill(after) < UNREACHABLE)
+        fits = (v.ticks > 0) & (v.ticks <= remaining) & (self._fill(after, g.voice) < UNREACHABLE)
         tied_pitch = g.open_ties.get(g.voice)
         if tied_pitch is not None:
             if tied_pitch not in v.pitches:
-                return np.zeros(v.size, dtype=bool)
+                return np.zeros(v.size, dtype=bool), np.zeros(v.size, dtype=np.int64)
             notes = (v.kind == _NOTE) & (v.pitch == v.pitches.index(tied_pitch))
             mask = fits & notes
         else:
             mask = fits & ((v.kind == _REST) | self.tables.in_range[g.voice])
+        need = 1 + self._closing_cost(g.voice, after, measure_ticks)
         # a tie must be continuable: by a note of the same pitch in this measure, or in the next;
-        # none near the end of the token budget, and none across the last measure's bar line
+        # none across the last measure's bar line, and none within two measures' worth of tokens
+        # of the budget's end (write towards the end)
         ties = mask & v.tie
         if ties.any():
-            if self._closing(budget, bar_ticks):
-                mask &= ~v.tie
-            else:
-                rooms = np.where(after > 0, after, bar_ticks).clip(0, self.tables.continuable.shape[1] - 1)
-                ok = self.tables.continuable[v.pitch.clip(0), rooms]
-                if self._last_measure():
-                    ok &= after > 0
-                mask &= ~ties | ok
-        if budget is not None:
-            cost = 1 + self._closing_cost(g.voice, after, measure_ticks)
-            mask &= cost <= budget
-        return mask
+            continuable = self.tables.continuable[g.voice]
+            rooms = np.where(after > 0, after, bar_ticks).clip(0, continuable.shape[1] - 1)
+            ok = continuable[v.pitch.clip(0), rooms]
+            if self._last_measure():
+                ok &= after > 0
+            mask &= ~ties | ok
+            need = np.where(v.tie, np.maximum(need, 2 * self._closing_cost(0, 0, bar_ticks) + 9), need)
+        return mask, need
 
-    def _closing(self, budget, bar_ticks: int) -> bool:
-        """Within two measures' worth of tokens of the budget: write towards the end."""
-        return budget is not None and budget <= 2 * self._closing_cost(0, 0, bar_ticks) + 8
+    def _complete_measures(self) -> int:
+        g = self.grammar
+        closed = g.voice == self.num_voices and g.last in (Kind.NOTE, Kind.REST) and g.remaining == 0
+        return g.measure_index + closed
+
+    def _ties_fit(self, measure_ticks: int) -> bool:
+        """Every note tied over the bar line can be continued, by its voice, in a measure this long."""
+        continuable, pitches = self.tables.continuable, self.v.pitches
+        return all(pitch in pitches and continuable[voice, pitches.index(pitch), measure_ticks]
+                   for voice, pitch in self.grammar.open_ties.items())
 
     def _last_measure(self) -> bool:
         return self.measures is not None and self.grammar.measure_index + 1 >= self.measures
@@ -312,9 +332,9 @@ class GrammarLogitsProcessor:
 
     def __init__(self, constraints: list[ScoreConstraint], prompt_length: int, stop_ids: list[int]):
         self.constraints = constraints
-        self.prompt_length = prompt_length
-        self.stop_ids = stop_ids
         self.seen = prompt_length
+        self.after_end = np.zeros(constraints[0].v.size, dtype=bool)  # after || : only the end of text
+        self.after_end[stop_ids] = True
 
     def __call__(self, input_ids, scores):
         import torch
@@ -323,13 +343,15 @@ class GrammarLogitsProcessor:
             for token_id in new_ids:
                 constraint.advance(token_id)
         self.seen = length
-        masks = np.stack([c.allowed() for c in self.constraints])
-        for row, constraint in enumerate(self.constraints):
-            if constraint.finished:  # after || : only the end of text
-                masks[row, :] = False
-                masks[row, self.stop_ids] = True
-        allowed = torch.from_numpy(masks[:, :scores.shape[1]]).to(scores.device)
-        return scores.masked_fill(~allowed, float("-inf"))
+        rows = []
+        for constraint in self.constraints:
+            mask = constraint.allowed()
+            rows.append(self.after_end if constraint.finished else mask)
+        forbidden = np.logical_not(np.stack(rows))
+        width = scores.shape[1]
+        if forbidden.shape[1] < width:  # a model's vocabulary may be padded beyond its tokenizer's (Pythia's is)
+            forbidden = np.pad(forbidden, ((0, 0), (0, width - forbidden.shape[1])), constant_values=True)
+        return scores.masked_fill(torch.from_numpy(forbidden[:, :width]).to(scores.device), float("-inf"))
 
 
 # ----------------------------------------------------------------------------- models on disk

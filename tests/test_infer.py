@@ -65,6 +65,22 @@ def test_bpe_tokenizer_samples_are_valid_scores(tiny_bpe_model):
     assert_valid_samples(result.stdout, "|", 6)
 
 
+def test_model_vocabulary_wider_than_its_tokenizer(tiny_model, tmp_path):
+    """Pythia pads its embeddings beyond its tokenizer (50,304 rows for 50,277 tokens): the
+    constraint forbids the extra ids rather than failing on scores wider than its masks."""
+    import shutil
+
+    from transformers import AutoModelForCausalLM
+    padded = tmp_path / "padded"
+    shutil.copytree(tiny_model, padded, ignore=shutil.ignore_patterns("checkpoints"))
+    model = AutoModelForCausalLM.from_pretrained(padded)
+    model.resize_token_embeddings(model.config.vocab_size + 13)
+    model.save_pretrained(padded)
+    result = run_script("infer.py", "|", "--model", padded, "--num-samples", 4, "--seed", 2, "--max-new-tokens", 120)
+    assert result.returncode == 0, result.stderr
+    assert_valid_samples(result.stdout, "|", 4)
+
+
 def test_seed_repeats(tiny_model):
     runs = [run_script("infer.py", "|", "--model", tiny_model, "--seed", seed, "--max-new-tokens", 80).stdout
             for seed in (7, 7, 8)]
