@@ -103,7 +103,7 @@ def test_constrained_decoder_allows_every_chorale():
     texts = [TEXTS.get(s) or language.encode_score(corpus.parse(s)) for s in dataset.bach_chorale_sources()]
     tokenizer = lm.train_word_tokenizer(texts)
     vocabulary = sampling.Vocabulary.from_tokenizer(tokenizer)
-    walked = 0
+    walked = time_changes = 0
     for text in texts:
         voices = language.parse(text)[0][0].num_voices
         constraint = sampling.ScoreConstraint(vocabulary, vocabulary.tables(voices), voices)
@@ -111,6 +111,12 @@ def test_constrained_decoder_allows_every_chorale():
         constraint.start(ids[:1])
         for position, token_id in enumerate(ids[1:]):
             assert constraint.allowed()[token_id], (text.split()[:position + 1])
+            assert not constraint.finished
+            bar_length = constraint.grammar.bar_length  # what the constraint derived from it is current
+            assert constraint._bar_ticks == (int(bar_length / vocabulary.tick) if bar_length else 0)
             constraint.advance(token_id)
+        assert not constraint.allowed().any() and constraint.finished  # nothing after ||
         walked += len(ids) - 1
+        time_changes += sum(1 for word in text.split()[3:] if word.startswith("T:"))
     assert walked == sum(len(text.split()) for text in texts)
+    assert time_changes >= 3  # meter changes (bwv171.6, bwv362, ...) refresh what the bar length decides
