@@ -116,6 +116,9 @@ def save_checkpoint(accelerator, output_dir: Path, state: dict, keep: int) -> Pa
         temporary.mkdir(parents=True)
     accelerator.wait_for_everyone()
     accelerator.save_state(str(temporary))
+    # every process writes its own files (RNG states, ZeRO shards): all must finish before the
+    # rename, or a late one loses its files or fails writing into a folder that has moved
+    accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         (temporary / STATE_FILE).write_text(json.dumps(state, indent=1))
         shutil.rmtree(final, ignore_errors=True)
