@@ -163,7 +163,7 @@ class DecodingTables:
 class ScoreConstraint:
     """Grammar state of one sequence, and the mask of token ids that may come next."""
 
-    def __init__(self, vocabulary: Vocabulary, tables: DecodingTables, num_voices: int, measures: int | None = None,
+    def __init__(self, vocabulary: Vocabulary, tables: DecodingTables, measures: int | None = None,
                  forced_measures: list[list[str]] | None = None, max_tokens: int | None = None):
         self.v = vocabulary
         self.tables = tables
@@ -171,8 +171,8 @@ class ScoreConstraint:
         self._closing_cost = tables.closing_cost
         self._bar_length: object = _UNSET  # the bar length _bar_ticks and _far_budget were derived from
         self._bar_ticks = self._far_budget = 0
-        self.grammar = Grammar(num_voices)
-        self.num_voices = num_voices
+        self.num_voices = tables.num_voices  # the tables were built for these voices
+        self.grammar = Grammar(self.num_voices)
         self.measures = len(forced_measures) if forced_measures else measures
         self.forced_measures = forced_measures
         self.forced: list[int] = []  # ids that must come next, in order
@@ -408,7 +408,7 @@ def generate_texts(model, tokenizer, prompt: str, num_samples: int = 1, *, const
         tables = vocabulary.tables(num_voices, voice_ranges)
         constraints = []
         for _ in range(num_samples):
-            constraint = ScoreConstraint(vocabulary, tables, num_voices, measures, forced_measures,
+            constraint = ScoreConstraint(vocabulary, tables, measures, forced_measures,
                                          None if forced_measures else max_new_tokens)
             constraint.start(prompt_ids)
             constraints.append(constraint)

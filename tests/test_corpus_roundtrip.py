@@ -106,7 +106,7 @@ def test_constrained_decoder_allows_every_chorale():
     walked = time_changes = 0
     for text in texts:
         voices = language.parse(text)[0][0].num_voices
-        constraint = sampling.ScoreConstraint(vocabulary, vocabulary.tables(voices), voices)
+        constraint = sampling.ScoreConstraint(vocabulary, vocabulary.tables(voices))
         ids = lm.piece_ids(tokenizer, text)
         constraint.start(ids[:1])
         for position, token_id in enumerate(ids[1:]):
