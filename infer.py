@@ -20,8 +20,10 @@ import re
 import sys
 from pathlib import Path
 
-from scorelm import language, notation, sampling
-from scorelm.cli import UserError, run
+from scorelm import language, notation, sampling, voice_leading
+from scorelm.cli import UserError, check_can_write, run
+
+DEFAULT_RULES = "hard"  # measured on the validation split: see README, "Voice-leading rules"
 
 
 def key_signature(text: str) -> int:
@@ -95,8 +97,13 @@ def harmonization_plan(path: str, vocabulary) -> list[list[str]]:
     """The forced words of each measure: bar line, header, V1 and the melody's notes."""
     melody = read_piece(path)
     if melody.num_voices != 1:
-        melody = language.Piece([language.Measure(m.length, m.voices[:1], m.key, m.time) for m in melody.measures])
         print(f"note: {path} has several parts; harmonizing the top one", file=sys.stderr)
+    return melody_plan(melody, vocabulary)
+
+
+def melody_plan(melody: language.Piece, vocabulary) -> list[list[str]]:
+    """harmonization_plan for a piece in memory: its top voice, measure by measure."""
+    melody = language.Piece([language.Measure(m.length, m.voices[:1], m.key, m.time) for m in melody.measures])
     plan = []
     for word, event in melody.annotated_words()[:-1]:
         if word == language.BAR:
@@ -154,7 +161,8 @@ def surprisal_report(model, tokenizer, path: str, output: Path | None) -> int:
 
 
 def evaluation_report(model, tokenizer, metadata, args) -> int:
-    """Bits per note beside a Kneser-Ney baseline; music statistics of samples beside Bach."""
+    """The scorecard: bits per note beside a Kneser-Ney baseline; music statistics of free samples
+    and of harmonizations of every test-split soprano, each beside Bach's test split."""
     import json
 
     from scorelm import dataset, evaluation, lm
@@ -167,37 +175,79 @@ def evaluation_report(model, tokenizer, metadata, args) -> int:
     texts = {name: [r["text"] for r in dataset.read_jsonl(folder / f"{name}.jsonl")] for name in dataset.SPLITS}
     if not texts["test"] or not texts["validation"]:
         raise UserError(f"{folder}/ needs non-empty validation and test splits")
+    stem = args.output.with_suffix("") if args.output else model_dir / "evaluation"
+    for suffix in (".json", ".png"):
+        check_can_write(stem.with_suffix(suffix), args.overwrite)
     print(f"scoring the test split ({len(texts['test'])} pieces)", file=sys.stderr)
     max_length = train_config.get("max_length", 1024)
     model_metrics = lm.evaluate_texts(model, tokenizer, texts["test"], max_length)
     print("fitting Kneser-Ney n-grams on the training split", file=sys.stderr)
     ngram = evaluation.ngram_bits_per_note(tokenizer, texts["train"], texts["validation"], texts["test"])
-    count = args.num_samples or 50
-    print(f"sampling {count} pieces", file=sys.stderr)
-    voices = metadata["voices"]
-    vocabulary = sampling.Vocabulary.from_tokenizer(tokenizer)
-    samples = []
-    for first in range(0, count, 10):
-        samples += sampling.generate_texts(
-            model, tokenizer, "|", min(10, count - first), num_voices=voices,
-            voice_ranges=metadata.get("voice_ranges", {}).get(str(voices)), max_new_tokens=args.max_new_tokens,
-            temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
-            seed=(args.seed or 0) + first, vocabulary=vocabulary)
+    settings = {"rules": args.rules, "skip_rules": args.skip_rule, "temperature": args.temperature,
+                "top_k": args.top_k, "top_p": args.top_p, "seed": args.seed or 0}
+    samples, sample_report = free_samples(model, tokenizer, metadata, args.num_samples or 100, args.max_new_tokens,
+                                          **settings)
+    count = args.harmonizations if args.harmonizations is not None else len(texts["test"])
+    harmonized, originals, harmonize_report = harmonize_all(model, tokenizer, metadata, texts["test"][:count],
+                                                            **settings)
     print("computing music statistics", file=sys.stderr)
     reference = evaluation.corpus_pitch_classes(texts["train"])
-    columns = {"model": {"bits_per_note": model_metrics["bits_per_note"],
-                         **evaluation.music_statistics(samples, reference)},
+    bach = evaluation.music_statistics(texts["test"], reference)
+    columns = {"samples": {"bits_per_note": model_metrics["bits_per_note"],
+                           **evaluation.music_statistics(samples, reference, bach)},
+               "harmonized": {**evaluation.music_statistics(harmonized, reference, bach),
+                              **evaluation.agreement(harmonized, originals)},
                "n-gram": {"bits_per_note": ngram["test_bits_per_note"], "order": ngram["order"]},
-               "Bach": evaluation.music_statistics(texts["test"], reference)}
+               "Bach": {**bach, **evaluation.distribution_distances(bach, bach)}}
     for column in columns.values():
-        column.pop("_pitch_classes", None)
+        column.pop("_histograms", None)
     print(evaluation.format_table(columns))
-    stem = args.output.with_suffix("") if args.output else model_dir / "evaluation"
-    stem.with_suffix(".json").write_text(json.dumps({"columns": columns, "samples": samples, "dataset": str(folder),
-                                                     "ngram_order": ngram["order"]}, indent=1) + "\n")
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    stem.with_suffix(".json").write_text(json.dumps(
+        {"columns": columns, "settings": settings, "samples": samples, "harmonizations": harmonized,
+         "rule_fallbacks": {"samples": sample_report, "harmonizations": harmonize_report},
+         "dataset": str(folder), "ngram_order": ngram["order"]}, indent=1) + "\n")
     evaluation.plot_table(columns, stem.with_suffix(".png"))
     print(f"wrote {stem.with_suffix('.json')} and {stem.with_suffix('.png')}")
     return 0
+
+
+def free_samples(model, tokenizer, metadata, count: int, max_new_tokens: int, *, seed: int, **settings):
+    """`count` new pieces from '|', ten at a time (seeds seed, seed+10, ...), and the rules' report."""
+    from tqdm import tqdm
+    voices = metadata["voices"]
+    vocabulary = sampling.Vocabulary.from_tokenizer(tokenizer)
+    samples, report = [], {}
+    for first in tqdm(range(0, count, 10), desc="sampling", unit="batch", file=sys.stderr):
+        samples += sampling.generate_texts(
+            model, tokenizer, "|", min(10, count - first), num_voices=voices,
+            voice_ranges=metadata.get("voice_ranges", {}).get(str(voices)), max_new_tokens=max_new_tokens,
+            seed=seed + first, vocabulary=vocabulary, rule_report=report, **settings)
+    return samples, report
+
+
+def harmonize_all(model, tokenizer, metadata, texts: list[str], *, seed: int, **settings):
+    """Alto, tenor and bass written under the soprano of each piece (seed per piece): the
+    harmonizations, the pieces they harmonize, and the rules' report. A melody with a word the
+    model has never seen is skipped (said on stderr)."""
+    from tqdm import tqdm
+    voices = metadata["voices"]
+    vocabulary = sampling.Vocabulary.from_tokenizer(tokenizer)
+    harmonized, originals, report = [], [], {}
+    for index, text in enumerate(tqdm(texts, desc="harmonizing", unit="piece", file=sys.stderr)):
+        piece = language.parse(text)[0][0]
+        try:
+            forced = melody_plan(piece, vocabulary)
+        except UserError as error:
+            tqdm.write(f"note: test piece {index + 1} not harmonized: {error}", file=sys.stderr)
+            continue
+        originals.append(text)
+        budget = sum(len(m) for m in forced) + len(forced) * (voices - 1) * 40 + 2
+        harmonized += sampling.generate_texts(
+            model, tokenizer, "", 1, num_voices=voices, voice_ranges=metadata.get("voice_ranges", {}).get(str(voices)),
+            forced_measures=forced, max_new_tokens=budget, seed=seed + index, vocabulary=vocabulary,
+            rule_report=report, **settings)
+    return harmonized, originals, report
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -215,20 +265,30 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--key", help="key signature of a new piece: sharps, or a key such as D, Bb, 'F# minor'")
     parser.add_argument("--time", help="time signature of a new piece, e.g. 3/4")
     parser.add_argument("--seed", type=int, help="same seed, same samples")
-    parser.add_argument("--no-constrain", action="store_true", help="sample without the grammar")
+    parser.add_argument("--no-constrain", action="store_true", help="sample without the grammar (and the rules)")
+    parser.add_argument("--rules", choices=voice_leading.MODES, default=DEFAULT_RULES,
+                        help=f"voice-leading rules: hard forbids what breaks them, soft makes it unlikely "
+                             f"(default {DEFAULT_RULES})")
+    parser.add_argument("--skip-rule", action="append", default=[], metavar="RULE",
+                        choices=voice_leading.RULE_NAMES,
+                        help="switch one rule off (repeatable): " + "; ".join(
+                            f"{rule.name}: {rule.what}" for rule in voice_leading.RULES))
     parser.add_argument("--prompt-score", metavar="FILE", help="continue this score (any format music21 reads)")
     parser.add_argument("--prompt-measures", type=int, metavar="N", help="use only its first N measures")
     parser.add_argument("--harmonize", metavar="MELODY_FILE", help="write alto, tenor and bass under this melody")
     parser.add_argument("--surprisal", metavar="SCORE_FILE", help="per-note surprisal of this score: CSV and PNG")
     parser.add_argument("--evaluate", action="store_true",
-                        help="test bits per note beside a Kneser-Ney n-gram, and music statistics of "
-                             "--num-samples (default 50) samples beside Bach's test split: table, JSON, PNG")
+                        help="the scorecard: test bits per note beside a Kneser-Ney n-gram; music statistics "
+                             "of --num-samples (default 100) free samples and of harmonizations of the test "
+                             "split's sopranos, beside Bach's test split: table, JSON, PNG")
     parser.add_argument("--dataset", help="--evaluate's dataset (default: the one the model was trained on)")
+    parser.add_argument("--harmonizations", type=int, metavar="N",
+                        help="--evaluate harmonizes the first N test-split sopranos (default: all)")
     parser.add_argument("-o", "--output", type=Path, help="write the text here (and --render's files beside it)")
     parser.add_argument("--render", action="store_true", help="also write MusicXML, MIDI and PNG")
     parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
     args = parser.parse_args(argv)
-    for name in ("num_samples", "max_new_tokens", "measures", "prompt_measures"):
+    for name in ("num_samples", "max_new_tokens", "measures", "prompt_measures", "harmonizations"):
         value = getattr(args, name)
         if value is not None and value < 1:
             raise UserError(f"--{name.replace('_', '-')} must be at least 1")
@@ -261,11 +321,16 @@ def main(argv: list[str] | None = None) -> int:
         forced_words = sum(len(m) for m in forced)
         max_new_tokens = forced_words + len(forced) * (num_voices - 1) * 40 + 2
 
+    rule_report: dict = {}
     texts = sampling.generate_texts(
         model, tokenizer, prompt, args.num_samples, constrain=not args.no_constrain, num_voices=num_voices,
         voice_ranges=metadata.get("voice_ranges", {}).get(str(num_voices)), measures=args.measures,
         forced_measures=forced, max_new_tokens=max_new_tokens, temperature=args.temperature, top_k=args.top_k,
-        top_p=args.top_p, seed=args.seed, vocabulary=vocabulary)
+        top_p=args.top_p, seed=args.seed, vocabulary=vocabulary, rules="off" if args.no_constrain else args.rules,
+        skip_rules=args.skip_rule, rule_report=rule_report)
+    if rule_report:
+        print("voice-leading rules: " + ", ".join(f"{what} {count}" for what, count in rule_report.items()),
+              file=sys.stderr)
     output = "\n".join(texts) + "\n"
     if args.output:
         args.output.parent.mkdir(parents=True, exist_ok=True)

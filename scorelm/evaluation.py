@@ -2,13 +2,13 @@
 statistics of its samples beside the same statistics of Bach's own chorales."""
 from __future__ import annotations
 
+import functools
 import math
 from collections import Counter, defaultdict
+from fractions import Fraction
 
-from scorelm import language
-
-# Textbook SATB ranges (MIDI numbers): soprano C4-G5, alto G3-D5, tenor C3-G4, bass E2-C4.
-SATB_RANGES = [(60, 79), (55, 74), (48, 67), (40, 60)]
+from scorelm import language, voice_leading
+from scorelm.voice_leading import SATB_RANGES
 
 
 # ----------------------------------------------------------------------------- n-gram baseline
@@ -94,8 +94,9 @@ def sonorities(timelines: list[list[tuple]]):
 
 def piece_statistics(piece: language.Piece) -> dict:
     """Counts for one piece: parallel fifths and octaves (music21's VoiceLeadingQuartet),
-    crossings, out-of-range notes, spacing errors, quarter-note beats, pitch classes relative to
-    the key signature's major tonic, and whether it ends on the tonic with a fermata."""
+    crossings, out-of-range notes, spacing errors, quarter-note beats, how it ends, and the
+    histograms the distribution distances compare (pitch classes relative to the key
+    signature's major tonic, melodic intervals per voice, chord qualities, note values)."""
     from music21 import note, voiceLeading
     counts = Counter()
     previous = None
@@ -107,9 +108,11 @@ def piece_statistics(piece: language.Piece) -> dict:
         return notes_cache[name]
 
     timelines = [piece.voice_events(voice) for voice in range(piece.num_voices)]
+    chords = Counter()
     for _, sounding in sonorities(timelines):
         counts["slices"] += 1
         midi = [language.midi_number(p) if p else None for p in sounding]
+        chords[chord_quality(frozenset(m % 12 for m in midi if m is not None))] += 1
         for upper in range(len(midi) - 1):
             lower = upper + 1
             if midi[upper] is not None and midi[lower] is not None:
@@ -127,20 +130,82 @@ def piece_statistics(piece: language.Piece) -> dict:
                     counts["parallel_fifths"] += bool(quartet.parallelFifth())
                     counts["parallel_octaves"] += bool(quartet.parallelOctave())
         previous = sounding
-    tonic = _tonic(piece)
+    intervals, rhythm = Counter(), Counter()
     for voice in range(piece.num_voices):
         low, high = SATB_RANGES[voice] if piece.num_voices == 4 else (0, 127)
+        last = None
         for _, event in timelines[voice]:
+            rhythm[language.format_duration(event.duration)] += 1
             if event.pitch:
                 counts["notes"] += 1
-                counts["out_of_range"] += not low <= language.midi_number(event.pitch) <= high
+                number = language.midi_number(event.pitch)
+                counts["out_of_range"] += not low <= number <= high
+                if last is not None:
+                    intervals[(voice, max(-13, min(13, number - last)))] += 1
+                last = number
     counts["beats"] = float(sum(m.length for m in piece.measures))
-    last = [line[-1][1] for line in timelines]
-    bass = next((e.pitch for _, e in reversed(timelines[-1]) if e.pitch), None)
-    bass_pc = language.midi_number(bass) % 12 if bass else None
-    ends_on_tonic = bass_pc in (tonic, (tonic + 9) % 12)  # the major tonic or its relative minor's
-    counts["ends_on_tonic_with_fermata"] = int(ends_on_tonic and any(e.fermata for e in last))
-    return {"counts": counts, "pitch_classes": pitch_classes_of(piece)}
+    on_tonic, with_fermatas = ending(piece)
+    counts["ends_on_tonic"] = int(on_tonic)
+    counts["ends_with_fermata_in_every_voice"] = int(with_fermatas)
+    counts["ends_on_tonic_with_fermata"] = int(on_tonic and with_fermatas)
+    return {"counts": counts, "pitch_classes": pitch_classes_of(piece), "intervals": intervals,
+            "chords": chords, "rhythm": rhythm}
+
+
+CHORD_QUALITIES = ("major", "minor", "diminished", "seventh", "other")
+
+
+@functools.lru_cache(maxsize=None)
+def chord_quality(pitch_classes: frozenset) -> str:
+    """major, minor or diminished triad, a seventh chord (any quality), or other (incomplete
+    chords, unisons, non-tertian sonorities), by music21's chord classification."""
+    from music21 import chord
+    if len(pitch_classes) < 3:
+        return "other"
+    sonority = chord.Chord(sorted(pitch_classes))
+    if sonority.isSeventh():
+        return "seventh"
+    if sonority.isMajorTriad():
+        return "major"
+    if sonority.isMinorTriad():
+        return "minor"
+    if sonority.isDiminishedTriad():
+        return "diminished"
+    return "other"
+
+
+def ending(piece: language.Piece) -> tuple[bool, bool]:
+    """(ends on the tonic, has a fermata in every voice where the soprano's last note begins).
+
+    The final chord is each voice's last note; it ends on the tonic when it is a major or minor
+    triad (or open fifth) in root position whose root is a tonic of the piece: the key music21's
+    Krumhansl-Schmuckler analysis finds, either key of the key signature (major or relative
+    minor: Picardy thirds and chorales that modulate to the relative key and back), or the
+    melody's own last note where it is the final of a church mode (Dorian, Phrygian, Mixolydian:
+    a chorale in E Phrygian ends on E although its signature says C or A minor)."""
+    timelines = [piece.voice_events(voice) for voice in range(piece.num_voices)]
+    last = [next((e for _, e in reversed(line) if e.pitch), None) for line in timelines]
+    soprano_onset, soprano_last = timelines[0][-1]
+    fermatas = bool(soprano_last.fermata) and all(
+        any(onset <= soprano_onset < onset + e.duration and e.fermata for onset, e in line) for line in timelines[1:])
+    if any(event is None for event in last):
+        return False, fermatas
+    pcs = [language.midi_number(e.pitch) % 12 for e in last]
+    bass, melody = pcs[-1], pcs[0]
+    if not voice_leading.consonant_root_position(bass, pcs[:-1]):
+        return False, fermatas
+    key = piece.measures[0].key or 0
+    tonics = set(voice_leading.tonic_pitch_classes(key))
+    if melody in voice_leading.modal_finals(key):
+        tonics.add(melody)
+    if bass not in tonics:
+        tonics.add(analysed_tonic(piece))
+    return bass in tonics, fermatas
+
+
+def analysed_tonic(piece: language.Piece) -> int:
+    """Pitch class of the key music21 finds for the piece (Krumhansl-Schmuckler)."""
+    return language.score_from_piece(piece).analyze("key").tonic.pitchClass
 
 
 def _tonic(piece: language.Piece) -> int:
@@ -155,10 +220,13 @@ def pitch_classes_of(piece: language.Piece) -> Counter:
                    for v in range(piece.num_voices) for _, e in piece.voice_events(v) if e.pitch)
 
 
-def music_statistics(texts: list[str], reference_pitch_classes: Counter | None = None) -> dict:
+def music_statistics(texts: list[str], reference_pitch_classes: Counter | None = None,
+                     reference: dict | None = None) -> dict:
     """The table's row values for a set of pieces (raw model output is repaired first; the
-    share of measures that needed no repair is one of the values)."""
+    share of measures that needed no repair is one of the values). `reference`: another set's
+    statistics (Bach's), to which the distribution distances are measured."""
     totals, pitch_classes = Counter(), Counter()
+    intervals, chords, rhythm = Counter(), Counter(), Counter()
     measures = repaired_measures = pieces = 0
     for text in texts:
         parsed, report = language.parse(text)
@@ -171,6 +239,9 @@ def music_statistics(texts: list[str], reference_pitch_classes: Counter | None =
         result = piece_statistics(piece)
         totals.update(result["counts"])
         pitch_classes.update(result["pitch_classes"])
+        intervals.update(result["intervals"])
+        chords.update(result["chords"])
+        rhythm.update(result["rhythm"])
     beats = max(totals["beats"], 1)
     statistics = {
         "pieces": pieces,
@@ -179,19 +250,38 @@ def music_statistics(texts: list[str], reference_pitch_classes: Counter | None =
         "voice_crossings_per_100_beats": 100 * totals["voice_crossings"] / beats,
         "spacing_errors_per_100_beats": 100 * totals["spacing_errors"] / beats,
         "notes_out_of_range_percent": 100 * totals["out_of_range"] / max(totals["notes"], 1),
+        "ending_on_tonic_percent": 100 * totals["ends_on_tonic"] / max(pieces, 1),
         "ending_on_tonic_with_fermata_percent": 100 * totals["ends_on_tonic_with_fermata"] / max(pieces, 1),
         "valid_measures_percent": 100 * (1 - repaired_measures / max(measures, 1)),
     }
     if reference_pitch_classes is not None:
         statistics["pitch_class_distance"] = histogram_distance(pitch_classes, reference_pitch_classes)
-    statistics["_pitch_classes"] = pitch_classes
+    statistics["_histograms"] = {"pitch_classes": pitch_classes, "intervals": intervals, "chords": chords,
+                                 "rhythm": rhythm}
+    if reference is not None:
+        statistics.update(distribution_distances(statistics, reference))
     return statistics
 
 
+def distribution_distances(statistics: dict, reference: dict) -> dict:
+    """Total variation distances to the reference set's distributions: melodic intervals (per
+    voice, averaged over voices), chord qualities per onset, and note values."""
+    ours, theirs = statistics["_histograms"], reference["_histograms"]
+    voices = sorted({voice for voice, _ in theirs["intervals"]} | {voice for voice, _ in ours["intervals"]})
+    per_voice = []
+    for voice in voices:
+        a = Counter({step: n for (v, step), n in ours["intervals"].items() if v == voice})
+        b = Counter({step: n for (v, step), n in theirs["intervals"].items() if v == voice})
+        per_voice.append(histogram_distance(a, b))
+    return {"interval_distance": sum(per_voice) / max(len(per_voice), 1),
+            "chord_quality_distance": histogram_distance(ours["chords"], theirs["chords"]),
+            "rhythm_distance": histogram_distance(ours["rhythm"], theirs["rhythm"])}
+
+
 def histogram_distance(a: Counter, b: Counter) -> float:
-    """Total variation distance between two pitch-class distributions (0 same, 1 disjoint)."""
+    """Total variation distance between two distributions given as counts (0 same, 1 disjoint)."""
     total_a, total_b = max(sum(a.values()), 1), max(sum(b.values()), 1)
-    return 0.5 * sum(abs(a[k] / total_a - b[k] / total_b) for k in range(12))
+    return 0.5 * sum(abs(a[k] / total_a - b[k] / total_b) for k in set(a) | set(b))
 
 
 def corpus_pitch_classes(texts: list[str]) -> Counter:
@@ -203,6 +293,32 @@ def corpus_pitch_classes(texts: list[str]) -> Counter:
     return classes
 
 
+def agreement(harmonized: list[str], originals: list[str]) -> dict:
+    """How much of the time each lower voice of a harmonization sounds the very pitch Bach's
+    does (shares of the pieces' total duration; rests count as a pitch), and each voice's
+    share overall."""
+    shares = {}
+    for voice in range(1, 4):
+        same = total = Fraction(0)
+        for ours_text, bach_text in zip(harmonized, originals):
+            ours, bach = language.parse(ours_text)[0][0], language.parse(bach_text)[0][0]
+            if voice >= min(ours.num_voices, bach.num_voices):
+                continue
+            a, b = ours.voice_events(voice), bach.voice_events(voice)
+            cuts = sorted({o for o, _ in a} | {o for o, _ in b} |
+                          {a[-1][0] + a[-1][1].duration, b[-1][0] + b[-1][1].duration})
+            i = j = 0
+            for start, end in zip(cuts, cuts[1:]):
+                while i + 1 < len(a) and a[i + 1][0] <= start:
+                    i += 1
+                while j + 1 < len(b) and b[j + 1][0] <= start:
+                    j += 1
+                total += end - start
+                same += (end - start) * (a[i][1].pitch == b[j][1].pitch)
+        shares[f"matches_bach_{language.SATB_NAMES[voice].lower()}_percent"] = float(100 * same / max(total, 1))
+    return shares
+
+
 ROWS = [
     ("bits per note (test)", "bits_per_note"),
     ("parallel fifths / 100 beats", "parallel_fifths_per_100_beats"),
@@ -210,8 +326,15 @@ ROWS = [
     ("voice crossings / 100 beats", "voice_crossings_per_100_beats"),
     ("spacing errors / 100 beats", "spacing_errors_per_100_beats"),
     ("notes out of range %", "notes_out_of_range_percent"),
+    ("ends on the tonic %", "ending_on_tonic_percent"),
+    ("... with a fermata in every voice %", "ending_on_tonic_with_fermata_percent"),
     ("pitch-class distance to training", "pitch_class_distance"),
-    ("end on tonic with fermata %", "ending_on_tonic_with_fermata_percent"),
+    ("melodic-interval distance to Bach", "interval_distance"),
+    ("chord-quality distance to Bach", "chord_quality_distance"),
+    ("rhythm distance to Bach", "rhythm_distance"),
+    ("alto = Bach's note, % of time", "matches_bach_alto_percent"),
+    ("tenor = Bach's note, % of time", "matches_bach_tenor_percent"),
+    ("bass = Bach's note, % of time", "matches_bach_bass_percent"),
     ("valid measures %", "valid_measures_percent"),
 ]
 
@@ -232,8 +355,8 @@ def plot_table(columns: dict[str, dict], path) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    figure, axes = plt.subplots(3, 3, figsize=(11, 8))
-    colours = {"model": "#3b6fb6", "n-gram": "#999999", "Bach": "#c8553d"}
+    figure, axes = plt.subplots(4, 4, figsize=(14, 10))
+    colours = {"samples": "#3b6fb6", "harmonized": "#6a9f58", "n-gram": "#999999", "Bach": "#c8553d"}
     for axis, (label, key) in zip(axes.flat, ROWS):
         names = [n for n in columns if isinstance(columns[n].get(key), (int, float))]
         axis.bar(names, [columns[n][key] for n in names], color=[colours.get(n, "#555555") for n in names])

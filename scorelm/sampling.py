@@ -18,7 +18,7 @@ from math import lcm
 
 import numpy as np
 
-from scorelm import language
+from scorelm import language, voice_leading
 from scorelm.language import FOLLOWS, HEADER_KINDS, Grammar, Kind, Token
 
 UNREACHABLE = 10 ** 6
@@ -83,6 +83,13 @@ class Vocabulary:
     def __post_init__(self):
         self.structural_by_kind = {kind: [(i, t) for i, t in self.structural if t.kind is kind] for kind in Kind}
         self._tables: dict = {}
+        self._rule_tables: dict = {}
+
+    def rule_tables(self, num_voices: int, mode: str, enabled) -> voice_leading.RuleTables:
+        key = (num_voices, mode, tuple(enabled))
+        if key not in self._rule_tables:
+            self._rule_tables[key] = voice_leading.RuleTables(self, num_voices, mode, tuple(enabled))
+        return self._rule_tables[key]
 
     def tables(self, num_voices: int, voice_ranges=None) -> "DecodingTables":
         """The decoding tables (and their mask cache) for these voices, built once."""
@@ -128,7 +135,7 @@ class DecodingTables:
         self._min_fill = self.min_fill.tolist()  # for single lookups, several per decoding step
         # continuable[voice, p, room]: a note of pitch p fits `room` ticks of the voice with a
         # remainder the voice can fill
-        fillable = self.min_fill < UNREACHABLE
+        fillable = self.fillable = self.min_fill < UNREACHABLE  # [voice, ticks]
         self.continuable = np.zeros((num_voices + 1, max(1, len(v.pitches)), longest + 1), dtype=bool)
         for token_id in np.flatnonzero(v.kind == _NOTE):
             t = int(v.ticks[token_id])
@@ -164,7 +171,8 @@ class ScoreConstraint:
     """Grammar state of one sequence, and the mask of token ids that may come next."""
 
     def __init__(self, vocabulary: Vocabulary, tables: DecodingTables, measures: int | None = None,
-                 forced_measures: list[list[str]] | None = None, max_tokens: int | None = None):
+                 forced_measures: list[list[str]] | None = None, max_tokens: int | None = None,
+                 rules: voice_leading.RuleTables | None = None):
         self.v = vocabulary
         self.tables = tables
         self._fill = tables.fill
@@ -179,6 +187,10 @@ class ScoreConstraint:
         self.max_tokens = max_tokens
         self.generated = 0
         self.finished = False
+        # the voice-leading rules narrow (hard) or weigh (soft) what the grammar allows
+        self.music = voice_leading.VoiceLeading(rules) if rules is not None and rules.mode != "off" \
+            and rules.enabled else None
+        self.penalty: np.ndarray | None = None  # soft rules: nats off each id's logit this step
 
     # -- following the text
     def advance(self, token_id: int) -> None:
@@ -192,6 +204,8 @@ class ScoreConstraint:
             self.finished = True
             return
         self.grammar.advance(token)
+        if self.music is not None:
+            self.music.advance(token, token_id)
         if self.forced_measures and not self.forced and token.kind in (Kind.NOTE, Kind.REST) \
                 and self._complete_measures() > self.grammar.measure_index:
             self._queue_next_measure()
@@ -202,6 +216,8 @@ class ScoreConstraint:
             token = self.v.symbol.get(token_id)
             if token is not None:
                 self.grammar.advance(token)
+                if self.music is not None:
+                    self.music.advance(token, token_id)
         if self.forced_measures and self.grammar.last is None:
             self._queue_next_measure()
 
@@ -215,6 +231,7 @@ class ScoreConstraint:
         """The ids that may come next. Masks are cached by grammar state and shared between
         rows and steps: treat the array as read-only."""
         v, g = self.v, self.grammar
+        self.penalty = None
         if self.finished:
             return self.tables.nothing
         if self.forced:
@@ -241,6 +258,9 @@ class ScoreConstraint:
                 mask = self.tables.nothing
         if mask is self.tables.nothing:
             self.finished = True
+        elif self.music is not None and g.last in (Kind.VOICE, Kind.NOTE, Kind.REST):
+            fillable = self.tables.fillable[max(g.voice, 0)]
+            mask, self.penalty = self.music.choose(mask, int(g.measure_length / v.tick), self._last_measure(), fillable)
         return mask
 
     def _compute_mask(self, bar_ticks: int, enough_measures: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -343,12 +363,18 @@ class GrammarLogitsProcessor:
             for token_id in new_ids:
                 constraint.advance(token_id)
         self.seen = length
-        rows = []
+        rows, penalties = [], []
         for constraint in self.constraints:
             mask = constraint.allowed()
             rows.append(self.after_end if constraint.finished else mask)
+            penalties.append(None if constraint.finished else constraint.penalty)
         forbidden = np.logical_not(np.stack(rows))
         width = scores.shape[1]
+        if any(p is not None for p in penalties):  # soft rules
+            size = forbidden.shape[1]
+            penalty = np.stack([np.zeros(size, dtype=np.float32) if p is None else p for p in penalties])
+            penalty = np.pad(penalty, ((0, 0), (0, max(0, width - size))))[:, :width]
+            scores = scores - torch.from_numpy(penalty).to(scores.device, scores.dtype)
         if forbidden.shape[1] < width:  # a model's vocabulary may be padded beyond its tokenizer's (Pythia's is)
             forbidden = np.pad(forbidden, ((0, 0), (0, width - forbidden.shape[1])), constant_values=True)
         return scores.masked_fill(torch.from_numpy(forbidden[:, :width]).to(scores.device), float("-inf"))
@@ -390,9 +416,13 @@ def generate_texts(model, tokenizer, prompt: str, num_samples: int = 1, *, const
                    num_voices: int = 4, voice_ranges=None, measures: int | None = None,
                    forced_measures: list[list[str]] | None = None, max_new_tokens: int = 1024,
                    temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0, seed: int | None = None,
-                   vocabulary: Vocabulary | None = None, stop_at_end: bool = True) -> list[str]:
+                   vocabulary: Vocabulary | None = None, stop_at_end: bool = True, rules: str = "off",
+                   skip_rules=(), rule_report: dict | None = None) -> list[str]:
     """Sample `num_samples` pieces continuing `prompt`, in one batch with the KV cache.
-    stop_at_end=False runs every row for max_new_tokens steps (for timing decoding alone)."""
+    stop_at_end=False runs every row for max_new_tokens steps (for timing decoding alone).
+    rules: the voice-leading rules' strength (off, soft, hard), all but `skip_rules`;
+    rule_report (a dict) receives how often hard mode had to drop each rule, and how many
+    endings were written again (see _rewrite_endings)."""
     import torch
     from transformers import LogitsProcessorList, set_seed
 
@@ -406,10 +436,14 @@ def generate_texts(model, tokenizer, prompt: str, num_samples: int = 1, *, const
     if constrain:
         vocabulary = vocabulary or Vocabulary.from_tokenizer(tokenizer)
         tables = vocabulary.tables(num_voices, voice_ranges)
+        rule_tables = None
+        if rules != "off":
+            enabled = [name for name in voice_leading.RULE_NAMES if name not in skip_rules]
+            rule_tables = vocabulary.rule_tables(num_voices, rules, enabled)
         constraints = []
         for _ in range(num_samples):
             constraint = ScoreConstraint(vocabulary, tables, measures, forced_measures,
-                                         None if forced_measures else max_new_tokens)
+                                         None if forced_measures else max_new_tokens, rule_tables)
             constraint.start(prompt_ids)
             constraints.append(constraint)
         processors.append(GrammarLogitsProcessor(constraints, len(prompt_ids), stops + [tokenizer.pad_token_id]))
@@ -420,6 +454,11 @@ def generate_texts(model, tokenizer, prompt: str, num_samples: int = 1, *, const
     with torch.no_grad():
         output = model.generate(input_ids, attention_mask=torch.ones_like(input_ids),
                                 generation_config=generation_config, logits_processor=processors)
+    if constrain and rule_report is not None:
+        for constraint in constraints:
+            if constraint.music is not None:
+                for name, count in constraint.music.dropped.items():
+                    rule_report[name] = rule_report.get(name, 0) + count
     texts = []
     for row in output:
         continuation = tokenizer.decode(row[len(prompt_ids):], skip_special_tokens=True)
@@ -427,7 +466,46 @@ def generate_texts(model, tokenizer, prompt: str, num_samples: int = 1, *, const
         if language.END in words:
             words = words[:words.index(language.END) + 1]
         texts.append(" ".join(words))
+    if constrain and rules != "off" and "final_chord" not in skip_rules and measures is None \
+            and not forced_measures and stop_at_end:
+        rewrite = [row for row, c in enumerate(constraints)
+                   if c.music is not None and texts[row].endswith(language.END) and c.music.end_breaks()]
+        for row in rewrite:
+            texts[row] = _rewrite_ending(model, tokenizer, texts[row], prompt, seed, row, rule_report,
+                                         num_voices=num_voices, voice_ranges=voice_ranges, temperature=temperature,
+                                         top_k=top_k, top_p=top_p, vocabulary=vocabulary, rules=rules,
+                                         skip_rules=skip_rules)
     return texts
+
+
+ENDING_TRIES = 3
+
+
+def _rewrite_ending(model, tokenizer, text: str, prompt: str, seed: int | None, row: int, rule_report, **settings) -> str:
+    """A piece closes where the model closes it; a model cannot know that the rules want a tonic
+    chord with fermatas there, so when the last chord breaks final_chord, the last measure is
+    written again knowing that it is the last (the final_chord rule then shapes the soprano's last
+    note and the chord under it). Up to ENDING_TRIES times; the first that ends properly wins,
+    else the original stays. Never touches the user's prompt."""
+    head, _, _ = text.rpartition(f" {language.BAR} ")
+    if len(head.split()) < len(prompt.split()):
+        return text  # the last measure is the user's own
+    measures = text.split().count(language.BAR)
+    vocabulary, rules = settings["vocabulary"], settings["rules"]
+    for attempt in range(ENDING_TRIES):
+        report: dict = {}
+        candidate = generate_texts(model, tokenizer, f"{head} {language.BAR}", 1, measures=measures,
+                                   max_new_tokens=1024, seed=None if seed is None else seed * 1009 + row * 31 + attempt,
+                                   rule_report=report, **settings)[0]
+        if "final_chord" not in report:  # the final chord rule held all the way
+            if rule_report is not None:
+                for name, count in report.items():
+                    rule_report[name] = rule_report.get(name, 0) + count
+                rule_report["endings written again"] = rule_report.get("endings written again", 0) + 1
+            return candidate
+    if rule_report is not None:
+        rule_report["endings left as the model wrote them"] = rule_report.get("endings left as the model wrote them", 0) + 1
+    return text
 
 
 # ----------------------------------------------------------------------------- surprisal

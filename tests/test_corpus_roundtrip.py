@@ -120,3 +120,46 @@ def test_constrained_decoder_allows_every_chorale():
         time_changes += sum(1 for word in text.split()[3:] if word.startswith("T:"))
     assert walked == sum(len(text.split()) for text in texts)
     assert time_changes >= 3  # meter changes (bwv171.6, bwv362, ...) refresh what the bar length decides
+
+
+def test_voice_leading_rules_on_every_chorale(capsys):
+    """Walk every chorale through the decoder with every rule on, and count how many of Bach's own
+    notes each rule would forbid. The parallel-fifth and -octave checks must see what music21
+    sees (the evaluation counts with VoiceLeadingQuartet), and Bach breaks them rarely."""
+    from music21 import corpus
+    import numpy as np
+    from scorelm import evaluation, lm, sampling, voice_leading
+    texts = [TEXTS.get(s) or language.encode_score(corpus.parse(s)) for s in dataset.bach_chorale_sources()]
+    texts = [t for t in texts if language.parse(t)[0][0].num_voices == 4]
+    tokenizer = lm.train_word_tokenizer(texts)
+    vocabulary = sampling.Vocabulary.from_tokenizer(tokenizer)
+    rules = vocabulary.rule_tables(4, "hard", voice_leading.RULE_NAMES)
+    forbidden = {name: 0 for name in voice_leading.RULE_NAMES}
+    notes = any_rule = 0
+    music21_counts = {"parallel_fifths": 0, "parallel_octaves": 0}
+    for text in texts:
+        ids = lm.piece_ids(tokenizer, text)
+        constraint = sampling.ScoreConstraint(vocabulary, vocabulary.tables(4), text.split().count(language.BAR),
+                                              rules=rules)
+        for token_id in ids[1:]:
+            token, g = vocabulary.symbol[token_id], constraint.grammar
+            if token.kind in (language.Kind.NOTE, language.Kind.REST):
+                broken = constraint.music.broken(np.array([token_id]), int(g.measure_length / vocabulary.tick),
+                                                 constraint._last_measure(), constraint.tables.fillable[g.voice])
+                notes += 1
+                any_rule += any(where[0] for where in broken.values())
+                for name, where in broken.items():
+                    forbidden[name] += int(where[0])
+            constraint.advance(token_id)
+        counts = evaluation.piece_statistics(language.parse(text)[0][0])["counts"]
+        for name in music21_counts:
+            music21_counts[name] += counts[name]
+    with capsys.disabled():
+        print(f"\nrules walked over {len(texts)} chorales, {notes} notes and rests; Bach's notes forbidden: "
+              + ", ".join(f"{name} {count} ({100 * count / notes:.2f}%)" for name, count in forbidden.items())
+              + f"; by any rule {any_rule} ({100 * any_rule / notes:.2f}%)")
+    # the decoder flags every parallel music21 counts (a note can close two at once, and the decoder's
+    # octaves include unisons, which music21's parallelOctave leaves out)
+    assert music21_counts["parallel_fifths"] * 0.9 <= forbidden["parallel_fifths"] <= music21_counts["parallel_fifths"]
+    assert music21_counts["parallel_octaves"] <= forbidden["parallel_octaves"] <= 2 * music21_counts["parallel_octaves"] + 5
+    assert forbidden["parallel_fifths"] + forbidden["parallel_octaves"] < 0.003 * notes  # Bach's rarest sins

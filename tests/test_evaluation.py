@@ -39,10 +39,38 @@ def test_parallels_crossings_and_spacing_are_counted():
     assert counts["spacing_errors"] == 0
     assert counts["beats"] == 4 and counts["notes"] == 8
     assert counts["ends_on_tonic_with_fermata"] == 0  # ends on D without a fermata
-    wide = piece("| K:0 T:4/4 V1 C6:4^ V2 B4:4 V3 C4:4 V4 C3:4^ ||")  # C6-B4: more than an octave
+    wide = piece("| K:0 T:4/4 V1 C6:4^ V2 G4:4 V3 C4:4 V4 C3:4^ ||")  # C6-G4: more than an octave
     wide_counts = evaluation.piece_statistics(wide)["counts"]
     assert wide_counts["spacing_errors"] == 1 and wide_counts["out_of_range"] == 1  # soprano C6
-    assert wide_counts["ends_on_tonic_with_fermata"] == 1
+    assert wide_counts["ends_on_tonic"] == 1 and wide_counts["ends_on_tonic_with_fermata"] == 0  # alto, tenor: none
+
+
+@pytest.mark.parametrize("text, on_tonic", [
+    ("| K:0 T:4/4 V1 E5:4^ V2 G4:4^ V3 C4:4^ V4 C3:4^ ||", True),  # C major
+    ("| K:0 T:4/4 V1 E5:4^ V2 A4:4^ V3 C#4:4^ V4 A2:4^ ||", True),  # the relative minor, Picardy third
+    ("| K:0 T:4/4 V1 E5:4^ V2 G#4:4^ V3 B3:4^ V4 E3:4^ ||", True),  # Phrygian: the melody's final E
+    ("| K:0 T:4/4 V1 E5:2 F5:2 V2 C5:2 C5:2 V3 G4:2 A4:2 V4 C3:2 F3:2 | V1 E5:4 V2 C5:4 V3 G4:4 V4 C3:4 "
+     "| V1 D5:4^ V2 G4:4^ V3 B3:4^ V4 G2:4^ ||", False),  # a half cadence on G in C major
+    ("| K:0 T:4/4 V1 C5:4^ V2 G4:4^ V3 E4:4^ V4 G2:4^ ||", False),  # a six-four chord
+    ("| K:0 T:4/4 V1 C5:4^ V2 F4:4^ V3 D4:4^ V4 C3:4^ ||", False),  # not a triad
+])
+def test_the_tonic_test_knows_modes_and_inversions(text, on_tonic):
+    counts = evaluation.piece_statistics(piece(text))["counts"]
+    assert counts["ends_on_tonic"] == on_tonic == counts["ends_on_tonic_with_fermata"]
+
+
+def test_distances_and_agreement():
+    bach = "| K:0 T:4/4 V1 E5:2 D5:2 V2 G4:2 G4:2 V3 C4:2 B3:2 V4 C3:2 G2:2 | V1 C5:4^ V2 G4:4^ V3 E4:4^ V4 C3:4^ ||"
+    ours = "| K:0 T:4/4 V1 E5:2 D5:2 V2 C5:2 B4:2 V3 C4:2 G3:2 V4 C3:2 G2:2 | V1 C5:4^ V2 G4:4^ V3 E4:4^ V4 C3:4^ ||"
+    reference = evaluation.music_statistics([bach])
+    same = evaluation.music_statistics([bach], reference=reference)
+    assert same["interval_distance"] == same["chord_quality_distance"] == same["rhythm_distance"] == 0
+    other = evaluation.music_statistics([ours], reference=reference)
+    assert other["rhythm_distance"] == 0 and 0 < other["interval_distance"] < 1
+    shares = evaluation.agreement([ours], [bach])
+    # alto: half of the time (the second measure); tenor: 3 of 8 beats differ; bass: all
+    assert shares == {"matches_bach_alto_percent": 50.0, "matches_bach_tenor_percent": 75.0,
+                      "matches_bach_bass_percent": 100.0}
 
 
 def test_music_statistics_of_the_chorales_are_bach_like(chorale_texts):
@@ -54,14 +82,27 @@ def test_music_statistics_of_the_chorales_are_bach_like(chorale_texts):
     assert broken["valid_measures_percent"] == 50
 
 
-def test_evaluate_command(tiny_model, tmp_path):
-    result = run_script("infer.py", "--evaluate", "--model", tiny_model, "--num-samples", 4,
+def test_evaluate_command(tiny_model, tiny_dataset, tmp_path):
+    # a test split whose melodies use only words the tiny model knows (its training pieces)
+    import shutil
+    folder = tmp_path / "dataset"
+    shutil.copytree(tiny_dataset, folder)
+    train = (folder / "train.jsonl").read_text().splitlines()
+    (folder / "test.jsonl").write_text("\n".join(train[:2]) + "\n")
+    result = run_script("infer.py", "--evaluate", "--model", tiny_model, "--dataset", folder, "--num-samples", 4,
                         "--max-new-tokens", 200, "-o", tmp_path / "eval")
     assert result.returncode == 0, result.stderr
     report = json.loads((tmp_path / "eval.json").read_text())
     columns = report["columns"]
-    assert set(columns) == {"model", "n-gram", "Bach"}
-    assert columns["model"]["bits_per_note"] > 0 and columns["n-gram"]["bits_per_note"] > 0
-    assert columns["model"]["valid_measures_percent"] == 100 and len(report["samples"]) == 4
+    assert set(columns) == {"samples", "harmonized", "n-gram", "Bach"}
+    assert columns["samples"]["bits_per_note"] > 0 and columns["n-gram"]["bits_per_note"] > 0
+    assert columns["samples"]["valid_measures_percent"] == 100 and len(report["samples"]) == 4
+    assert len(report["harmonizations"]) == 2 and columns["harmonized"]["valid_measures_percent"] == 100
+    for key in ("interval_distance", "chord_quality_distance", "rhythm_distance"):
+        assert 0 <= columns["samples"][key] <= 1 and columns["Bach"][key] == 0
+    assert 0 <= columns["harmonized"]["matches_bach_bass_percent"] <= 100
+    assert report["settings"]["rules"] == "hard"
+    again = run_script("infer.py", "--evaluate", "--model", tiny_model, "--dataset", folder, "-o", tmp_path / "eval")
+    assert again.returncode == 2 and "--overwrite" in again.stderr
     assert (tmp_path / "eval.png").read_bytes()[:4] == b"\x89PNG"
     assert "parallel fifths" in result.stdout

@@ -1,0 +1,359 @@
+"""Voice-leading rules for the constrained decoder: the table of rules (data, each switchable on
+its own) and the per-sequence state that checks a candidate note against the music already
+written.
+
+Why a rule can be checked the moment a note is chosen: the language writes a measure's voices top
+down (V1 = soprano first), so when voice v chooses a note every voice above it is complete for
+the whole measure, and the measure before is complete. A pair of voices moves in parallel only at
+an onset of one of them, and if only the upper one moves the motion is oblique; so every
+consecutive fifth or octave between voices u < v happens at an onset of v, where this module
+sees it. Crossing and spacing involve every upper note that sounds while the candidate does,
+and those are known too.
+
+Why the interval arithmetic is written out here rather than asking music21: music21's
+VoiceLeadingQuartet is the definition (the evaluation counts with it, and a test checks that
+this module agrees with it on every chorale of the corpus), but it builds Interval objects
+(tens of microseconds a check), and the decoder must judge every candidate pitch for every row
+on every step. Here a spelled pitch is two integers (MIDI number, diatonic step), and one numpy
+pass judges all candidates.
+
+Two strengths: hard (a note that breaks a rule is not chosen; if every candidate breaks some
+rule, rules are dropped from the end of RULES until one remains: counted, never at the cost of
+a valid score) and soft (the logits of a note that breaks a rule are lowered by its penalty).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+# Textbook SATB ranges (MIDI numbers): soprano C4-G5, alto G3-D5, tenor C3-G4, bass E2-C4.
+SATB_RANGES = [(60, 79), (55, 74), (48, 67), (40, 60)]
+STEPS = "CDEFGAB"
+MODES = ("off", "soft", "hard")
+
+
+@dataclass(frozen=True)
+class Rule:
+    name: str
+    what: str  # one line, for --help and reports
+    penalty: float  # soft mode: nats taken off the logit of a token that breaks the rule
+
+
+# In priority order: when every candidate breaks some rule, hard mode drops rules from the end.
+RULES = (
+    Rule("parallel_fifths", "consecutive perfect fifths between two voices, in parallel or contrary motion", 4.0),
+    Rule("parallel_octaves", "consecutive octaves or unisons between two voices, in parallel or contrary motion", 4.0),
+    Rule("final_chord", "the piece ends on a root-position tonic chord with a fermata in every voice", 4.0),
+    Rule("fermata", "a lower voice has a fermata exactly where the soprano has one", 3.0),
+    Rule("voice_crossing", "a voice sounds above the voice written above it", 3.0),
+    Rule("spacing", "more than an octave between soprano and alto, or alto and tenor (four voices)", 2.0),
+    Rule("range", "a note outside its voice's textbook range (four voices: "
+                  "soprano C4-G5, alto G3-D5, tenor C3-G4, bass E2-C4)", 2.0),
+    Rule("voice_overlap", "a voice moves past the note the voice above it has just left", 1.0),
+)
+RULE_NAMES = tuple(rule.name for rule in RULES)
+
+
+def diatonic_step(spelled: str) -> int:
+    """Diatonic step number of a spelled pitch (C4 -> 28, B#3 -> 27): letters, not semitones."""
+    return 7 * int(spelled[-1]) + STEPS.index(spelled[0])
+
+
+def interval_class(upper_midi, upper_step, lower_midi, lower_step):
+    """5 for a perfect fifth (or compound: twelfth, ...), 1 for a perfect unison or octave
+    (or compound), 0 otherwise; by spelling, as music21's simple interval names: C-G is a fifth,
+    B#-G is not. Works on numbers or numpy arrays."""
+    steps, semitones = upper_step - lower_step, upper_midi - lower_midi
+    flip = (steps < 0) | ((steps == 0) & (semitones < 0))  # measure from the lower sounding note
+    steps, semitones = np.where(flip, -steps, steps), np.where(flip, -semitones, semitones)
+    simple = semitones - 12 * (steps // 7)
+    return np.where((steps % 7 == 4) & (simple == 7), 5, np.where((steps % 7 == 0) & (simple == 0), 1, 0))
+
+
+def tonic_pitch_classes(key: int) -> tuple[int, int]:
+    """The two tonics of a key signature: its major key's and its relative minor's."""
+    major = (7 * key) % 12
+    return major, (major + 9) % 12
+
+
+def modal_finals(key: int) -> tuple[int, ...]:
+    """The finals of the church modes a chorale melody in this signature may close on besides
+    the two tonics: Dorian (2nd degree), Phrygian (3rd) and Mixolydian (5th)."""
+    major = (7 * key) % 12
+    return tuple((major + degree) % 12 for degree in (2, 4, 7))
+
+
+def consonant_root_position(bass_pc: int, upper_pcs) -> bool:
+    """The chord is a major or minor triad (or an open fifth / unison) with its root in the bass."""
+    intervals = {(pc - bass_pc) % 12 for pc in upper_pcs}
+    return intervals <= {0, 3, 7} or intervals <= {0, 4, 7}
+
+
+@dataclass
+class _Event:
+    start: int
+    end: int
+    midi: int | None  # None for a rest
+    step: int | None
+    fermata: bool
+
+
+class RuleTables:
+    """Per-vocabulary arrays the rules read (built once per vocabulary and setting)."""
+
+    def __init__(self, vocabulary, num_voices: int, mode: str, enabled: tuple[str, ...]):
+        v = vocabulary
+        self.mode, self.num_voices = mode, num_voices
+        four = num_voices == 4
+        self.enabled = tuple(name for name in RULE_NAMES if name in enabled
+                             and not (name in ("spacing", "range") and not four))
+        self.penalty = {rule.name: rule.penalty for rule in RULES}
+        self.pitch_midi = np.array([v.midi[i] for i in range(v.size)])  # per id (-1 for non-notes)
+        steps = {p: diatonic_step(p) for p in v.pitches}
+        self.step = np.full(v.size, -1, dtype=np.int64)
+        for token_id, token in v.symbol.items():
+            if token.pitch:
+                self.step[token_id] = steps[token.pitch]
+        self.fermata = np.zeros(v.size, dtype=bool)
+        for token_id, token in v.symbol.items():
+            self.fermata[token_id] = token.fermata
+        self.is_note = v.midi >= 0
+        self.pitch_class = np.where(self.is_note, v.midi % 12, -1)
+        # notes that can end a piece: untied, with a fermata, a quarter or longer
+        self.final_notes = np.flatnonzero(self.is_note & self.fermata & ~v.tie & (v.ticks * v.tick >= 1))
+        self.ticks = v.ticks
+        self.tick = v.tick
+        self.ranges = SATB_RANGES if four else None
+
+
+class VoiceLeading:
+    """One sequence's music so far, as the rules need it, and the rules' verdict on candidates.
+
+    `broken(candidate_ids, ...)` returns, per enabled rule, which candidates break it. The state
+    follows the same tokens as the grammar (`advance`)."""
+
+    def __init__(self, tables: RuleTables):
+        self.t = tables
+        n = tables.num_voices
+        self.current: list[list[_Event]] = [[] for _ in range(n)]
+        self.before: list[_Event | None] = [None] * n  # each voice's last event of the previous measure
+        self.voice = -1
+        self.key = 0
+        self.dropped: dict[str, int] = {}  # hard mode: how often each rule had to be dropped
+
+    # -- following the text
+    def bar(self) -> None:
+        for voice, events in enumerate(self.current):
+            if events:
+                self.before[voice] = events[-1]
+        self.current = [[] for _ in range(self.t.num_voices)]
+        self.voice = -1
+
+    def advance(self, token, token_id: int) -> None:
+        kind = token.kind.value
+        if kind == "bar":
+            self.bar()
+        elif kind == "key":
+            self.key = token.number
+        elif kind == "voice":
+            self.voice = token.number - 1
+        elif kind in ("note", "rest") and 0 <= self.voice < self.t.num_voices:
+            events = self.current[self.voice]
+            start = events[-1].end if events else 0
+            ticks = int(token.duration / self.t.tick)
+            midi = int(self.t.pitch_midi[token_id]) if token.pitch else None
+            step = int(self.t.step[token_id]) if token.pitch else None
+            events.append(_Event(start, start + ticks, midi, step, token.fermata))
+
+    # -- what sounds when
+    def _previous(self, voice: int, at: int) -> _Event | None:
+        """The voice's event sounding just before `at` (this measure's, or the last one before it)."""
+        for event in self.current[voice]:
+            if event.start < at <= event.end:
+                return event
+        return self.before[voice] if at == 0 else None
+
+    def _at(self, voice: int, at: int) -> _Event | None:
+        for event in self.current[voice]:
+            if event.start <= at < event.end:
+                return event
+        return None
+
+    def _overlapping(self, voice: int, start: int) -> list[_Event]:
+        return [e for e in self.current[voice] if e.end > start]
+
+    # -- the verdict
+    def broken(self, ids: np.ndarray, measure_ticks: int, last_measure: bool, fillable: np.ndarray) -> dict[str, np.ndarray]:
+        """For candidate note/rest ids of the current voice: which enabled rules each breaks.
+        `fillable[r]`: whether the voice can fill r ticks (the grammar's tables)."""
+        t, v = self.t, self.voice
+        out: dict[str, np.ndarray] = {}
+        if v < 0 or not len(ids):
+            return out
+        events = self.current[v]
+        onset = events[-1].end if events else 0
+        midi, step = t.pitch_midi[ids], t.step[ids]
+        note = t.is_note[ids]
+        ticks = t.ticks[ids]
+        enabled = t.enabled
+        previous = self._previous(v, onset)
+        if v > 0 and ("parallel_fifths" in enabled or "parallel_octaves" in enabled):
+            fifths = np.zeros(len(ids), dtype=bool)
+            octaves = np.zeros(len(ids), dtype=bool)
+            if previous is not None and previous.midi is not None:
+                moves = note & (midi != previous.midi)
+                for upper in range(v):
+                    upper_before, upper_now = self._previous(upper, onset), self._at(upper, onset)
+                    if upper_before is None or upper_now is None or upper_before.midi is None \
+                            or upper_now.midi is None or upper_now.midi == upper_before.midi:
+                        continue  # a rest, or the upper voice holds: no parallel motion
+                    was = int(interval_class(upper_before.midi, upper_before.step, previous.midi, previous.step))
+                    if not was:
+                        continue
+                    now = interval_class(upper_now.midi, upper_now.step, midi, step)
+                    (fifths if was == 5 else octaves)[moves & (now == was)] = True
+            if "parallel_fifths" in enabled:
+                out["parallel_fifths"] = fifths
+            if "parallel_octaves" in enabled:
+                out["parallel_octaves"] = octaves
+        if v > 0 and ("voice_crossing" in enabled or "spacing" in enabled):
+            # lowest and highest upper-neighbour pitch sounding while each candidate sounds
+            span = max(measure_ticks - onset, 1)
+            low = np.full(span + 1, 10 ** 3)
+            high = np.full(span + 1, -10 ** 3)
+            for event in self._overlapping(v - 1, onset):
+                if event.midi is None:
+                    continue
+                first = max(event.start - onset, 0) + 1
+                if first <= span:
+                    low[first] = min(low[first], event.midi)
+                    high[first] = max(high[first], event.midi)
+            low, high = np.minimum.accumulate(low), np.maximum.accumulate(high)
+            reach = np.clip(ticks, 0, span)
+            if "voice_crossing" in enabled:
+                out["voice_crossing"] = note & (midi > low[reach])
+            if "spacing" in enabled:
+                out["spacing"] = (note & (midi < high[reach] - 12)) if v in (1, 2) else np.zeros(len(ids), bool)
+        if "range" in enabled:
+            low_limit, high_limit = t.ranges[v]
+            out["range"] = note & ((midi < low_limit) | (midi > high_limit))
+        if "voice_overlap" in enabled and v > 0:
+            upper_before, upper_now = self._previous(v - 1, onset), self._at(v - 1, onset)
+            overlap = np.zeros(len(ids), dtype=bool)
+            if upper_before is not None and upper_now is not None and upper_before.midi is not None \
+                    and upper_now.midi != upper_before.midi and previous is not None and previous.midi is not None:
+                overlap = note & (midi != previous.midi) & (midi > upper_before.midi)
+            out["voice_overlap"] = overlap
+        if "fermata" in enabled and v > 0:
+            soprano = next((e for e in self.current[0] if e.start == onset), None)
+            wanted = soprano is not None and soprano.fermata
+            # nor may a note sound across the onset of a soprano fermata (it could have none there)
+            across = np.zeros(len(ids), dtype=bool)
+            for event in self.current[0]:
+                if event.fermata and event.start > onset:
+                    across |= onset + ticks > event.start
+            out["fermata"] = (t.fermata[ids] != wanted) | across
+        if "final_chord" in enabled and last_measure:
+            out["final_chord"] = self._final_chord_breaks(ids, onset, ticks, midi, note, measure_ticks, fillable)
+        return out
+
+    def _final_roots(self, soprano_pc: int | None) -> set[int]:
+        """Roots a final chord may have under this soprano note: a tonic of the key signature whose
+        triad holds it, or the note itself where it is a modal final (Dorian, Phrygian and
+        Mixolydian chorale melodies close on their final)."""
+        roots = set()
+        for root in tonic_pitch_classes(self.key):
+            if soprano_pc is None or (soprano_pc - root) % 12 in (0, 3, 4, 7):
+                roots.add(root)
+        if soprano_pc is not None and soprano_pc in modal_finals(self.key):
+            roots.add(soprano_pc)
+        return roots
+
+    def _final_chord_breaks(self, ids, onset, ticks, midi, note, measure_ticks, fillable) -> np.ndarray:
+        """In the last measure: each voice ends on a note of a tonic chord with a fermata (the
+        bass's the chord's root, consonant with the voices above); the lower voices' last notes
+        begin with the soprano's. Looks ahead so as never to write itself into a corner: a note
+        that does not end the voice must leave room that some final note can close (`fillable`:
+        per remaining tick count, whether the voice can fill it)."""
+        v, n, t = self.voice, self.t.num_voices, self.t
+        end = onset + ticks
+        pcs = np.where(note, midi % 12, -1)
+        soprano = self.current[0][-1] if v > 0 and self.current[0] else None
+        if v == 0:  # the soprano: a tonic chord's note, a quarter or longer
+            major, minor = tonic_pitch_classes(self.key)
+            good = {major, (major + 4) % 12, (major + 7) % 12, minor, (minor + 3) % 12, (minor + 7) % 12}
+        else:
+            roots = self._final_roots(None if soprano is None or soprano.midi is None else soprano.midi % 12)
+            if v == n - 1:
+                uppers = [self.current[u][-1].midi % 12 for u in range(n - 1)
+                          if self.current[u] and self.current[u][-1].midi is not None]
+                good = {root for root in roots if consonant_root_position(root, uppers)}
+            else:
+                good = set()
+                for root in roots:
+                    for third in (3, 4):
+                        triad = {root, (root + third) % 12, (root + 7) % 12}
+                        if soprano is None or soprano.midi is None or soprano.midi % 12 in triad:
+                            good |= triad
+        finals = t.final_notes[np.isin(t.pitch_class[t.final_notes], sorted(good))]
+        if t.ranges:
+            low, high = t.ranges[v]
+            finals = finals[(t.pitch_midi[finals] >= low) & (t.pitch_midi[finals] <= high)]
+        if v > 0 and soprano is not None:  # the final note begins with the soprano's
+            finals = finals[t.ticks[finals] == measure_ticks - soprano.start]
+        lengths = sorted({int(x) for x in t.ticks[finals]})
+        is_final = (end >= measure_ticks) & note & t.fermata[ids] & np.isin(pcs, sorted(good)) \
+            & np.isin(ticks, lengths)
+        # room after a note that is not the last: some final length f with the gap before it fillable
+        room = measure_ticks - end
+        leaves_room = np.zeros(len(ids), dtype=bool)
+        for length in lengths:
+            gap = room - length
+            inside = (gap >= 0) & (gap < len(fillable))
+            leaves_room |= inside & fillable[np.clip(gap, 0, len(fillable) - 1)]
+        return ~np.where(end >= measure_ticks, is_final, leaves_room & (room > 0))
+
+    def end_breaks(self) -> bool:
+        """Whether closing the piece now breaks final_chord: every voice's last event a note, each
+        voice with a fermata where the soprano's last note begins, the bass on a root from
+        _final_roots, consonant below the rest."""
+        last = [events[-1] if events else None for events in self.current]
+        if any(event is None or event.midi is None for event in last) or not last[0].fermata:
+            return True
+        for voice in range(1, len(last)):
+            under = self._at(voice, last[0].start)
+            if under is None or not under.fermata:
+                return True
+        bass = last[-1].midi % 12
+        return bass not in self._final_roots(last[0].midi % 12) or \
+            not consonant_root_position(bass, [e.midi % 12 for e in last[:-1]])
+
+    # -- applying the verdict
+    def choose(self, mask: np.ndarray, measure_ticks: int, last_measure: bool, fillable: np.ndarray):
+        """(mask, penalty): hard mode narrows the mask, soft mode gives nats to take off each id's
+        logit (None where nothing breaks a rule)."""
+        t = self.t
+        ids = np.flatnonzero(mask & (t.ticks > 0)) if self.voice >= 0 else np.empty(0, dtype=np.int64)
+        broken = self.broken(ids, measure_ticks, last_measure, fillable) if len(ids) else {}
+        broken = {name: where for name, where in broken.items() if where.any()}
+        if not broken:
+            return mask, None
+        if t.mode == "soft":
+            penalty = np.zeros(mask.shape[0], dtype=np.float32)
+            for name, where in broken.items():
+                penalty[ids[where]] += t.penalty[name]
+            return mask, penalty
+        names = [name for name in t.enabled if name in broken]
+        while names:
+            bad = np.zeros(len(ids), dtype=bool)
+            for name in names:
+                bad |= broken[name]
+            if not bad.all():
+                keep = mask.copy()
+                keep[ids[bad]] = False
+                if keep.any():
+                    return keep, None
+            dropped = names.pop()
+            self.dropped[dropped] = self.dropped.get(dropped, 0) + 1
+        return mask, None

@@ -1,0 +1,144 @@
+"""The voice-leading rules: each fires on a small hand-made case and keeps quiet on its twin; the
+interval arithmetic agrees with music21; samples and harmonizations written under hard rules
+have none of what the rules forbid, by the evaluation's own (music21) count."""
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+from scorelm import evaluation, language, lm, sampling, voice_leading
+
+WORDS = ("C3 D3 E3 G2 A2 B2 A3 B3 C4 D4 E4 F4 G4 A4 B4 C5 D5 E5 F5 G5 A5 B5 C6 Bb3 F#4 G#4 E3 F3 G3 C2 "
+         "D2 E2 F2 G3").split()
+
+
+@pytest.fixture(scope="module")
+def vocabulary():
+    """Every pitch above, in quarters, halves and wholes, with and without fermata."""
+    notes = [f"{p}:{d}{f}" for p in WORDS for d in ("1", "2", "4") for f in ("", "^")]
+    text = "| K:0 T:4/4 V1 R:4 V2 R:4 V3 R:4 V4 R:4 || " + " ".join(notes)
+    tokenizer = lm.train_word_tokenizer([text])
+    return sampling.Vocabulary.from_tokenizer(tokenizer)
+
+
+def verdict(vocabulary, prefix: str, candidate: str, measures: int | None = None) -> set[str]:
+    """Which rules a candidate word breaks after `prefix` (hard, every rule on)."""
+    rules = vocabulary.rule_tables(4, "hard", voice_leading.RULE_NAMES)
+    constraint = sampling.ScoreConstraint(vocabulary, vocabulary.tables(4), measures, rules=rules)
+    for word in prefix.split():
+        constraint.advance(vocabulary.ids_of[word])
+    g = constraint.grammar
+    broken = constraint.music.broken(np.array([vocabulary.ids_of[candidate]]), int(g.measure_length / vocabulary.tick),
+                                     constraint._last_measure(), constraint.tables.fillable[g.voice])
+    return {name for name, where in broken.items() if where[0]}
+
+
+@pytest.mark.parametrize("prefix, fires, quiet, rule", [
+    # soprano G4 -> A4 over alto C4 -> D4: parallel fifths; alto to B3 instead: a seventh
+    ("| K:0 T:4/4 V1 G4:2 A4:2 V2 C4:2", "D4:2", "B3:2", "parallel_fifths"),
+    # contrary fifths: A4 over D3 is a twelfth, a compound fifth
+    ("| K:0 T:4/4 V1 G4:2 A4:2 V2 C4:2", "D3:2", "F4:2", "parallel_fifths"),
+    # octaves C5/C4 -> D5/D4; unisons count as octaves
+    ("| K:0 T:4/4 V1 C5:2 D5:2 V2 C4:2", "D4:2", "F4:2", "parallel_octaves"),
+    ("| K:0 T:4/4 V1 C4:2 D4:2 V2 C4:2", "D4:2", "B3:2", "parallel_octaves"),
+    # fifths with the soprano checked from the tenor too (soprano over tenor, alto between)
+    ("| K:0 T:4/4 V1 G4:2 A4:2 V2 E4:2 F4:2 V3 C4:2", "D4:2", "F4:2", "parallel_fifths"),
+    # alto above the soprano
+    ("| K:0 T:4/4 V1 E4:4 V2", "F4:4", "E4:4", "voice_crossing"),
+    # soprano C6 over alto B4: more than an octave
+    ("| K:0 T:4/4 V1 C6:4 V2", "B4:4", "C5:4", "spacing"),
+    # tenor more than an octave below the alto
+    ("| K:0 T:4/4 V1 C5:4 V2 A4:4 V3", "G3:4", "A3:4", "spacing"),
+    ("| K:0 T:4/4 V1", "A5:4", "G5:4", "range"),
+    ("| K:0 T:4/4 V1 C5:4 V2 C4:4 V3 C4:4 V4", "C2:4", "C3:4", "range"),
+    # soprano leaves E4 for C5; the alto moves from C4 above the E4 it left: overlap
+    ("| K:0 T:4/4 V1 E4:2 C5:2 V2 C4:2", "F4:2", "D4:2", "voice_overlap"),
+    # the soprano's fermata is matched in the alto, and not invented where there is none
+    ("| K:0 T:4/4 V1 C5:2^ D5:2 V2", "A4:2", "A4:2^", "fermata"),
+    ("| K:0 T:4/4 V1 C5:2^ D5:2 V2 A4:2^", "B4:2^", "B4:2", "fermata"),
+    # nor does a lower voice hold a note across the soprano's fermata
+    ("| K:0 T:4/4 V1 C5:2 D5:2^ V2", "A4:4", "A4:2", "fermata"),
+])
+def test_each_rule_fires_where_it_must_and_not_on_its_twin(vocabulary, prefix, fires, quiet, rule):
+    assert rule in verdict(vocabulary, prefix, fires)
+    assert rule not in verdict(vocabulary, prefix, quiet)
+
+
+def test_final_chord_in_a_last_measure(vocabulary):
+    last = "| K:0 T:4/4 V1"
+    assert "final_chord" in verdict(vocabulary, last, "D5:4^", measures=1)  # D: no tonic chord of C or A minor
+    assert "final_chord" in verdict(vocabulary, last, "E5:4", measures=1)  # no fermata
+    assert "final_chord" not in verdict(vocabulary, last, "E5:4^", measures=1)
+    assert "final_chord" not in verdict(vocabulary, last, "D5:2", measures=1)  # room is left for a final note
+    assert "final_chord" in verdict(vocabulary, f"{last} D5:2 B4:1", "D5:1^", measures=1)
+    assert "final_chord" not in verdict(vocabulary, f"{last} D5:2 B4:1", "C5:1^", measures=1)
+    bass = "| K:0 T:4/4 V1 E5:4^ V2 G4:4^ V3 C4:4^ V4"
+    assert "final_chord" not in verdict(vocabulary, bass, "C3:4^", measures=1)
+    assert "final_chord" in verdict(vocabulary, bass, "G2:4^", measures=1)  # not the root: a six-four chord
+    assert "final_chord" in verdict(vocabulary, bass, "C3:4", measures=1)  # no fermata
+    assert "final_chord" not in verdict(vocabulary, bass, "G2:4^")  # not the last measure: no final chord
+
+
+def test_interval_arithmetic_agrees_with_music21():
+    from music21 import interval, pitch
+    names = [f"{step}{accidental}{octave}" for step in "CDEFGAB" for accidental in ("", "#", "b")
+             for octave in (2, 3, 4, 5)]
+    for upper, lower in itertools.product(names, repeat=2):
+        ours = int(voice_leading.interval_class(language.midi_number(upper), voice_leading.diatonic_step(upper),
+                                                language.midi_number(lower), voice_leading.diatonic_step(lower)))
+        simple = interval.Interval(pitch.Pitch(language._music21_pitch_name(lower)),
+                                   pitch.Pitch(language._music21_pitch_name(upper))).simpleName
+        assert ours == {"P5": 5, "P1": 1}.get(simple, 0), (upper, lower, simple)
+
+
+@pytest.mark.parametrize("mode", ["hard", "soft"])
+def test_samples_under_rules_are_valid_and_hard_ones_break_none(tiny_model, mode):
+    model, tokenizer, metadata = sampling.load_model_dir(tiny_model)
+    report: dict = {}
+    texts = sampling.generate_texts(model, tokenizer, "|", 6, num_voices=4, max_new_tokens=300, seed=3,
+                                    voice_ranges=metadata["voice_ranges"]["4"], rules=mode, rule_report=report)
+    for text in texts:
+        pieces, repairs = language.parse(text)
+        assert repairs.total == 0 and len(pieces) == 1
+    if mode == "hard":
+        stats = evaluation.music_statistics(texts)
+        counts = {"parallel_fifths_per_100_beats": "parallel_fifths", "parallel_octaves_per_100_beats": "parallel_octaves",
+                  "voice_crossings_per_100_beats": "voice_crossing", "spacing_errors_per_100_beats": "spacing",
+                  "notes_out_of_range_percent": "range"}
+        for statistic, rule in counts.items():
+            # a rule is only ever broken where hard mode had to drop it (counted)
+            assert stats[statistic] == 0 or report.get(rule, 0) > 0, (statistic, report)
+
+
+def test_harmonization_under_rules_keeps_the_melody(tiny_model, tmp_path):
+    from conftest import run_script
+    from music21 import corpus
+    melody = tmp_path / "melody.musicxml"
+    corpus.parse("bach/bwv66.6.mxl").parts[0].write("musicxml", fp=str(melody))
+    output = tmp_path / "harmonized.txt"
+    result = run_script("infer.py", "--harmonize", melody, "--model", tiny_model, "--rules", "hard", "--seed", 1,
+                        "-o", output)
+    assert result.returncode == 0, result.stderr
+    harmonized = language.parse(output.read_text())[0][0]
+    from music21 import converter
+    given = language.piece_from_score(converter.parse(str(melody)))
+    assert [m.voices[0] for m in harmonized.measures] == [m.voices[0] for m in given.measures]
+    soprano_fermatas = {o for o, e in harmonized.voice_events(0) if e.fermata}
+    for voice in (1, 2, 3):
+        # the lower voices' fermatas fall where the soprano's do, unless the rule had to give way
+        stray = {o for o, e in harmonized.voice_events(voice) if e.fermata} - soprano_fermatas
+        assert not stray or "fermata" in result.stderr
+
+
+def test_rules_cli(tiny_model):
+    from conftest import run_script
+    result = run_script("infer.py", "|", "--model", tiny_model, "--rules", "loud")
+    assert result.returncode == 2 and "invalid choice" in result.stderr
+    result = run_script("infer.py", "|", "--model", tiny_model, "--skip-rule", "fifths")
+    assert result.returncode == 2 and "parallel_fifths" in result.stderr  # the choices are listed
+    result = run_script("infer.py", "|", "--model", tiny_model, "--rules", "soft", "--skip-rule", "spacing",
+                        "--seed", 0, "--max-new-tokens", 200)
+    assert result.returncode == 0, result.stderr
+    assert language.validate(result.stdout) == []
