@@ -51,6 +51,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dataset", default="dataset")
     args = parser.parse_args()
+    if not (Path(args.dataset) / "train.jsonl").is_file():
+        sys.exit(f"no dataset in {args.dataset}/: run 'python generate_data.py' first (or pass --dataset)")
     splits = {name: [r["text"] for r in dataset.read_jsonl(Path(args.dataset) / f"{name}.jsonl")
                      if r["transposition"] == "P1"] for name in ("train", "test")}
     ours = measure(splits)

@@ -103,6 +103,8 @@ def main() -> None:
     parser.add_argument("--layers", type=int)
     parser.add_argument("--steps", type=int, nargs=2, default=[5, 25], metavar=("SHORT", "LONG"))
     args = parser.parse_args()
+    if not (Path(args.dataset) / "train.jsonl").is_file():
+        sys.exit(f"no dataset in {args.dataset}/: run 'python generate_data.py' first (or pass --dataset)")
     cfg = configuration.load_config(args.config, {"dataset": args.dataset})
     if args.hidden:
         cfg.scratch_model = {**cfg.scratch_model, "hidden_size": args.hidden, "intermediate_size": 4 * args.hidden}

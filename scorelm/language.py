@@ -108,6 +108,13 @@ def format_duration(quarters: Fraction) -> str:
     return f"{quarters.numerator}/{quarters.denominator}"
 
 
+def _header_words() -> tuple[str, ...]:
+    keys = [f"K:{sharps}" for sharps in range(-7, 8)]
+    times = [f"T:{n}/{d}" for d in (1, 2, 4, 8, 16) for n in range(1, 17)]
+    lengths = sorted({Fraction(k, 8) for k in range(1, 129)} | {Fraction(k, 3) for k in range(1, 49)})
+    return tuple(keys + times + [f"L:{format_duration(length)}" for length in lengths])
+
+
 def bar_length(time_signature: str) -> Fraction:
     numerator, denominator = time_signature.split("/")
     return Fraction(4 * int(numerator), int(denominator))
@@ -150,6 +157,13 @@ def parse_token(text: str) -> Token | None:
                      tie=bool(g["tie"]), fermata=bool(g["nferm"]))
     duration = _duration(g["rdur"])
     return Token(Kind.REST, text, duration=duration, fermata=bool(g["rferm"])) if duration else None
+
+
+# The closed set of header words every vocabulary holds, whatever its training split contains, so
+# that any melody can be harmonized: every key signature, time signatures up to 16 beats of whole
+# to sixteenth notes, and measure lengths (pickups, short or long measures) in 32nd notes or
+# triplet eighths up to 16 quarters.
+HEADER_WORDS = _header_words()
 
 
 # ----------------------------------------------------------------------------- the piece

@@ -31,7 +31,9 @@ def symbols(texts) -> list[str]:
 # ----------------------------------------------------------------------------- tokenizers
 
 def train_word_tokenizer(texts):
-    """A word-level tokenizer over the language's symbols, trained with the `tokenizers` library."""
+    """A word-level tokenizer over the language's symbols, trained with the `tokenizers` library;
+    it always holds language.HEADER_WORDS."""
+    from scorelm import language
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
     tokenizer = Tokenizer(models.WordLevel(unk_token=UNK))
@@ -40,7 +42,7 @@ def train_word_tokenizer(texts):
         pre_tokenizers.Metaspace(replacement=WORD_MARK, prepend_scheme="always", split=True)])
     tokenizer.decoder = decoders.Metaspace(replacement=WORD_MARK, prepend_scheme="never", split=True)
     trainer = trainers.WordLevelTrainer(special_tokens=[PAD, UNK, EOS])
-    tokenizer.train_from_iterator(texts, trainer)
+    tokenizer.train_from_iterator(list(texts) + [" ".join(language.HEADER_WORDS)], trainer)
     return PreTrainedTokenizerFast(tokenizer_object=tokenizer, pad_token=PAD, unk_token=UNK,
                                    eos_token=EOS, bos_token=EOS)
 
@@ -51,11 +53,14 @@ def tokens_per_piece(tokenizer, texts) -> float:
 
 
 def add_score_tokens(tokenizer, texts) -> int:
-    """Add each symbol of `texts` that the tokenizer splits into several pieces as one token
-    (with its leading space, as BPE vocabularies store words). Returns how many were added."""
+    """Add each symbol of `texts` (and every header word) that the tokenizer splits into several
+    pieces as one token (with its leading space, as BPE vocabularies store words). Returns how
+    many were added."""
     from tokenizers import AddedToken
+
+    from scorelm import language
     new = []
-    for word in symbols(texts):
+    for word in symbols(list(texts) + [" ".join(language.HEADER_WORDS)]):
         if len(tokenizer(f" {word}", add_special_tokens=False)["input_ids"]) > 1:
             new.append(AddedToken(f" {word}", normalized=False))
     return tokenizer.add_tokens(new)

@@ -123,6 +123,7 @@ class RuleTables:
         # notes that can end a piece: untied, with a fermata, a quarter or longer
         self.final_notes = np.flatnonzero(self.is_note & self.fermata & ~v.tie & (v.ticks * v.tick >= 1))
         self.ticks = v.ticks
+        self.timed = v.ticks > 0  # notes and rests
         self.tick = v.tick
         self.ranges = SATB_RANGES if four else None
 
@@ -334,7 +335,7 @@ class VoiceLeading:
         """(mask, penalty): hard mode narrows the mask, soft mode gives nats to take off each id's
         logit (None where nothing breaks a rule)."""
         t = self.t
-        ids = np.flatnonzero(mask & (t.ticks > 0)) if self.voice >= 0 else np.empty(0, dtype=np.int64)
+        ids = np.flatnonzero(mask & t.timed) if self.voice >= 0 else np.empty(0, dtype=np.int64)
         broken = self.broken(ids, measure_ticks, last_measure, fillable) if len(ids) else {}
         broken = {name: where for name, where in broken.items() if where.any()}
         if not broken:
