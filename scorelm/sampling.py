@@ -188,8 +188,8 @@ class ScoreConstraint:
         self.generated = 0
         self.finished = False
         # the voice-leading rules narrow (hard) or weigh (soft) what the grammar allows
-        self.music = voice_leading.VoiceLeading(rules) if rules is not None and rules.mode != "off" \
-            and rules.enabled else None
+        self.music = voice_leading.VoiceLeading(rules, melody_given=bool(forced_measures)) \
+            if rules is not None and rules.mode != "off" and rules.enabled else None
         self.penalty: np.ndarray | None = None  # soft rules: nats off each id's logit this step
 
     # -- following the text

@@ -134,13 +134,16 @@ class VoiceLeading:
     `broken(candidate_ids, ...)` returns, per enabled rule, which candidates break it. The state
     follows the same tokens as the grammar (`advance`)."""
 
-    def __init__(self, tables: RuleTables):
+    def __init__(self, tables: RuleTables, melody_given: bool = False):
         self.t = tables
+        # a given melody (harmonization) may close on a modal final; a free sample closes on a
+        # tonic of its key signature
+        self.melody_given = melody_given
         n = tables.num_voices
         self.current: list[list[_Event]] = [[] for _ in range(n)]
         self.before: list[_Event | None] = [None] * n  # each voice's last event of the previous measure
         self.voice = -1
-        self.key = 0
+        self.key: int | None = None
         self.dropped: dict[str, int] = {}  # hard mode: how often each rule had to be dropped
 
     # -- following the text
@@ -156,7 +159,8 @@ class VoiceLeading:
         if kind == "bar":
             self.bar()
         elif kind == "key":
-            self.key = token.number
+            if self.key is None:
+                self.key = token.number  # the home key: a piece ends in the key it began in
         elif kind == "voice":
             self.voice = token.number - 1
         elif kind in ("note", "rest") and 0 <= self.voice < self.t.num_voices:
@@ -261,13 +265,13 @@ class VoiceLeading:
 
     def _final_roots(self, soprano_pc: int | None) -> set[int]:
         """Roots a final chord may have under this soprano note: a tonic of the key signature whose
-        triad holds it, or the note itself where it is a modal final (Dorian, Phrygian and
-        Mixolydian chorale melodies close on their final)."""
+        triad holds it, or, under a given melody, the note itself where it is a modal final
+        (Dorian, Phrygian and Mixolydian chorale melodies close on their final)."""
         roots = set()
         for root in tonic_pitch_classes(self.key):
             if soprano_pc is None or (soprano_pc - root) % 12 in (0, 3, 4, 7):
                 roots.add(root)
-        if soprano_pc is not None and soprano_pc in modal_finals(self.key):
+        if self.melody_given and soprano_pc is not None and soprano_pc in modal_finals(self.key):
             roots.add(soprano_pc)
         return roots
 
