@@ -178,7 +178,8 @@ def ending(piece: language.Piece) -> tuple[bool, bool]:
     """(ends on the tonic, has a fermata in every voice where the soprano's last note begins).
 
     The final chord is each voice's last note; it ends on the tonic when it is a major or minor
-    triad (or open fifth) in root position whose root is a tonic of the piece: the key music21's
+    triad (or open fifth) in root position whose root, as spelled, is a tonic of the piece (a
+    C-flat is no B): the key music21's
     Krumhansl-Schmuckler analysis finds, either key of the key signature (major or relative
     minor: Picardy thirds and chorales that modulate to the relative key and back), or the
     melody's own last note where it is the final of a church mode (Dorian, Phrygian, Mixolydian:
@@ -195,17 +196,18 @@ def ending(piece: language.Piece) -> tuple[bool, bool]:
     if not voice_leading.consonant_root_position(bass, pcs[:-1]):
         return False, fermatas
     key = piece.measures[0].key or 0
-    tonics = set(voice_leading.tonic_pitch_classes(key))
+    names = [voice_leading.spelled_name(e.pitch) for e in last]
+    tonics = set(voice_leading.tonic_names(key))
     if melody in voice_leading.modal_finals(key):
-        tonics.add(melody)
-    if bass not in tonics:
+        tonics.add(names[0])
+    if names[-1] not in tonics:
         tonics.add(analysed_tonic(piece))
-    return bass in tonics, fermatas
+    return names[-1] in tonics, fermatas
 
 
-def analysed_tonic(piece: language.Piece) -> int:
-    """Pitch class of the key music21 finds for the piece (Krumhansl-Schmuckler)."""
-    return language.score_from_piece(piece).analyze("key").tonic.pitchClass
+def analysed_tonic(piece: language.Piece) -> str:
+    """The spelled tonic of the key music21 finds for the piece (Krumhansl-Schmuckler)."""
+    return language.score_from_piece(piece).analyze("key").tonic.name.replace("-", "b")
 
 
 def _tonic(piece: language.Piece) -> int:

@@ -23,6 +23,7 @@ a valid score) and soft (the logits of a note that breaks a rule are lowered by 
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -77,6 +78,19 @@ def tonic_pitch_classes(key: int) -> tuple[int, int]:
     return major, (major + 9) % 12
 
 
+@functools.lru_cache(maxsize=None)
+def tonic_names(key: int) -> tuple[str, str]:
+    """The spelled tonics of a key signature's major and relative minor keys (K:-3: Eb, C)."""
+    from music21 import key as music21_key
+    signature = music21_key.KeySignature(key)
+    return tuple(signature.asKey(mode).tonic.name.replace("-", "b") for mode in ("major", "minor"))
+
+
+def spelled_name(spelled: str) -> str:
+    """The pitch without its octave: "F#4" -> "F#"."""
+    return spelled[:-1]
+
+
 def modal_finals(key: int) -> tuple[int, ...]:
     """The finals of the church modes a chorale melody in this signature may close on besides
     the two tonics: Dorian (2nd degree), Phrygian (3rd) and Mixolydian (5th)."""
@@ -97,6 +111,7 @@ class _Event:
     midi: int | None  # None for a rest
     step: int | None
     fermata: bool
+    name: str = ""  # spelled pitch without octave ("" for a rest)
 
 
 class RuleTables:
@@ -118,6 +133,8 @@ class RuleTables:
         self.fermata = np.zeros(v.size, dtype=bool)
         for token_id, token in v.symbol.items():
             self.fermata[token_id] = token.fermata
+        self.name = np.array([spelled_name(v.symbol[i].pitch) if i in v.symbol and v.symbol[i].pitch else ""
+                              for i in range(v.size)], dtype=object)
         self.is_note = v.midi >= 0
         self.pitch_class = np.where(self.is_note, v.midi % 12, -1)
         # notes that can end a piece: untied, with a fermata, a quarter or longer
@@ -169,7 +186,8 @@ class VoiceLeading:
             ticks = int(token.duration / self.t.tick)
             midi = int(self.t.pitch_midi[token_id]) if token.pitch else None
             step = int(self.t.step[token_id]) if token.pitch else None
-            events.append(_Event(start, start + ticks, midi, step, token.fermata))
+            events.append(_Event(start, start + ticks, midi, step, token.fermata,
+                                 spelled_name(token.pitch) if token.pitch else ""))
 
     # -- what sounds when
     def _previous(self, voice: int, at: int) -> _Event | None:
@@ -263,16 +281,18 @@ class VoiceLeading:
             out["final_chord"] = self._final_chord_breaks(ids, onset, ticks, midi, note, measure_ticks, fillable)
         return out
 
-    def _final_roots(self, soprano_pc: int | None) -> set[int]:
-        """Roots a final chord may have under this soprano note: a tonic of the key signature whose
-        triad holds it, or, under a given melody, the note itself where it is a modal final
-        (Dorian, Phrygian and Mixolydian chorale melodies close on their final)."""
-        roots = set()
-        for root in tonic_pitch_classes(self.key):
+    def _final_roots(self, soprano: _Event | None) -> dict[int, str]:
+        """Roots a final chord may have under this soprano note, pitch class -> spelling: a tonic
+        of the home key signature whose triad holds the note, or, under a given melody, the note
+        itself where it is a modal final (Dorian, Phrygian and Mixolydian chorale melodies close
+        on their final). Spelled: a C-flat bass is no B-minor close."""
+        soprano_pc = None if soprano is None or soprano.midi is None else soprano.midi % 12
+        roots = {}
+        for root, name in zip(tonic_pitch_classes(self.key), tonic_names(self.key)):
             if soprano_pc is None or (soprano_pc - root) % 12 in (0, 3, 4, 7):
-                roots.add(root)
+                roots[root] = name
         if self.melody_given and soprano_pc is not None and soprano_pc in modal_finals(self.key):
-            roots.add(soprano_pc)
+            roots[soprano_pc] = soprano.name
         return roots
 
     def _final_chord_breaks(self, ids, onset, ticks, midi, note, measure_ticks, fillable) -> np.ndarray:
@@ -289,11 +309,12 @@ class VoiceLeading:
             major, minor = tonic_pitch_classes(self.key)
             good = {major, (major + 4) % 12, (major + 7) % 12, minor, (minor + 3) % 12, (minor + 7) % 12}
         else:
-            roots = self._final_roots(None if soprano is None or soprano.midi is None else soprano.midi % 12)
+            roots = self._final_roots(soprano)
             if v == n - 1:
                 uppers = [self.current[u][-1].midi % 12 for u in range(n - 1)
                           if self.current[u] and self.current[u][-1].midi is not None]
                 good = {root for root in roots if consonant_root_position(root, uppers)}
+                spelled_right = np.isin(t.name[ids], [roots[root] for root in good])
             else:
                 good = set()
                 for root in roots:
@@ -310,6 +331,8 @@ class VoiceLeading:
         lengths = sorted({int(x) for x in t.ticks[finals]})
         is_final = (end >= measure_ticks) & note & t.fermata[ids] & np.isin(pcs, sorted(good)) \
             & np.isin(ticks, lengths)
+        if v == n - 1 and v > 0:
+            is_final &= spelled_right
         # room after a note that is not the last: some final length f with the gap before it fillable
         room = measure_ticks - end
         leaves_room = np.zeros(len(ids), dtype=bool)
@@ -331,7 +354,8 @@ class VoiceLeading:
             if under is None or not under.fermata:
                 return True
         bass = last[-1].midi % 12
-        return bass not in self._final_roots(last[0].midi % 12) or \
+        roots = self._final_roots(last[0])
+        return roots.get(bass) != last[-1].name or \
             not consonant_root_position(bass, [e.midi % 12 for e in last[:-1]])
 
     # -- applying the verdict
