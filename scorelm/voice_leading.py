@@ -28,6 +28,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from scorelm import language
+
 # Textbook SATB ranges (MIDI numbers): soprano C4-G5, alto G3-D5, tenor C3-G4, bass E2-C4.
 SATB_RANGES = [(60, 79), (55, 74), (48, 67), (40, 60)]
 STEPS = "CDEFGAB"
@@ -72,6 +74,18 @@ def interval_class(upper_midi, upper_step, lower_midi, lower_step):
     return np.where((steps % 7 == 4) & (simple == 7), 5, np.where((steps % 7 == 0) & (simple == 0), 1, 0))
 
 
+def interval_class_of(upper_midi: int, upper_step: int, lower_midi: int, lower_step: int) -> int:
+    """interval_class for single numbers, in plain Python (numpy's overhead on scalars would
+    dominate a decoding step)."""
+    steps, semitones = upper_step - lower_step, upper_midi - lower_midi
+    if steps < 0 or (steps == 0 and semitones < 0):
+        steps, semitones = -steps, -semitones
+    simple = semitones - 12 * (steps // 7)
+    if steps % 7 == 4 and simple == 7:
+        return 5
+    return 1 if steps % 7 == 0 and simple == 0 else 0
+
+
 def tonic_pitch_classes(key: int) -> tuple[int, int]:
     """The two tonics of a key signature: its major key's and its relative minor's."""
     major = (7 * key) % 12
@@ -112,6 +126,7 @@ class _Event:
     step: int | None
     fermata: bool
     name: str = ""  # spelled pitch without octave ("" for a rest)
+    pitch_index: int = -1  # into the vocabulary's pitches
 
 
 class RuleTables:
@@ -136,11 +151,17 @@ class RuleTables:
         self.name = np.array([spelled_name(v.symbol[i].pitch) if i in v.symbol and v.symbol[i].pitch else ""
                               for i in range(v.size)], dtype=object)
         self.is_note = v.midi >= 0
+        self.pitch_index = v.pitch  # per id: index into v.pitches, -1 for non-notes
+        # interval class of every (upper pitch, lower pitch) pair, looked up rather than computed per step
+        numbers = [(language.midi_number(p), diatonic_step(p)) for p in v.pitches]
+        self.interval_table = np.array([[interval_class_of(um, us, lm, ls) for lm, ls in numbers]
+                                        for um, us in numbers] or [[0]], dtype=np.int8)
         self.pitch_class = np.where(self.is_note, v.midi % 12, -1)
         # notes that can end a piece: untied, with a fermata, a quarter or longer
         self.final_notes = np.flatnonzero(self.is_note & self.fermata & ~v.tie & (v.ticks * v.tick >= 1))
         self.ticks = v.ticks
         self.timed = v.ticks > 0  # notes and rests
+        self.candidates: dict[int, tuple] = {}  # id(mask) -> (mask, its note and rest ids)
         self.tick = v.tick
         self.ranges = SATB_RANGES if four else None
 
@@ -187,7 +208,7 @@ class VoiceLeading:
             midi = int(self.t.pitch_midi[token_id]) if token.pitch else None
             step = int(self.t.step[token_id]) if token.pitch else None
             events.append(_Event(start, start + ticks, midi, step, token.fermata,
-                                 spelled_name(token.pitch) if token.pitch else ""))
+                                 spelled_name(token.pitch) if token.pitch else "", int(self.t.pitch_index[token_id])))
 
     # -- what sounds when
     def _previous(self, voice: int, at: int) -> _Event | None:
@@ -231,10 +252,10 @@ class VoiceLeading:
                     if upper_before is None or upper_now is None or upper_before.midi is None \
                             or upper_now.midi is None or upper_now.midi == upper_before.midi:
                         continue  # a rest, or the upper voice holds: no parallel motion
-                    was = int(interval_class(upper_before.midi, upper_before.step, previous.midi, previous.step))
+                    was = interval_class_of(upper_before.midi, upper_before.step, previous.midi, previous.step)
                     if not was:
                         continue
-                    now = interval_class(upper_now.midi, upper_now.step, midi, step)
+                    now = t.interval_table[upper_now.pitch_index, t.pitch_index[ids]]
                     (fifths if was == 5 else octaves)[moves & (now == was)] = True
             if "parallel_fifths" in enabled:
                 out["parallel_fifths"] = fifths
@@ -253,7 +274,7 @@ class VoiceLeading:
                     low[first] = min(low[first], event.midi)
                     high[first] = max(high[first], event.midi)
             low, high = np.minimum.accumulate(low), np.maximum.accumulate(high)
-            reach = np.clip(ticks, 0, span)
+            reach = np.minimum(ticks, span)
             if "voice_crossing" in enabled:
                 out["voice_crossing"] = note & (midi > low[reach])
             if "spacing" in enabled:
@@ -363,9 +384,16 @@ class VoiceLeading:
         """(mask, penalty): hard mode narrows the mask, soft mode gives nats to take off each id's
         logit (None where nothing breaks a rule)."""
         t = self.t
-        ids = np.flatnonzero(mask & t.timed) if self.voice >= 0 else np.empty(0, dtype=np.int64)
+        if self.voice < 0:
+            return mask, None
+        cached = t.candidates.get(id(mask))
+        if cached is None or cached[0] is not mask:  # masks are shared by grammar state: ids once each
+            cached = (mask, np.flatnonzero(mask & t.timed))
+            if len(t.candidates) < 65536:
+                t.candidates[id(mask)] = cached
+        ids = cached[1]
         broken = self.broken(ids, measure_ticks, last_measure, fillable) if len(ids) else {}
-        broken = {name: where for name, where in broken.items() if where.any()}
+        broken = {name: where for name, where in broken.items() if np.count_nonzero(where)}
         if not broken:
             return mask, None
         if t.mode == "soft":
@@ -378,7 +406,7 @@ class VoiceLeading:
             bad = np.zeros(len(ids), dtype=bool)
             for name in names:
                 bad |= broken[name]
-            if not bad.all():
+            if np.count_nonzero(bad) < len(bad):
                 keep = mask.copy()
                 keep[ids[bad]] = False
                 if keep.any():
