@@ -43,11 +43,12 @@ class Rule:
     penalty: float  # soft mode: nats taken off the logit of a token that breaks the rule
 
 
-# In priority order: when every candidate breaks some rule, hard mode drops rules from the end.
+# In priority order: when every candidate breaks some rule, hard mode drops rules from the end. The
+# final chord comes first: a piece that closes off the tonic is worse than one parallel at its cadence.
 RULES = (
+    Rule("final_chord", "the piece ends on a root-position tonic chord with a fermata in every voice", 4.0),
     Rule("parallel_fifths", "consecutive perfect fifths between two voices, in parallel or contrary motion", 4.0),
     Rule("parallel_octaves", "consecutive octaves or unisons between two voices, in parallel or contrary motion", 4.0),
-    Rule("final_chord", "the piece ends on a root-position tonic chord with a fermata in every voice", 4.0),
     Rule("fermata", "a lower voice has a fermata exactly where the soprano has one", 3.0),
     Rule("voice_crossing", "a voice sounds above the voice written above it", 3.0),
     Rule("spacing", "more than an octave between soprano and alto, or alto and tenor (four voices)", 2.0),
@@ -336,12 +337,16 @@ class VoiceLeading:
                           if self.current[u] and self.current[u][-1].midi is not None]
                 good = {root for root in roots if consonant_root_position(root, uppers)}
                 spelled_right = np.isin(t.name[ids], [roots[root] for root in good])
-            else:
+            else:  # an inner voice: a note of a triad that holds the finals above and whose root the bass can write
+                above = {self.current[u][-1].midi % 12 for u in range(v)
+                         if self.current[u] and self.current[u][-1].midi is not None}
                 good = set()
-                for root in roots:
+                for root, name in roots.items():
+                    if soprano is not None and not self._bass_can_close(name, measure_ticks - soprano.start):
+                        continue
                     for third in (3, 4):
                         triad = {root, (root + third) % 12, (root + 7) % 12}
-                        if soprano is None or soprano.midi is None or soprano.midi % 12 in triad:
+                        if above <= triad:
                             good |= triad
         finals = t.final_notes[np.isin(t.pitch_class[t.final_notes], sorted(good))]
         if t.ranges:
@@ -362,6 +367,15 @@ class VoiceLeading:
             inside = (gap >= 0) & (gap < len(fillable))
             leaves_room |= inside & fillable[np.clip(gap, 0, len(fillable) - 1)]
         return ~np.where(end >= measure_ticks, is_final, leaves_room & (room > 0))
+
+    def _bass_can_close(self, name: str, length: int) -> bool:
+        """Whether the vocabulary holds a final bass note of this spelling and length (fermata, in range)."""
+        t = self.t
+        finals = t.final_notes[(t.name[t.final_notes] == name) & (t.ticks[t.final_notes] == length)]
+        if t.ranges:
+            low, high = t.ranges[t.num_voices - 1]
+            finals = finals[(t.pitch_midi[finals] >= low) & (t.pitch_midi[finals] <= high)]
+        return len(finals) > 0
 
     def end_breaks(self) -> bool:
         """Whether closing the piece now breaks final_chord: every voice's last event a note, each
