@@ -491,7 +491,6 @@ def _rewrite_ending(model, tokenizer, text: str, prompt: str, seed: int | None, 
     if len(head.split()) < len(prompt.split()):
         return text  # the last measure is the user's own
     measures = text.split().count(language.BAR)
-    vocabulary, rules = settings["vocabulary"], settings["rules"]
     for attempt in range(ENDING_TRIES):
         report: dict = {}
         candidate = generate_texts(model, tokenizer, f"{head} {language.BAR}", 1, measures=measures,

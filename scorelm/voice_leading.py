@@ -64,20 +64,10 @@ def diatonic_step(spelled: str) -> int:
     return 7 * int(spelled[-1]) + STEPS.index(spelled[0])
 
 
-def interval_class(upper_midi, upper_step, lower_midi, lower_step):
-    """5 for a perfect fifth (or compound: twelfth, ...), 1 for a perfect unison or octave
-    (or compound), 0 otherwise; by spelling, as music21's simple interval names: C-G is a fifth,
-    B#-G is not. Works on numbers or numpy arrays."""
-    steps, semitones = upper_step - lower_step, upper_midi - lower_midi
-    flip = (steps < 0) | ((steps == 0) & (semitones < 0))  # measure from the lower sounding note
-    steps, semitones = np.where(flip, -steps, steps), np.where(flip, -semitones, semitones)
-    simple = semitones - 12 * (steps // 7)
-    return np.where((steps % 7 == 4) & (simple == 7), 5, np.where((steps % 7 == 0) & (simple == 0), 1, 0))
-
-
 def interval_class_of(upper_midi: int, upper_step: int, lower_midi: int, lower_step: int) -> int:
-    """interval_class for single numbers, in plain Python (numpy's overhead on scalars would
-    dominate a decoding step)."""
+    """5 for a perfect fifth (or compound: twelfth, ...), 1 for a perfect unison or octave (or
+    compound), 0 otherwise; by spelling, as music21's simple interval names: C-G is a fifth, B#-G
+    is not. Plain Python on single numbers; the decoder looks whole rows up in a table of these."""
     steps, semitones = upper_step - lower_step, upper_midi - lower_midi
     if steps < 0 or (steps == 0 and semitones < 0):
         steps, semitones = -steps, -semitones
@@ -140,17 +130,15 @@ class RuleTables:
         self.enabled = tuple(name for name in RULE_NAMES if name in enabled
                              and not (name in ("spacing", "range") and not four))
         self.penalty = {rule.name: rule.penalty for rule in RULES}
-        self.pitch_midi = np.array([v.midi[i] for i in range(v.size)])  # per id (-1 for non-notes)
-        steps = {p: diatonic_step(p) for p in v.pitches}
-        self.step = np.full(v.size, -1, dtype=np.int64)
-        for token_id, token in v.symbol.items():
-            if token.pitch:
-                self.step[token_id] = steps[token.pitch]
+        self.pitch_midi = v.midi  # per id (-1 for non-notes)
+        self.step = np.full(v.size, -1, dtype=np.int64)  # diatonic step per id
         self.fermata = np.zeros(v.size, dtype=bool)
+        self.name = np.full(v.size, "", dtype=object)  # spelled pitch without octave per id
         for token_id, token in v.symbol.items():
             self.fermata[token_id] = token.fermata
-        self.name = np.array([spelled_name(v.symbol[i].pitch) if i in v.symbol and v.symbol[i].pitch else ""
-                              for i in range(v.size)], dtype=object)
+            if token.pitch:
+                self.step[token_id] = diatonic_step(token.pitch)
+                self.name[token_id] = spelled_name(token.pitch)
         self.is_note = v.midi >= 0
         self.pitch_index = v.pitch  # per id: index into v.pitches, -1 for non-notes
         # interval class of every (upper pitch, lower pitch) pair, looked up rather than computed per step
@@ -238,7 +226,7 @@ class VoiceLeading:
             return out
         events = self.current[v]
         onset = events[-1].end if events else 0
-        midi, step = t.pitch_midi[ids], t.step[ids]
+        midi = t.pitch_midi[ids]
         note = t.is_note[ids]
         ticks = t.ticks[ids]
         enabled = t.enabled

@@ -86,8 +86,8 @@ def test_interval_arithmetic_agrees_with_music21():
     names = [f"{step}{accidental}{octave}" for step in "CDEFGAB" for accidental in ("", "#", "b")
              for octave in (2, 3, 4, 5)]
     for upper, lower in itertools.product(names, repeat=2):
-        ours = int(voice_leading.interval_class(language.midi_number(upper), voice_leading.diatonic_step(upper),
-                                                language.midi_number(lower), voice_leading.diatonic_step(lower)))
+        ours = voice_leading.interval_class_of(language.midi_number(upper), voice_leading.diatonic_step(upper),
+                                               language.midi_number(lower), voice_leading.diatonic_step(lower))
         simple = interval.Interval(pitch.Pitch(language._music21_pitch_name(lower)),
                                    pitch.Pitch(language._music21_pitch_name(upper))).simpleName
         assert ours == {"P5": 5, "P1": 1}.get(simple, 0), (upper, lower, simple)
