@@ -114,6 +114,11 @@ def melody_plan(melody: language.Piece, vocabulary) -> list[list[str]]:
     return plan
 
 
+def harmonization_budget(forced: list[list[str]], num_voices: int) -> int:
+    """Tokens for a harmonization: the forced words, up to 40 per lower voice and measure, the end."""
+    return sum(len(m) for m in forced) + len(forced) * (num_voices - 1) * 40 + 2
+
+
 def surprisal_report(model, tokenizer, path: str, output: Path | None) -> int:
     piece = read_piece(path)
     text = piece.to_text()
@@ -185,11 +190,12 @@ def evaluation_report(model, tokenizer, metadata, args) -> int:
     ngram = evaluation.ngram_bits_per_note(tokenizer, texts["train"], texts["validation"], texts["test"])
     settings = {"rules": args.rules, "skip_rules": args.skip_rule, "temperature": args.temperature,
                 "top_k": args.top_k, "top_p": args.top_p, "seed": args.seed or 0}
-    samples, sample_report = free_samples(model, tokenizer, metadata, args.num_samples or 100, args.max_new_tokens,
-                                          **settings)
+    vocabulary = sampling.Vocabulary.from_tokenizer(tokenizer)
+    samples, sample_report = free_samples(model, tokenizer, metadata, vocabulary, args.num_samples or 100,
+                                          args.max_new_tokens, **settings)
     count = args.harmonizations if args.harmonizations is not None else len(texts["test"])
-    harmonized, originals, harmonize_report = harmonize_all(model, tokenizer, metadata, texts["test"][:count],
-                                                            **settings)
+    harmonized, originals, harmonize_report = harmonize_all(model, tokenizer, metadata, vocabulary,
+                                                            texts["test"][:count], **settings)
     print("computing music statistics", file=sys.stderr)
     reference = evaluation.corpus_pitch_classes(texts["train"])
     bach = evaluation.music_statistics(texts["test"], reference)
@@ -212,11 +218,10 @@ def evaluation_report(model, tokenizer, metadata, args) -> int:
     return 0
 
 
-def free_samples(model, tokenizer, metadata, count: int, max_new_tokens: int, *, seed: int, **settings):
+def free_samples(model, tokenizer, metadata, vocabulary, count: int, max_new_tokens: int, *, seed: int, **settings):
     """`count` new pieces from '|', ten at a time (seeds seed, seed+10, ...), and the rules' report."""
     from tqdm import tqdm
     voices = metadata["voices"]
-    vocabulary = sampling.Vocabulary.from_tokenizer(tokenizer)
     samples, report = [], {}
     for first in tqdm(range(0, count, 10), desc="sampling", unit="batch", file=sys.stderr):
         samples += sampling.generate_texts(
@@ -226,13 +231,12 @@ def free_samples(model, tokenizer, metadata, count: int, max_new_tokens: int, *,
     return samples, report
 
 
-def harmonize_all(model, tokenizer, metadata, texts: list[str], *, seed: int, **settings):
+def harmonize_all(model, tokenizer, metadata, vocabulary, texts: list[str], *, seed: int, **settings):
     """Alto, tenor and bass written under the soprano of each piece (seed per piece): the
     harmonizations, the pieces they harmonize, and the rules' report. A melody with a word the
     model has never seen is skipped (said on stderr)."""
     from tqdm import tqdm
     voices = metadata["voices"]
-    vocabulary = sampling.Vocabulary.from_tokenizer(tokenizer)
     harmonized, originals, report = [], [], {}
     for index, text in enumerate(tqdm(texts, desc="harmonizing", unit="piece", file=sys.stderr)):
         piece = language.parse(text)[0][0]
@@ -242,7 +246,7 @@ def harmonize_all(model, tokenizer, metadata, texts: list[str], *, seed: int, **
             tqdm.write(f"note: test piece {index + 1} not harmonized: {error}", file=sys.stderr)
             continue
         originals.append(text)
-        budget = sum(len(m) for m in forced) + len(forced) * (voices - 1) * 40 + 2
+        budget = harmonization_budget(forced, voices)
         harmonized += sampling.generate_texts(
             model, tokenizer, "", 1, num_voices=voices, voice_ranges=metadata.get("voice_ranges", {}).get(str(voices)),
             forced_measures=forced, max_new_tokens=budget, seed=seed + index, vocabulary=vocabulary,
@@ -318,8 +322,7 @@ def main(argv: list[str] | None = None) -> int:
             raise UserError(f"{existing[0]} exists; pass --overwrite to replace it")
     max_new_tokens = args.max_new_tokens
     if forced:
-        forced_words = sum(len(m) for m in forced)
-        max_new_tokens = forced_words + len(forced) * (num_voices - 1) * 40 + 2
+        max_new_tokens = harmonization_budget(forced, num_voices)
 
     rule_report: dict = {}
     texts = sampling.generate_texts(

@@ -19,6 +19,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import infer  # noqa: E402
 from scorelm import dataset, evaluation, sampling  # noqa: E402
 
 COLUMNS = [("fifths", "parallel_fifths_per_100_beats"), ("octaves", "parallel_octaves_per_100_beats"),
@@ -46,18 +47,14 @@ def main() -> None:
         sys.exit(f"no dataset in {args.dataset}/: run 'python generate_data.py' first (or pass --dataset)")
     model, tokenizer, metadata = sampling.load_model_dir(args.model)
     vocabulary = sampling.Vocabulary.from_tokenizer(tokenizer)
-    voices = metadata["voices"]
     bach_texts = [r["text"] for r in dataset.read_jsonl(Path(args.dataset) / f"{args.split}.jsonl")]
     bach = evaluation.music_statistics(bach_texts)
     cells = {"Bach": {**bach, **evaluation.distribution_distances(bach, bach), "seconds": 0.0, "fallbacks": {}}}
     for mode in args.modes.split(","):
         for temperature in (float(t) for t in args.temperatures.split(",")):
-            start, texts, report = time.perf_counter(), [], {}
-            for first in range(0, args.samples, 10):
-                texts += sampling.generate_texts(
-                    model, tokenizer, "|", min(10, args.samples - first), num_voices=voices,
-                    voice_ranges=metadata.get("voice_ranges", {}).get(str(voices)), temperature=temperature,
-                    seed=args.seed + first, vocabulary=vocabulary, rules=mode, rule_report=report)
+            start = time.perf_counter()
+            texts, report = infer.free_samples(model, tokenizer, metadata, vocabulary, args.samples, 1024,
+                                               seed=args.seed, rules=mode, temperature=temperature)
             seconds = time.perf_counter() - start
             cells[f"{mode} t={temperature:g}"] = {**evaluation.music_statistics(texts, reference=bach),
                                                   "seconds": seconds, "fallbacks": report}
