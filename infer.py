@@ -10,7 +10,8 @@ surprising each note of a piece is to the model.
 
 Sampling is constrained by the language's grammar (every sample is a valid score) unless
 --no-constrain is given. Text goes to standard output (or -o); --render writes MusicXML,
-MIDI and PNG next to the -o file (default: sample.*).
+MIDI, PNG and MP3 (and WAV with --wav) next to the -o file (default: sample.*), and one page,
+sample.html, with every piece engraved beside a player: open it in any browser.
 """
 from __future__ import annotations
 
@@ -20,10 +21,11 @@ import re
 import sys
 from pathlib import Path
 
-from scorelm import language, notation, sampling, voice_leading
+from scorelm import audio, language, notation, render, sampling, voice_leading
 from scorelm.cli import UserError, check_can_write, run
 
-DEFAULT_RULES = "hard"  # measured on the validation split: see README, "Voice-leading rules"
+DEFAULT_RULES = "hard"  # measured on the validation split against off and mixed: README, "Choosing the default"
+RENDER_FORMATS = ["musicxml", "midi", "png", "mp3"]
 
 
 def key_signature(text: str) -> int:
@@ -119,13 +121,14 @@ def harmonization_budget(forced: list[list[str]], num_voices: int) -> int:
     return sum(len(m) for m in forced) + len(forced) * (num_voices - 1) * 40 + 2
 
 
-def surprisal_report(model, tokenizer, path: str, output: Path | None) -> int:
+def surprisal_report(model, tokenizer, path: str, output: Path | None,
+                     performance: render.Performance = render.Performance()) -> int:
     piece = read_piece(path)
     text = piece.to_text()
     bits = sampling.word_surprisals(model, tokenizer, text)
     words = piece.annotated_words()
     names = language.part_names(piece.num_voices)
-    rows, colours, position = [], {}, {}
+    rows, colours, position, places = [], {}, {}, []
     pickup = piece.measures[0].time is not None and \
         piece.measures[0].length < language.bar_length(piece.measures[0].time)
     times = []  # the time signature in force in each measure
@@ -143,6 +146,7 @@ def surprisal_report(model, tokenizer, path: str, output: Path | None) -> int:
         place = (voice, index, position.get((voice, index), 0))  # n-th event of this voice's measure
         position[(voice, index)] = place[2] + 1
         colours[place] = value
+        places.append(place)
         rows.append({"part": names[voice], "measure": index if pickup else index + 1, "beat": round(beat, 3),
                      "pitch": event.pitch or "rest", "duration": language.format_duration(event.duration),
                      "surprisal_bits": round(value, 4)})
@@ -152,22 +156,49 @@ def surprisal_report(model, tokenizer, path: str, output: Path | None) -> int:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    notation.write_surprisal_png(piece, colours, png_path)
+    coloured = notation.surprisal_score(piece, colours)
+    notation.write_png(coloured, png_path)
     mean = sum(r["surprisal_bits"] for r in rows) / len(rows)
     total = sum(bits)
     print(f"{path}: {len(rows)} notes and rests, {mean:.2f} bits per note "
           f"({total / len(rows):.2f} with bar lines and voice marks)")
     print("most surprising:")
-    for row in sorted(rows, key=lambda r: -r["surprisal_bits"])[:5]:
+    surprising = sorted(rows, key=lambda r: -r["surprisal_bits"])[:10]
+    for row in surprising[:5]:
         print(f"  {row['surprisal_bits']:6.2f} bits  {row['part']:8s} measure {row['measure']:3d} beat {row['beat']:<5g} "
               f"{row['pitch']} {row['duration']}")
-    print(f"wrote {csv_path} and {png_path}")
+    html_path = surprisal_page(piece, coloured, rows, places, surprising, mean, stem, path, performance)
+    print(f"wrote {csv_path}, {png_path} and {html_path}")
     return 0
+
+
+def surprisal_page(piece, coloured, rows, places, surprising, mean: float, stem: Path, source: str,
+                   performance: render.Performance) -> Path:
+    """The surprisal page: the score with every note coloured by its bits, each with a tooltip,
+    a player, the piece's bits per note and its most surprising moments."""
+    from scorelm import page
+    labels = {place: f"{row['part']}, measure {row['measure']}, beat {row['beat']:g}: {row['pitch']} "
+                     f"{row['duration']}, {row['surprisal_bits']:.2f} bits"
+              for place, row in zip(places, rows)}
+    svgs = notation.labelled_svg_pages(coloured, labels)
+    samples, _ = audio.render(piece, instrument=performance.instrument, tempo=performance.tempo,
+                              fermata_hold=performance.fermata_hold)
+    moments = "".join(f"<li>{row['surprisal_bits']:.2f} bits: {page.esc(row['part'])}, measure {row['measure']}, "
+                      f"beat {row['beat']:g}, {page.esc(row['pitch'])} {page.esc(row['duration'])}</li>"
+                      for row in surprising)
+    notes = (f'<p><strong>{mean:.2f} bits per note</strong> over {len(rows)} notes and rests. Colour: dark blue '
+             f'expected, through green and yellow, to red surprising; hover or tap a note for its bits.</p>'
+             f'<details open><summary>The most surprising moments</summary><ol>{moments}</ol></details>')
+    shown = page.PagePiece(f"Surprisal of {Path(source).name}", svgs, piece.to_text(), render.mp3_bytes(samples),
+                           len(samples) / audio.SAMPLE_RATE, [], notes)
+    html_path = stem.with_name(stem.name + ".surprisal.html")
+    return page.write_page(html_path, f"Surprisal of {Path(source).name}", [shown], performance.settings())
 
 
 def evaluation_report(model, tokenizer, metadata, args) -> int:
     """The scorecard: bits per note beside a Kneser-Ney baseline; music statistics of free samples
-    and of harmonizations of every test-split soprano, each beside Bach's test split."""
+    and of harmonizations of every soprano of the split (test, or validation for choosing
+    settings), each beside Bach's own chorales of that split."""
     import json
 
     from scorelm import dataset, evaluation, lm
@@ -175,17 +206,18 @@ def evaluation_report(model, tokenizer, metadata, args) -> int:
     train_config = json.loads((model_dir / "train_config.json").read_text()) \
         if (model_dir / "train_config.json").is_file() else {}
     folder = Path(args.dataset or train_config.get("dataset", "dataset"))
-    if not (folder / "test.jsonl").is_file():
+    split = args.split
+    if not (folder / f"{split}.jsonl").is_file():
         raise UserError(f"no dataset in {folder}/ (pass --dataset)")
     texts = {name: [r["text"] for r in dataset.read_jsonl(folder / f"{name}.jsonl")] for name in dataset.SPLITS}
     if not texts["test"] or not texts["validation"]:
         raise UserError(f"{folder}/ needs non-empty validation and test splits")
     stem = args.output.with_suffix("") if args.output else model_dir / "evaluation"
-    for suffix in (".json", ".png"):
+    for suffix in (".json", ".png", ".html"):
         check_can_write(stem.with_suffix(suffix), args.overwrite)
-    print(f"scoring the test split ({len(texts['test'])} pieces)", file=sys.stderr)
+    print(f"scoring the {split} split ({len(texts[split])} pieces)", file=sys.stderr)
     max_length = train_config.get("max_length", 1024)
-    model_metrics = lm.evaluate_texts(model, tokenizer, texts["test"], max_length)
+    model_metrics = lm.evaluate_texts(model, tokenizer, texts[split], max_length)
     print("fitting Kneser-Ney n-grams on the training split", file=sys.stderr)
     ngram = evaluation.ngram_bits_per_note(tokenizer, texts["train"], texts["validation"], texts["test"])
     settings = {"rules": args.rules, "skip_rules": args.skip_rule, "temperature": args.temperature,
@@ -193,29 +225,57 @@ def evaluation_report(model, tokenizer, metadata, args) -> int:
     vocabulary = sampling.Vocabulary.from_tokenizer(tokenizer)
     samples, sample_report = free_samples(model, tokenizer, metadata, vocabulary, args.num_samples or 100,
                                           args.max_new_tokens, **settings)
-    count = args.harmonizations if args.harmonizations is not None else len(texts["test"])
+    count = args.harmonizations if args.harmonizations is not None else len(texts[split])
     harmonized, originals, harmonize_report = harmonize_all(model, tokenizer, metadata, vocabulary,
-                                                            texts["test"][:count], **settings)
+                                                            texts[split][:count], **settings)
     print("computing music statistics", file=sys.stderr)
     reference = evaluation.corpus_pitch_classes(texts["train"])
-    bach = evaluation.music_statistics(texts["test"], reference)
+    bach = evaluation.music_statistics(texts[split], reference)
     columns = {"samples": {"bits_per_note": model_metrics["bits_per_note"],
                            **evaluation.music_statistics(samples, reference, bach)},
                "harmonized": {**evaluation.music_statistics(harmonized, reference, bach),
                               **evaluation.agreement(harmonized, originals)},
-               "n-gram": {"bits_per_note": ngram["test_bits_per_note"], "order": ngram["order"]},
+               "n-gram": {"bits_per_note": ngram[f"{split}_bits_per_note"], "order": ngram["order"]},
                "Bach": {**bach, **evaluation.distribution_distances(bach, bach)}}
     for column in columns.values():
         column.pop("_histograms", None)
+    print(f"{split} split: {len(texts[split])} pieces of Bach; {len(samples)} free samples; "
+          f"{len(harmonized)} harmonized sopranos; rules {args.rules}")
     print(evaluation.format_table(columns))
     stem.parent.mkdir(parents=True, exist_ok=True)
     stem.with_suffix(".json").write_text(json.dumps(
         {"columns": columns, "settings": settings, "samples": samples, "harmonizations": harmonized,
          "rule_fallbacks": {"samples": sample_report, "harmonizations": harmonize_report},
-         "dataset": str(folder), "ngram_order": ngram["order"]}, indent=1) + "\n")
+         "dataset": str(folder), "split": split, "ngram_order": ngram["order"]}, indent=1) + "\n")
     evaluation.plot_table(columns, stem.with_suffix(".png"))
-    print(f"wrote {stem.with_suffix('.json')} and {stem.with_suffix('.png')}")
+    html_path = scorecard_page(columns, stem, samples, harmonized, settings, args)
+    print(f"wrote {stem.with_suffix('.json')}, {stem.with_suffix('.png')} and {html_path}")
     return 0
+
+
+PAGE_EXAMPLES = 2  # free samples and harmonizations each, engraved and played on the scorecard's page
+
+
+def scorecard_page(columns: dict, stem: Path, samples: list[str], harmonized: list[str], settings: dict,
+                   args) -> Path:
+    """The scorecard as a page: the table, the plots, and a few of the pieces to see and hear."""
+    from scorelm import evaluation, page
+    intro = (f'<section class="block"><h2>Scorecard ({page.esc(args.split)} split)</h2>'
+             f'{page.table_html(columns, evaluation.ROWS)}'
+             f'{page.image_html(stem.with_suffix(".png").read_bytes(), "the scorecard plotted")}</section>')
+    chosen = [(f"Free sample {n + 1}", text) for n, text in enumerate(samples[:PAGE_EXAMPLES])] + \
+        [(f"Harmonization {n + 1}", text) for n, text in enumerate(harmonized[:PAGE_EXAMPLES])]
+    pieces, titles, repairs = [], [], []
+    for title, text in chosen:
+        parsed, report = language.parse(text)
+        pieces += parsed[:1]
+        titles += [title] * len(parsed[:1])
+        repairs += [report.lines()] * len(parsed[:1])
+    render.render_pieces(pieces, stem, [], title="Scorecard", titles=titles, repairs=repairs,
+                         performance=render.performance_of(args), intro_html=intro,
+                         page_title=f"ScoreLM scorecard: {Path(args.model).name}",
+                         settings={"model": args.model, **{k: v for k, v in settings.items() if v}})
+    return render.page_path(stem)
 
 
 def free_samples(model, tokenizer, metadata, vocabulary, count: int, max_new_tokens: int, *, seed: int, **settings):
@@ -243,7 +303,7 @@ def harmonize_all(model, tokenizer, metadata, vocabulary, texts: list[str], *, s
         try:
             forced = melody_plan(piece, vocabulary)
         except UserError as error:
-            tqdm.write(f"note: test piece {index + 1} not harmonized: {error}", file=sys.stderr)
+            tqdm.write(f"note: piece {index + 1} not harmonized: {error}", file=sys.stderr)
             continue
         originals.append(text)
         budget = harmonization_budget(forced, voices)
@@ -271,8 +331,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, help="same seed, same samples")
     parser.add_argument("--no-constrain", action="store_true", help="sample without the grammar (and the rules)")
     parser.add_argument("--rules", choices=voice_leading.MODES, default=DEFAULT_RULES,
-                        help=f"voice-leading rules: hard forbids what breaks them, soft makes it unlikely "
-                             f"(default {DEFAULT_RULES})")
+                        help=f"voice-leading rules: hard forbids what breaks them, soft makes it unlikely, "
+                             f"mixed holds each rule at its own strength: hard for "
+                             f"{', '.join(r.name for r in voice_leading.RULES if r.strength == 'hard')}, soft for "
+                             f"the rest (default {DEFAULT_RULES})")
     parser.add_argument("--skip-rule", action="append", default=[], metavar="RULE",
                         choices=voice_leading.RULE_NAMES,
                         help="switch one rule off (repeatable): " + "; ".join(
@@ -282,14 +344,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--harmonize", metavar="MELODY_FILE", help="write alto, tenor and bass under this melody")
     parser.add_argument("--surprisal", metavar="SCORE_FILE", help="per-note surprisal of this score: CSV and PNG")
     parser.add_argument("--evaluate", action="store_true",
-                        help="the scorecard: test bits per note beside a Kneser-Ney n-gram; music statistics "
-                             "of --num-samples (default 100) free samples and of harmonizations of the test "
-                             "split's sopranos, beside Bach's test split: table, JSON, PNG")
+                        help="the scorecard: bits per note beside a Kneser-Ney n-gram; music statistics "
+                             "of --num-samples (default 100) free samples and of harmonizations of the "
+                             "split's sopranos, beside Bach's chorales of the split: table, JSON, PNG")
     parser.add_argument("--dataset", help="--evaluate's dataset (default: the one the model was trained on)")
     parser.add_argument("--harmonizations", type=int, metavar="N",
-                        help="--evaluate harmonizes the first N test-split sopranos (default: all)")
+                        help="--evaluate harmonizes the first N sopranos of the split (default: all)")
+    parser.add_argument("--split", choices=("test", "validation"), default="test",
+                        help="--evaluate's split: test to report, validation to choose settings (default test)")
     parser.add_argument("-o", "--output", type=Path, help="write the text here (and --render's files beside it)")
-    parser.add_argument("--render", action="store_true", help="also write MusicXML, MIDI and PNG")
+    parser.add_argument("--render", action="store_true",
+                        help="also write MusicXML, MIDI, PNG, MP3 and one HTML page for the run")
+    render.add_performance_arguments(parser)
     parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
     args = parser.parse_args(argv)
     for name in ("num_samples", "max_new_tokens", "measures", "prompt_measures", "harmonizations"):
@@ -298,13 +364,14 @@ def main(argv: list[str] | None = None) -> int:
             raise UserError(f"--{name.replace('_', '-')} must be at least 1")
     if not args.temperature > 0 or not 0 < args.top_p <= 1:
         raise UserError("--temperature must be positive and --top-p in (0, 1]")
+    render.performance_of(args)  # --tempo and --fermata-hold checked before any work
 
     model, tokenizer, metadata = sampling.load_model_dir(args.model)
     if args.evaluate:
         return evaluation_report(model, tokenizer, metadata, args)
     args.num_samples = args.num_samples or 1
     if args.surprisal:
-        return surprisal_report(model, tokenizer, args.surprisal, args.output)
+        return surprisal_report(model, tokenizer, args.surprisal, args.output, render.performance_of(args))
     num_voices = metadata["voices"]
     vocabulary = sampling.Vocabulary.from_tokenizer(tokenizer)
     forced = harmonization_plan(args.harmonize, vocabulary) if args.harmonize else None
@@ -314,9 +381,10 @@ def main(argv: list[str] | None = None) -> int:
     if forced and args.no_constrain:
         raise UserError("--harmonize needs the constrained decoder; drop --no-constrain")
     stem = args.output.with_suffix("") if args.output else Path("sample")
+    formats = RENDER_FORMATS + ["wav"] * args.wav
     if args.output or args.render:
         planned = ([args.output] if args.output else []) + (
-            notation.planned_paths(stem, args.num_samples, list(notation.FORMATS)) if args.render else [])
+            render.planned_paths(stem, args.num_samples, formats, with_page=True) if args.render else [])
         existing = [p for p in planned if p.exists()]
         if existing and not args.overwrite:
             raise UserError(f"{existing[0]} exists; pass --overwrite to replace it")
@@ -341,13 +409,38 @@ def main(argv: list[str] | None = None) -> int:
     else:
         sys.stdout.write(output)
     if args.render:
-        pieces, report = language.parse(output)
-        if report.total:
-            print(f"repaired {report.total} problem(s) before rendering:\n" + "\n".join(report.lines()), file=sys.stderr)
+        pieces, repairs = [], []
+        for text in texts:
+            parsed, report = language.parse(text)
+            if report.total:
+                print(f"repaired {report.total} problem(s) before rendering:\n" + "\n".join(report.lines()),
+                      file=sys.stderr)
+            pieces += parsed
+            repairs += [report.lines()] * len(parsed)
         title = f"Harmonization of {Path(args.harmonize).stem}" if args.harmonize else "ScoreLM sample"
-        for path in notation.write_pieces(pieces, stem, list(notation.FORMATS), title=title):
+        settings = {"model": args.model, "seed": args.seed, "temperature": args.temperature,
+                    "top-k": args.top_k or None, "top-p": args.top_p if args.top_p < 1 else None,
+                    "rules": "off (unconstrained)" if args.no_constrain else args.rules,
+                    "rules switched off": ", ".join(args.skip_rule), "prompt": prompt if prompt.strip() != "|" else None,
+                    "melody": str(args.harmonize) if args.harmonize else None,
+                    "voice-leading fallbacks": ", ".join(f"{k} {v}" for k, v in rule_report.items())}
+        notes = [melody_source_html(args.harmonize) for _ in pieces] if args.harmonize else None
+        for path in render.render_pieces(pieces, stem, formats, title=title, performance=render.performance_of(args),
+                                         settings=settings, repairs=repairs, notes_html=notes,
+                                         page_title=f"{title}s" if len(pieces) > 1 else title):
             print(f"wrote {path}", file=sys.stderr)
     return 0
+
+
+def melody_source_html(path: str) -> str:
+    """The given melody on a harmonization's page: where it came from, engraved as given."""
+    from scorelm import page
+    melody = read_piece(path)
+    melody = language.Piece([language.Measure(m.length, m.voices[:1], m.key, m.time) for m in melody.measures])
+    svgs = notation.svg_pages(notation.musicxml_bytes(language.score_from_piece(melody, title="The given melody")))
+    scores = "".join(f'<div class="score melody">{page.responsive_svg(svg)}</div>' for svg in svgs)
+    return (f'<details open><summary>The melody, from {page.esc(Path(path).name)}</summary>{scores}</details>'
+            f'<p class="muted">Below: the harmonization (the melody unchanged, alto, tenor and bass written by the model).</p>')
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # ScoreLM quick start: install, build the dataset, train a small model on the CPU, sample a
-# chorale with constrained decoding and write it as MusicXML, MIDI and PNG. Offline; about
+# chorale with constrained decoding and write it as MusicXML, MIDI, PNG, MP3 and a page. Offline; about
 # 10 minutes on 2 cores including the install. Everything goes to quickstart/ (replaced on
 # each run).
 set -euo pipefail
@@ -25,6 +25,6 @@ import json, sys, time
 out, start = sys.argv[1], int(sys.argv[2])
 test = json.load(open(f"{out}/score-lm/metrics.json"))["test"]
 print(f"\nmodel: {out}/score-lm/  (test bits per note {test['bits_per_note']:.2f}, perplexity {test['perplexity']:.2f})")
-print(f"chorale: {out}/chorale.txt, {out}/chorale.musicxml, {out}/chorale.mid, {out}/chorale.png")
+print(f"chorale: {out}/chorale.txt, .musicxml, .mid, .png, .mp3; open {out}/chorale.html in a browser to see and hear it")
 print(f"done in {(time.time() - start) / 60:.1f} minutes")
 PY

@@ -1,7 +1,9 @@
-"""Turn ScoreLM text back into notation: MusicXML, and optionally MIDI and sheet music (PNG).
+"""Turn ScoreLM text back into notation and sound: MusicXML, and optionally MIDI, sheet music
+(PNG), audio (MP3, WAV) and one HTML page with every piece engraved beside a player.
 
     python reconstruct.py out.txt                # writes out.musicxml beside it
     python reconstruct.py out.txt --midi --png   # ... and out.mid, out.png
+    python reconstruct.py out.txt --audio --page # ... and out.mp3, and out.html to open in a browser
     python infer.py "|" | python reconstruct.py - -o sample.musicxml
 
 Model output is imperfect, so the text is repaired where the grammar does not allow it
@@ -15,7 +17,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from scorelm import language, notation
+from scorelm import language, render
 from scorelm.cli import UserError, run
 
 XML_SUFFIXES = (".musicxml", ".xml")
@@ -31,6 +33,16 @@ def read_text(source: str) -> str:
         return path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
         raise UserError(f"{source} is not a UTF-8 text file") from None
+
+
+def repairs_per_piece(text: str, count: int, report) -> list[list[str]]:
+    """Each piece's own repairs, for the page: the text parsed piece by piece (cut after each
+    '||'); if that does not give the same pieces, every piece is shown the whole text's repairs."""
+    chunks = [chunk for chunk in text.replace(language.END, language.END + "\n\0").split("\0") if chunk.strip()]
+    parsed = [language.parse(chunk) for chunk in chunks]
+    if sum(len(pieces) for pieces, _ in parsed) != count:
+        return [report.lines()] * count
+    return [piece_report.lines() for pieces, piece_report in parsed for _ in pieces]
 
 
 def output_stem(source: str, output: Path | None) -> Path:
@@ -49,10 +61,15 @@ def main(argv: list[str] | None = None) -> int:
                              "MIDI and PNG go beside it")
     parser.add_argument("--midi", action="store_true", help="also write a MIDI file")
     parser.add_argument("--png", action="store_true", help="also write sheet music as PNG")
+    parser.add_argument("--audio", action="store_true", help="also write audio (MP3; --wav for WAV too)")
+    parser.add_argument("--page", action="store_true",
+                        help="also write one HTML page: every piece engraved, with a player and its text")
+    render.add_performance_arguments(parser)
     parser.add_argument("--title", help="title printed on the score")
     parser.add_argument("--strict", action="store_true", help="fail (exit 1) instead of repairing")
     parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
     args = parser.parse_args(argv)
+    performance = render.performance_of(args)
 
     text = read_text(args.input)
     pieces, report = language.parse(text)
@@ -63,13 +80,16 @@ def main(argv: list[str] | None = None) -> int:
         print("\n".join(report.lines()), file=sys.stderr)
         if args.strict:
             raise UserError("--strict: the text needed repairs; nothing written", code=1)
-    formats = ["musicxml"] + ["midi"] * args.midi + ["png"] * args.png
+    formats = ["musicxml"] + ["midi"] * args.midi + ["png"] * args.png + ["mp3"] * args.audio + ["wav"] * args.wav
     stem = output_stem(args.input, args.output)
-    existing = [p for p in notation.planned_paths(stem, len(pieces), formats) if p.exists()]
+    existing = [p for p in render.planned_paths(stem, len(pieces), formats, args.page) if p.exists()]
     if existing and not args.overwrite:
         raise UserError(f"{existing[0]} exists; pass --overwrite to replace it")
     stem.parent.mkdir(parents=True, exist_ok=True)
-    for path in notation.write_pieces(pieces, stem, formats, title=args.title or stem.name):
+    title = args.title or stem.name
+    for path in render.render_pieces(pieces, stem, formats, title=title, performance=performance,
+                                     with_page=args.page, settings={"text": args.input},
+                                     repairs=repairs_per_piece(text, len(pieces), report)):
         print(path)
     return 0
 

@@ -380,8 +380,22 @@ def make_accelerator(cfg):
         if clipping not in ("auto", cfg.max_grad_norm):
             raise UserError(f"the accelerate config sets gradient_clipping {clipping}, train config max_grad_norm "
                             f"{cfg.max_grad_norm}: make them equal")
+    if accelerator.device.type == "cpu":
+        torch.set_num_threads(cpu_threads(cfg, accelerator))
     set_seed(cfg.seed)
     return accelerator
+
+
+def cpu_threads(cfg, accelerator) -> int:
+    """Threads per process on CPUs. `accelerate launch` sets OMP_NUM_THREADS=1 unless told --cpu
+    or --num_cpu_threads_per_process (a GPU machine's default), which halves a 2-core CPU run;
+    so the config decides: its cpu_threads, else this process's cores shared among the processes
+    on this machine."""
+    if cfg.cpu_threads:
+        return cfg.cpu_threads
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    local_processes = int(os.environ.get("LOCAL_WORLD_SIZE", accelerator.num_processes))
+    return max(1, cores // max(1, local_processes))
 
 
 def resolve_run(args, overrides: dict):
@@ -462,6 +476,7 @@ def main(argv: list[str] | None = None) -> int:
                "test": evaluate(accelerator, model, test_loader, data["test_notes"]) if data["test"] else {},
                "steps": state["step"], "train_seconds": time.perf_counter() - start,
                "format_version": language.FORMAT_VERSION, "world_size": accelerator.num_processes,
+               "cpu_threads": torch.get_num_threads() if accelerator.device.type == "cpu" else None,
                "mixed_precision": accelerator.mixed_precision, "distributed_type": str(accelerator.distributed_type),
                "torch": torch.__version__}
     save_outputs(cfg, accelerator, model, tokenizer, metrics, state["history"], data_info,

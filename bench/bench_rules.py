@@ -1,4 +1,4 @@
-"""The voice-leading rules swept on one model: rules off / soft / hard x temperature 0.7 / 0.85 / 1.0,
+"""The voice-leading rules swept on one model: rules off / soft / mixed / hard x temperature 0.7 / 0.85 / 1.0,
 each cell the music statistics of the same number of free samples beside Bach's chorales of one
 split (validation by default: choose defaults there, report on test).
 
@@ -20,7 +20,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import infer  # noqa: E402
-from scorelm import dataset, evaluation, sampling  # noqa: E402
+from _model import trained_model  # noqa: E402
+from scorelm import dataset, evaluation, voice_leading  # noqa: E402
 
 COLUMNS = [("fifths", "parallel_fifths_per_100_beats"), ("octaves", "parallel_octaves_per_100_beats"),
            ("crossings", "voice_crossings_per_100_beats"), ("spacing", "spacing_errors_per_100_beats"),
@@ -35,18 +36,14 @@ def main() -> None:
     parser.add_argument("--dataset", default="dataset")
     parser.add_argument("--split", default="validation", choices=("validation", "test"))
     parser.add_argument("--samples", type=int, default=100, help="free samples per cell (default 100)")
-    parser.add_argument("--modes", default="off,soft,hard")
+    parser.add_argument("--modes", default=",".join(voice_leading.MODES))
     parser.add_argument("--temperatures", default="0.7,0.85,1.0")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, help="also write every cell's statistics here")
     args = parser.parse_args()
-    if not (Path(args.model) / "config.json").is_file():
-        sys.exit(f"no trained model in {args.model}/: run 'bash quickstart.sh' (then --model quickstart/score-lm) "
-                 f"or 'accelerate launch train.py' first")
+    model, tokenizer, metadata, vocabulary = trained_model(args.model)
     if not (Path(args.dataset) / f"{args.split}.jsonl").is_file():
         sys.exit(f"no dataset in {args.dataset}/: run 'python generate_data.py' first (or pass --dataset)")
-    model, tokenizer, metadata = sampling.load_model_dir(args.model)
-    vocabulary = sampling.Vocabulary.from_tokenizer(tokenizer)
     bach_texts = [r["text"] for r in dataset.read_jsonl(Path(args.dataset) / f"{args.split}.jsonl")]
     bach = evaluation.music_statistics(bach_texts)
     cells = {"Bach": {**bach, **evaluation.distribution_distances(bach, bach), "seconds": 0.0, "fallbacks": {}}}

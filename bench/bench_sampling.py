@@ -11,7 +11,7 @@ constraint's own start-up (its mask cache starts empty) is timed.
 
     python bench/bench_sampling.py --model score-lm --samples 100
 Targets: constrained at least 0.9x the unconstrained tokens/s (0.85x with the voice-leading rules,
---rules hard, the default); 100% of constrained samples valid.
+infer.py's default rules); 100% of constrained samples valid.
 """
 from __future__ import annotations
 
@@ -24,7 +24,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from scorelm import language, sampling  # noqa: E402
+import infer  # noqa: E402
+from _model import trained_model  # noqa: E402
+from scorelm import language, sampling, voice_leading  # noqa: E402
 
 
 def run_batch(model, tokenizer, metadata, vocabulary, constrain: bool, batch: int, max_new_tokens: int, seed: int,
@@ -46,14 +48,10 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=100)
     parser.add_argument("--batch", type=int, default=10)
     parser.add_argument("--max-new-tokens", type=int, default=512)
-    parser.add_argument("--rules", choices=("off", "soft", "hard"), default="hard",
-                        help="voice-leading rules in the constrained mode (default hard)")
+    parser.add_argument("--rules", choices=voice_leading.MODES, default=infer.DEFAULT_RULES,
+                        help=f"voice-leading rules in the constrained mode (default {infer.DEFAULT_RULES}, infer.py's)")
     args = parser.parse_args()
-    if not (Path(args.model) / "config.json").is_file():
-        sys.exit(f"no trained model in {args.model}/: run 'bash quickstart.sh' (then --model quickstart/score-lm) "
-                 f"or 'accelerate launch train.py' first")
-    model, tokenizer, metadata = sampling.load_model_dir(args.model)
-    vocabulary = sampling.Vocabulary.from_tokenizer(tokenizer)
+    model, tokenizer, metadata, vocabulary = trained_model(args.model)
     totals = {mode: {"tokens": 0, "seconds": 0.0, "valid": 0, "closed": 0, "repairs": Counter()}
               for mode in ("constrained", "unconstrained")}
     run_batch(model, tokenizer, metadata, vocabulary, False, args.batch, args.max_new_tokens, seed=0)  # warm-up

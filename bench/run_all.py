@@ -26,6 +26,7 @@ def main() -> None:
         ("constrained vs unconstrained sampling", ["bench_sampling.py", "--model", args.model,
                                                     "--samples", str(args.samples)]),
         ("scaling with the number of pieces", ["bench_scaling.py"]),
+        ("rendering (audio, page) vs sampling", ["bench_render.py", "--model", args.model]),
     ]
     failed = []
     for title, (script, *options) in benches:

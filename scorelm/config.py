@@ -54,6 +54,8 @@ class TrainConfig:
     gradient_checkpointing: bool = option(False, "recompute activations in the backward pass: less memory, "
                                                  "about 30% more compute")
     mixed_precision: str = option("auto", "auto (as accelerate launch / accel_config.yaml say), no, fp16 or bf16")
+    cpu_threads: int = option(0, "training on CPUs: threads per process (0: the cores this process may use, shared "
+                                 "among the machine's processes; plain accelerate launch would give each one thread)")
     report_to: str = option("none", "none or tensorboard (logs in output_dir/runs)")
     trust_remote_code: bool = option(False, "let a Hub model run its own code (only for models you trust)")
 
@@ -66,7 +68,8 @@ class TrainConfig:
         for name in positive:
             if getattr(self, name) < 1:
                 raise UserError(f"config key {name} must be at least 1, not {getattr(self, name)}")
-        for name in ("max_steps", "eval_every", "save_every", "warmup_steps", "weight_decay", "max_grad_norm"):
+        for name in ("max_steps", "eval_every", "save_every", "warmup_steps", "weight_decay", "max_grad_norm",
+                     "cpu_threads"):
             if getattr(self, name) < 0:
                 raise UserError(f"config key {name} must not be negative")
         if not self.lr > 0:

@@ -322,7 +322,7 @@ def agreement(harmonized: list[str], originals: list[str]) -> dict:
 
 
 ROWS = [
-    ("bits per note (test)", "bits_per_note"),
+    ("bits per note", "bits_per_note"),
     ("parallel fifths / 100 beats", "parallel_fifths_per_100_beats"),
     ("parallel octaves / 100 beats", "parallel_octaves_per_100_beats"),
     ("voice crossings / 100 beats", "voice_crossings_per_100_beats"),

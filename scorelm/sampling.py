@@ -187,8 +187,8 @@ class ScoreConstraint:
         self.max_tokens = max_tokens
         self.generated = 0
         self.finished = False
-        # the voice-leading rules narrow (hard) or weigh (soft) what the grammar allows
-        self.music = voice_leading.VoiceLeading(rules, melody_given=bool(forced_measures)) \
+        # the voice-leading rules narrow (hard ones) or weigh (soft ones) what the grammar allows
+        self.music = voice_leading.VoiceLeading(rules) \
             if rules is not None and rules.mode != "off" and rules.enabled else None
         self.penalty: np.ndarray | None = None  # soft rules: nats off each id's logit this step
 

@@ -17,9 +17,13 @@ this module agrees with it on every chorale of the corpus), but it builds Interv
 on every step. Here a spelled pitch is two integers (MIDI number, diatonic step), and one numpy
 pass judges all candidates.
 
-Two strengths: hard (a note that breaks a rule is not chosen; if every candidate breaks some
-rule, rules are dropped from the end of RULES until one remains: counted, never at the cost of
-a valid score) and soft (the logits of a note that breaks a rule are lowered by its penalty).
+Strengths: hard (a note that breaks a rule is not chosen; if every candidate breaks some rule,
+rules are dropped from the end of RULES until one remains: counted, never at the cost of a valid
+score), soft (the logits of a note that breaks a rule are lowered by its penalty), and mixed, the
+default: each rule at its own strength in RULES, hard where Bach (nearly) never breaks the rule
+(the final chord, consecutive fifths and octaves: together 0.7% of his notes), soft where he or
+his editors do (fermatas marked in the soprano only, crossings, spacing, range, overlap: 4.3% of
+his notes together), so that the decoder can still write what he wrote.
 """
 from __future__ import annotations
 
@@ -33,7 +37,7 @@ from scorelm import language
 # Textbook SATB ranges (MIDI numbers): soprano C4-G5, alto G3-D5, tenor C3-G4, bass E2-C4.
 SATB_RANGES = [(60, 79), (55, 74), (48, 67), (40, 60)]
 STEPS = "CDEFGAB"
-MODES = ("off", "soft", "hard")
+MODES = ("off", "soft", "mixed", "hard")
 
 
 @dataclass(frozen=True)
@@ -41,20 +45,22 @@ class Rule:
     name: str
     what: str  # one line, for --help and reports
     penalty: float  # soft mode: nats taken off the logit of a token that breaks the rule
+    strength: str  # in mixed mode: "hard" where Bach's notes (nearly) never break it, else "soft"
 
 
 # In priority order: when every candidate breaks some rule, hard mode drops rules from the end. The
 # final chord comes first: a piece that closes off the tonic is worse than one parallel at its cadence.
 RULES = (
-    Rule("final_chord", "the piece ends on a root-position tonic chord with a fermata in every voice", 4.0),
-    Rule("parallel_fifths", "consecutive perfect fifths between two voices, in parallel or contrary motion", 4.0),
-    Rule("parallel_octaves", "consecutive octaves or unisons between two voices, in parallel or contrary motion", 4.0),
-    Rule("fermata", "a lower voice has a fermata exactly where the soprano has one", 3.0),
-    Rule("voice_crossing", "a voice sounds above the voice written above it", 3.0),
-    Rule("spacing", "more than an octave between soprano and alto, or alto and tenor (four voices)", 2.0),
+    Rule("final_chord", "the piece ends on a root-position tonic chord with a fermata in every voice", 4.0, "hard"),
+    Rule("parallel_fifths", "consecutive perfect fifths between two voices, in parallel or contrary motion", 4.0, "hard"),
+    Rule("parallel_octaves", "consecutive octaves or unisons between two voices, in parallel or contrary motion",
+         4.0, "hard"),
+    Rule("fermata", "a lower voice has a fermata exactly where the soprano has one", 3.0, "soft"),
+    Rule("voice_crossing", "a voice sounds above the voice written above it", 3.0, "soft"),
+    Rule("spacing", "more than an octave between soprano and alto, or alto and tenor (four voices)", 2.0, "soft"),
     Rule("range", "a note outside its voice's textbook range (four voices: "
-                  "soprano C4-G5, alto G3-D5, tenor C3-G4, bass E2-C4)", 2.0),
-    Rule("voice_overlap", "a voice moves past the note the voice above it has just left", 1.0),
+                  "soprano C4-G5, alto G3-D5, tenor C3-G4, bass E2-C4)", 2.0, "soft"),
+    Rule("voice_overlap", "a voice moves past the note the voice above it has just left", 1.0, "soft"),
 )
 RULE_NAMES = tuple(rule.name for rule in RULES)
 
@@ -130,6 +136,9 @@ class RuleTables:
         self.enabled = tuple(name for name in RULE_NAMES if name in enabled
                              and not (name in ("spacing", "range") and not four))
         self.penalty = {rule.name: rule.penalty for rule in RULES}
+        # the rules that forbid (the others weigh): all in hard mode, none in soft, per RULES in mixed
+        self.hard = frozenset(rule.name for rule in RULES if rule.name in self.enabled and
+                              (mode == "hard" or (mode == "mixed" and rule.strength == "hard")))
         self.pitch_midi = v.midi  # per id (-1 for non-notes)
         self.step = np.full(v.size, -1, dtype=np.int64)  # diatonic step per id
         self.fermata = np.zeros(v.size, dtype=bool)
@@ -161,11 +170,8 @@ class VoiceLeading:
     `broken(candidate_ids, ...)` returns, per enabled rule, which candidates break it. The state
     follows the same tokens as the grammar (`advance`)."""
 
-    def __init__(self, tables: RuleTables, melody_given: bool = False):
+    def __init__(self, tables: RuleTables):
         self.t = tables
-        # a given melody (harmonization) may close on a modal final; a free sample closes on a
-        # tonic of its key signature
-        self.melody_given = melody_given
         n = tables.num_voices
         self.current: list[list[_Event]] = [[] for _ in range(n)]
         self.before: list[_Event | None] = [None] * n  # each voice's last event of the previous measure
@@ -293,15 +299,17 @@ class VoiceLeading:
 
     def _final_roots(self, soprano: _Event | None) -> dict[int, str]:
         """Roots a final chord may have under this soprano note, pitch class -> spelling: a tonic
-        of the home key signature whose triad holds the note, or, under a given melody, the note
-        itself where it is a modal final (Dorian, Phrygian and Mixolydian chorale melodies close
-        on their final). Spelled: a C-flat bass is no B-minor close."""
+        of the home key signature whose triad holds the note, or the note itself where it is a
+        modal final (Dorian, Phrygian and Mixolydian chorale melodies close on their final: an E
+        Phrygian chorale ends on E under a signature of C or A minor). The same endings the
+        evaluation counts as tonic, for Bach and for samples alike. Spelled: a C-flat bass is no
+        B-minor close."""
         soprano_pc = None if soprano is None or soprano.midi is None else soprano.midi % 12
         roots = {}
         for root, name in zip(tonic_pitch_classes(self.key), tonic_names(self.key)):
             if soprano_pc is None or (soprano_pc - root) % 12 in (0, 3, 4, 7):
                 roots[root] = name
-        if self.melody_given and soprano_pc is not None and soprano_pc in modal_finals(self.key):
+        if soprano_pc is not None and soprano_pc in modal_finals(self.key):
             roots[soprano_pc] = soprano.name
         return roots
 
@@ -315,9 +323,10 @@ class VoiceLeading:
         end = onset + ticks
         pcs = np.where(note, midi % 12, -1)
         soprano = self.current[0][-1] if v > 0 and self.current[0] else None
-        if v == 0:  # the soprano: a tonic chord's note, a quarter or longer
+        if v == 0:  # the soprano: a tonic chord's note or a modal final, a quarter or longer
             major, minor = tonic_pitch_classes(self.key)
-            good = {major, (major + 4) % 12, (major + 7) % 12, minor, (minor + 3) % 12, (minor + 7) % 12}
+            good = {major, (major + 4) % 12, (major + 7) % 12, minor, (minor + 3) % 12, (minor + 7) % 12,
+                    *modal_finals(self.key)}
         else:
             roots = self._final_roots(soprano)
             if v == n - 1:
@@ -383,8 +392,8 @@ class VoiceLeading:
 
     # -- applying the verdict
     def choose(self, mask: np.ndarray, measure_ticks: int, last_measure: bool, fillable: np.ndarray):
-        """(mask, penalty): hard mode narrows the mask, soft mode gives nats to take off each id's
-        logit (None where nothing breaks a rule)."""
+        """(mask, penalty): the hard rules narrow the mask, the soft ones give nats to take off
+        each id's logit (penalty None where no soft rule is broken)."""
         t = self.t
         if self.voice < 0:
             return mask, None
@@ -398,12 +407,13 @@ class VoiceLeading:
         broken = {name: where for name, where in broken.items() if np.count_nonzero(where)}
         if not broken:
             return mask, None
-        if t.mode == "soft":
+        penalty = None
+        soft = [name for name in broken if name not in t.hard]
+        if soft:
             penalty = np.zeros(mask.shape[0], dtype=np.float32)
-            for name, where in broken.items():
-                penalty[ids[where]] += t.penalty[name]
-            return mask, penalty
-        names = [name for name in t.enabled if name in broken]
+            for name in soft:
+                penalty[ids[broken[name]]] += t.penalty[name]
+        names = [name for name in t.enabled if name in broken and name in t.hard]
         while names:
             bad = np.zeros(len(ids), dtype=bool)
             for name in names:
@@ -412,7 +422,7 @@ class VoiceLeading:
                 keep = mask.copy()
                 keep[ids[bad]] = False
                 if keep.any():
-                    return keep, None
+                    return keep, penalty
             dropped = names.pop()
             self.dropped[dropped] = self.dropped.get(dropped, 0) + 1
-        return mask, None
+        return mask, penalty

@@ -102,3 +102,51 @@ def tiny_bpe_model(tmp_path_factory, tiny_dataset):
     result = run_script("train.py", "--config", config)
     assert result.returncode == 0, result.stderr
     return folder / "bpe"
+
+
+def require_system(what: str, present: bool) -> None:
+    """A test that needs a system package (README: 'System packages'): skipped where it is
+    missing, except in CI (.ci/run sets SCORELM_REQUIRE_SYSTEM=1 after installing them all)."""
+    if not present:
+        if os.environ.get("SCORELM_REQUIRE_SYSTEM") == "1":
+            pytest.fail(f"{what} is not installed (see README, System packages)")
+        pytest.skip(f"{what} is not installed (see README, System packages)")
+
+
+CHROMIUM = "/usr/bin/chromium"
+# as root on a machine without network: no sandbox, no background connections to Google's hosts
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+AUDIO_DURATIONS = """async () => Promise.all([...document.querySelectorAll('audio')].map(a =>
+    a.readyState >= 1 ? a.duration : new Promise(done => {
+        a.addEventListener('loadedmetadata', () => done(a.duration));
+        a.addEventListener('error', () => done(-1));
+        a.load(); })))"""
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Headless Chromium (Debian's package) driven by Playwright."""
+    import shutil
+    require_system("chromium", shutil.which("chromium") is not None or os.path.exists(CHROMIUM))
+    from playwright.sync_api import sync_playwright
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=shutil.which("chromium") or CHROMIUM,
+                                              args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+def open_in_browser(browser, path, scheme: str = "light", width: int = 1000):
+    """Load a page from disk; what a reader would get: the page object, console errors and
+    page errors, every request made (the page itself is the only one allowed) and each audio
+    element's duration as the browser decoded it."""
+    page = browser.new_page(color_scheme=scheme, viewport={"width": width, "height": 900})
+    errors, requests = [], []
+    page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.on("request", lambda request: requests.append(request.url))
+    url = "file://" + str(Path(path).resolve())
+    page.goto(url)
+    durations = page.evaluate(AUDIO_DURATIONS)
+    return page, errors, [r for r in requests if r != url], durations

@@ -3,11 +3,12 @@ what they claim on small hand-made pieces, and infer.py --evaluate end to end.""
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from conftest import run_script
 
-from scorelm import evaluation, language
+from scorelm import evaluation, language, voice_leading
 
 
 def test_kneser_ney_is_a_distribution():
@@ -101,8 +102,32 @@ def test_evaluate_command(tiny_model, tiny_dataset, tmp_path):
     for key in ("interval_distance", "chord_quality_distance", "rhythm_distance"):
         assert 0 <= columns["samples"][key] <= 1 and columns["Bach"][key] == 0
     assert 0 <= columns["harmonized"]["matches_bach_bass_percent"] <= 100
-    assert report["settings"]["rules"] == "hard"
+    help_text = run_script("infer.py", "--help").stdout
+    default = re.search(r"\(default (\w+)\)", help_text[help_text.index("  --rules {"):]).group(1)
+    assert report["settings"]["rules"] == default and default in voice_leading.MODES
     again = run_script("infer.py", "--evaluate", "--model", tiny_model, "--dataset", folder, "-o", tmp_path / "eval")
     assert again.returncode == 2 and "--overwrite" in again.stderr
     assert (tmp_path / "eval.png").read_bytes()[:4] == b"\x89PNG"
     assert "parallel fifths" in result.stdout
+
+
+def test_evaluate_page_in_chromium(tiny_model, tiny_dataset, tmp_path, browser):
+    """The scorecard's page: the table, the plot, and two samples and two harmonizations to hear."""
+    import shutil
+    from conftest import open_in_browser
+    folder = tmp_path / "dataset"
+    shutil.copytree(tiny_dataset, folder)
+    train = (folder / "train.jsonl").read_text().splitlines()
+    (folder / "validation.jsonl").write_text("\n".join(train[2:4]) + "\n")  # melodies the tiny model knows
+    result = run_script("infer.py", "--evaluate", "--split", "validation", "--model", tiny_model, "--dataset", folder,
+                        "--num-samples", 2, "--max-new-tokens", 200, "-o", tmp_path / "eval")
+    assert result.returncode == 0, result.stderr
+    assert json.loads((tmp_path / "eval.json").read_text())["split"] == "validation"
+    page, errors, requests, durations = open_in_browser(browser, tmp_path / "eval.html")
+    assert errors == [] and requests == []
+    assert page.locator("table.scorecard tr").count() > 10 and "parallel fifths" in page.inner_text("table.scorecard")
+    assert page.evaluate("() => document.querySelector('img').naturalWidth") > 100  # the plot decoded
+    titles = page.evaluate("() => [...document.querySelectorAll('section.piece h2')].map(h => h.textContent)")
+    assert titles == ["Free sample 1", "Free sample 2", "Harmonization 1", "Harmonization 2"]
+    assert len(durations) == 4 and all(d > 0 for d in durations)
+    page.close()

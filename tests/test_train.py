@@ -182,8 +182,25 @@ def test_two_processes_on_cpu(tmp_path, tiny_dataset):
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["world_size"] == 2 and metrics["distributed_type"] == "DistributedType.MULTI_CPU"
+    assert metrics["cpu_threads"] == max(1, len(os.sched_getaffinity(0)) // 2)  # the cores shared
     assert sorted(p.name for p in (out / "checkpoints" / "step-6").glob("random_states_*")) == \
         ["random_states_0.pkl", "random_states_1.pkl"]
+
+
+def test_accelerate_launch_on_cpu_uses_every_core(tmp_path, tiny_dataset):
+    """`accelerate launch train.py`, as users type it, sets OMP_NUM_THREADS=1 on a machine without
+    a GPU: train.py still trains with every core it may use (a config's cpu_threads wins)."""
+    out = tmp_path / "model"
+    config = write_config(tmp_path, dataset=str(tiny_dataset), output_dir=str(out), max_steps=2, eval_every=0)
+    result = accelerate_launch("--num_processes", 1, "--num_machines", 1, "--mixed_precision", "no",
+                               "--dynamo_backend", "no", "train.py", "--config", config)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads((out / "metrics.json").read_text())["cpu_threads"] == len(os.sched_getaffinity(0))
+    result = accelerate_launch("--num_processes", 1, "--num_machines", 1, "--mixed_precision", "no",
+                               "--dynamo_backend", "no", "train.py", "--config", config, "--cpu_threads", 1,
+                               "--output_dir", tmp_path / "one")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads((tmp_path / "one" / "metrics.json").read_text())["cpu_threads"] == 1
 
 
 def test_deepspeed_zero2_on_two_cpu_processes(tmp_path, tiny_dataset):

@@ -1,0 +1,17 @@
+"""What the model benchmarks share: a trained model loaded, or one line saying how to get one."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from scorelm import sampling
+
+
+def trained_model(model_dir: str):
+    """(model, tokenizer, metadata, vocabulary) of a trained ScoreLM directory; exits with one
+    line saying what to run first when there is none."""
+    if not (Path(model_dir) / "config.json").is_file():
+        sys.exit(f"no trained model in {model_dir}/: run 'bash quickstart.sh' (then --model quickstart/score-lm) "
+                 f"or 'accelerate launch train.py' first")
+    model, tokenizer, metadata = sampling.load_model_dir(model_dir)
+    return model, tokenizer, metadata, sampling.Vocabulary.from_tokenizer(tokenizer)
