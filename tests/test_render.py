@@ -179,3 +179,17 @@ def test_reconstruct_writes_audio_and_a_page(chorale, tmp_path, browser):
     assert again.returncode == 2 and "--overwrite" in again.stderr
     bad = run_script("reconstruct.py", tmp_path / "c.txt", "--audio", "--tempo", 0, "--overwrite")
     assert bad.returncode == 2 and "--tempo" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_harmonization_page_shows_the_melody_and_its_source(tiny_model, tiny_dataset, tmp_path, browser):
+    from test_infer import melody_file
+    path, melody = melody_file(tiny_dataset, tmp_path)
+    result = run_script("infer.py", "--harmonize", path, "--model", tiny_model, "--seed", 5, "-o", tmp_path / "h.txt",
+                        "--render")
+    assert result.returncode == 0, result.stderr
+    page, errors, requests, durations = open_in_browser(browser, tmp_path / "h.html")
+    assert errors == [] and requests == [] and len(durations) == 1 and durations[0] > 0
+    assert "The melody, from melody.musicxml" in page.inner_text("section.piece")
+    assert page.locator(".score.melody svg").count() >= 1 and page_facts(page)["scores"][0] >= 2  # melody + harmonization
+    assert str(path) in page.inner_text("header")  # the settings name the melody's file
+    page.close()
