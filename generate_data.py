@@ -3,10 +3,12 @@
     python generate_data.py                      # every Bach chorale in music21's corpus
     python generate_data.py --transpose          # ... plus transposed copies of the training split
     python generate_data.py --input my_scores/   # your own files (MusicXML, MIDI, kern, ABC, ...)
+    python generate_data.py --corpus palestrina  # a folder of music21's corpus (--corpus list)
 """
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import multiprocessing
 import sys
@@ -93,6 +95,9 @@ def main(argv: list[str] | None = None) -> int:
                                      epilog=__doc__.split("\n\n", 1)[1])
     parser.add_argument("--input", nargs="+", metavar="PATH",
                         help="score files or folders to encode instead of the Bach chorales")
+    parser.add_argument("--corpus", metavar="NAME",
+                        help="a folder of music21's corpus instead of the Bach chorales (palestrina, monteverdi, "
+                             "essenFolksong, ...; 'list' lists them); a file of several scores gives one piece each")
     parser.add_argument("--output", type=Path, default=Path("dataset"), help="output folder (default: dataset)")
     parser.add_argument("--split", default="80/10/10", help="train/validation/test shares (default: 80/10/10)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the split (default: 0)")
@@ -105,7 +110,20 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     fractions = parse_fractions(args.split)
-    if args.input:
+    if args.corpus and args.input:
+        raise UserError("--corpus and --input each name what to encode: give one of them")
+    if args.corpus == "list":
+        for name, files in dataset.corpus_folders().items():
+            print(f"{name:24s} {len(files):5d} files")
+        return 0
+    if args.corpus:
+        folders = dataset.corpus_folders()
+        if args.corpus not in folders:
+            close = difflib.get_close_matches(args.corpus, list(folders), n=3)
+            raise UserError(f"music21's corpus has no folder {args.corpus!r}"
+                            + (f"; did you mean {', '.join(close)}?" if close else "; see --corpus list"))
+        sources = folders[args.corpus]
+    elif args.input:
         sources, missing = dataset.find_score_files(args.input)
         if missing:
             raise UserError(f"no such file or folder: {', '.join(missing)}")

@@ -32,6 +32,27 @@ def bach_chorale_sources() -> list[str]:
     return sorted(sources)
 
 
+# Roman-numeral analyses (.rntxt) are chord labels, not the music: no folder of them is a corpus
+NOT_SCORES = {".rntxt", ".py", ".json", ".txt", ".pyc"}
+
+
+def corpus_folders() -> dict[str, list[str]]:
+    """music21's corpus by folder (a composer or a collection: palestrina, essenFolksong, ...):
+    name -> its score files as corpus paths ("monteverdi/madrigal.3.1.mxl"), every format music21
+    reads (MusicXML, .mxl, kern, ABC, MIDI, ...)."""
+    from music21 import common
+    root = Path(common.getCorpusFilePath())
+    suffixes = readable_suffixes() - NOT_SCORES
+    folders = {}
+    for folder in sorted(root.iterdir(), key=lambda p: p.name.lower()):
+        if folder.is_dir() and not folder.name.startswith(("_", ".")):
+            files = [p.relative_to(root).as_posix() for p in sorted(folder.rglob("*"))
+                     if p.is_file() and p.suffix.lower() in suffixes]
+            if files:
+                folders[folder.name] = files
+    return folders
+
+
 def readable_suffixes() -> set[str]:
     """File endings music21 can parse."""
     from music21 import converter
@@ -105,7 +126,7 @@ def encode_file(source: str) -> EncodedFile:
     from music21 import converter, corpus, stream
     stats = language.EncodeStats()
     try:
-        if source.startswith("bach/") and not Path(source).exists():
+        if not Path(source).exists():  # a corpus path ("bach/bwv66.6.mxl")
             parsed = corpus.parse(source)
         else:
             parsed = converter.parse(source)

@@ -42,8 +42,9 @@ highest, or the lowest in the bottom voice); all but the first voice of a part w
 voices; microtones (pitches are respelled to the nearest semitone). Gaps inside a voice are filled with rests and underfull voices padded.
 
 Which parts are encoded (``select_parts``): parts whose name starts with a vocal part word
-(Soprano, Alto, Tenor, Bass and their Italian/German forms), in score order; if no part has
-such a name, every part in score order, top to bottom.
+(Soprano, Alto, Tenor, Bass, their Italian/German forms, and the part books of Renaissance
+polyphony: Cantus, Quinto, Sextus, ...), in score order; if no part has such a name, every
+part in score order, top to bottom. Parts left out are counted.
 """
 from __future__ import annotations
 
@@ -57,7 +58,10 @@ from fractions import Fraction
 FORMAT_VERSION = 1
 
 BAR, END = "|", "||"
-VOCAL_PART_WORDS = ("soprano", "sopran", "canto", "alto", "alt", "tenor", "tenore", "bass", "basso")
+VOCAL_PART_WORDS = ("soprano", "sopran", "canto", "alto", "alt", "tenor", "tenore", "bass", "basso",
+                    # the part books of Renaissance polyphony (Monteverdi's fifth voice is the Quinto)
+                    "cantus", "superius", "discantus", "altus", "contratenor", "bassus", "quinto", "quintus",
+                    "sesto", "sextus", "septimo", "septimus", "vagans")
 SATB_NAMES = ("Soprano", "Alto", "Tenor", "Bass")
 MAX_VOICES = 16
 # Bounds that keep every parsed text renderable (music21 would otherwise spend minutes splitting
@@ -730,6 +734,9 @@ def piece_from_score(score, stats: EncodeStats | None = None) -> Piece:
     """Encode a music21 Score (or a single Part) into a Piece."""
     stats = stats if stats is not None else EncodeStats()
     parts = select_parts(score)
+    dropped = (len(score.parts) if hasattr(score, "parts") else 1) - len(parts)
+    if dropped > 0:
+        stats.counts["parts not named as voices dropped (instruments beside the voices)"] += dropped
     part_measures = [_measures_of(part) for part in parts]
     piece, current_key, current_time = Piece(), None, None
     for index in range(max(len(measures) for measures in part_measures)):

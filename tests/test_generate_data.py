@@ -119,6 +119,8 @@ def test_user_files(tmp_path):
     (["--input", "no/such/folder"], "no such file or folder"),
     (["--split", "80/20"], "--split takes"),
     (["--limit", "0"], "none of the 0 files"),
+    (["--corpus", "montverdi"], "did you mean monteverdi"),
+    (["--corpus", "bach", "--input", "x.xml"], "give one of them"),
 ])
 def test_bad_input_is_one_line_error(tmp_path, args, message):
     result = run_script("generate_data.py", "--output", tmp_path / "out", *args)
@@ -135,3 +137,21 @@ def test_refuses_to_overwrite(tmp_path):
     assert result.returncode == 2 and "--overwrite" in result.stderr
     assert (out / "train.jsonl").read_text() == before
     assert run_script("generate_data.py", "--output", out, "--limit", "3", "--overwrite").returncode == 0
+
+
+def test_corpus_folders(tmp_path):
+    """--corpus list names music21's folders with their file counts; --corpus NAME encodes one,
+    and a file holding many scores (an ABC collection) gives one piece per score."""
+    listed = run_script("generate_data.py", "--corpus", "list")
+    assert listed.returncode == 0
+    counts = {line.split()[0]: int(line.split()[1]) for line in listed.stdout.splitlines()}
+    assert counts["palestrina"] > 1000 and counts["monteverdi"] > 40 and counts["bach"] > 400
+    result = run_script("generate_data.py", "--corpus", "monteverdi", "--limit", 4, "--output", tmp_path / "mv")
+    assert result.returncode == 0, result.stderr
+    records = [r for name in dataset.SPLITS for r in dataset.read_jsonl(tmp_path / "mv" / f"{name}.jsonl")]
+    assert len(records) == 4 and all(r["source"].startswith("monteverdi/") for r in records)
+    assert all(r["voices"] == 5 for r in records)  # five-voice madrigals: the Quinto part book too
+    result = run_script("generate_data.py", "--corpus", "essenFolksong", "--limit", 1, "--output", tmp_path / "ef")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((tmp_path / "ef" / "summary.json").read_text())
+    assert summary["pieces"] > 100 and summary["skipped"] == 0  # one collection file, a piece per tune
