@@ -122,7 +122,10 @@ def harmonization_budget(forced: list[list[str]], num_voices: int) -> int:
 
 
 def surprisal_report(model, tokenizer, path: str, output: Path | None,
-                     performance: render.Performance = render.Performance()) -> int:
+                     performance: render.Performance = render.Performance(), overwrite: bool = False) -> int:
+    stem = output.with_suffix("") if output else Path(path).with_suffix("")
+    for suffix in (".surprisal.csv", ".surprisal.png", ".surprisal.html"):
+        check_can_write(stem.with_name(stem.name + suffix), overwrite)
     piece = read_piece(path)
     text = piece.to_text()
     bits = sampling.word_surprisals(model, tokenizer, text)
@@ -150,7 +153,6 @@ def surprisal_report(model, tokenizer, path: str, output: Path | None,
         rows.append({"part": names[voice], "measure": index if pickup else index + 1, "beat": round(beat, 3),
                      "pitch": event.pitch or "rest", "duration": language.format_duration(event.duration),
                      "surprisal_bits": round(value, 4)})
-    stem = output.with_suffix("") if output else Path(path).with_suffix("")
     csv_path, png_path = stem.with_name(stem.name + ".surprisal.csv"), stem.with_name(stem.name + ".surprisal.png")
     with open(csv_path, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
@@ -371,7 +373,8 @@ def main(argv: list[str] | None = None) -> int:
         return evaluation_report(model, tokenizer, metadata, args)
     args.num_samples = args.num_samples or 1
     if args.surprisal:
-        return surprisal_report(model, tokenizer, args.surprisal, args.output, render.performance_of(args))
+        return surprisal_report(model, tokenizer, args.surprisal, args.output, render.performance_of(args),
+                                args.overwrite)
     num_voices = metadata["voices"]
     vocabulary = sampling.Vocabulary.from_tokenizer(tokenizer)
     forced = harmonization_plan(args.harmonize, vocabulary) if args.harmonize else None

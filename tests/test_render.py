@@ -160,6 +160,8 @@ def test_surprisal_page_in_chromium(tiny_model, tmp_path, browser, chorale):
     assert colours > 5  # coloured by surprisal, not all one colour
     assert "bits per note" in page.inner_text("main")
     page.close()
+    again = run_script("infer.py", "--surprisal", source, "--model", tiny_model)
+    assert again.returncode == 2 and "--overwrite" in again.stderr  # nothing replaced silently
 
 
 def test_reconstruct_writes_audio_and_a_page(chorale, tmp_path, browser):
