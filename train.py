@@ -26,7 +26,7 @@ from pathlib import Path
 
 from scorelm import config as configuration
 from scorelm import dataset, language, lm
-from scorelm.cli import UserError, run
+from scorelm.cli import UserError, run, worker_count
 
 CHECKPOINTS = "checkpoints"
 STATE_FILE = "trainer_state.json"
@@ -393,9 +393,8 @@ def cpu_threads(cfg, accelerator) -> int:
     on this machine."""
     if cfg.cpu_threads:
         return cfg.cpu_threads
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     local_processes = int(os.environ.get("LOCAL_WORLD_SIZE", accelerator.num_processes))
-    return max(1, cores // max(1, local_processes))
+    return max(1, worker_count(None) // max(1, local_processes))
 
 
 def resolve_run(args, overrides: dict):

@@ -35,4 +35,9 @@ def check_can_write(path: Path, overwrite: bool) -> None:
 
 
 def worker_count(requested: int | None) -> int:
-    return requested if requested else max(1, len(os.sched_getaffinity(0)))
+    """`requested`, else the cores this process may use (all of them where the OS cannot say:
+    macOS has no sched_getaffinity)."""
+    if requested:
+        return requested
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, cores)
