@@ -21,7 +21,7 @@ import re
 import sys
 from pathlib import Path
 
-from scorelm import audio, language, notation, render, sampling, voice_leading
+from scorelm import language, notation, render, sampling, voice_leading
 from scorelm.cli import UserError, check_can_write, run
 
 DEFAULT_RULES = "hard"  # measured on the validation split against off and mixed: README, "Choosing the default"
@@ -105,7 +105,7 @@ def harmonization_plan(path: str, vocabulary) -> list[list[str]]:
 
 def melody_plan(melody: language.Piece, vocabulary) -> list[list[str]]:
     """harmonization_plan for a piece in memory: its top voice, measure by measure."""
-    melody = language.Piece([language.Measure(m.length, m.voices[:1], m.key, m.time) for m in melody.measures])
+    melody = melody.top_voice()
     plan = []
     for word, event in melody.annotated_words()[:-1]:
         if word == language.BAR:
@@ -158,8 +158,8 @@ def surprisal_report(model, tokenizer, path: str, output: Path | None,
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    coloured = notation.surprisal_score(piece, colours)
-    notation.write_png(coloured, png_path)
+    svgs = notation.svg_pages(notation.musicxml_bytes(notation.surprisal_score(piece, colours)))
+    notation.write_png_pages(svgs, png_path)
     mean = sum(r["surprisal_bits"] for r in rows) / len(rows)
     total = sum(bits)
     print(f"{path}: {len(rows)} notes and rests, {mean:.2f} bits per note "
@@ -169,12 +169,12 @@ def surprisal_report(model, tokenizer, path: str, output: Path | None,
     for row in surprising[:5]:
         print(f"  {row['surprisal_bits']:6.2f} bits  {row['part']:8s} measure {row['measure']:3d} beat {row['beat']:<5g} "
               f"{row['pitch']} {row['duration']}")
-    html_path = surprisal_page(piece, coloured, rows, places, surprising, mean, stem, path, performance)
+    html_path = surprisal_page(piece, svgs, rows, places, surprising, mean, stem, path, performance)
     print(f"wrote {csv_path}, {png_path} and {html_path}")
     return 0
 
 
-def surprisal_page(piece, coloured, rows, places, surprising, mean: float, stem: Path, source: str,
+def surprisal_page(piece, svgs: list[str], rows, places, surprising, mean: float, stem: Path, source: str,
                    performance: render.Performance) -> Path:
     """The surprisal page: the score with every note coloured by its bits, each with a tooltip,
     a player, the piece's bits per note and its most surprising moments."""
@@ -182,22 +182,20 @@ def surprisal_page(piece, coloured, rows, places, surprising, mean: float, stem:
     labels = {place: f"{row['part']}, measure {row['measure']}, beat {row['beat']:g}: {row['pitch']} "
                      f"{row['duration']}, {row['surprisal_bits']:.2f} bits"
               for place, row in zip(places, rows)}
-    svgs = notation.labelled_svg_pages(coloured, labels)
-    samples, _ = audio.render(piece, instrument=performance.instrument, tempo=performance.tempo,
-                              fermata_hold=performance.fermata_hold)
+    _, encoded, seconds = performance.sound(piece)
     moments = "".join(f"<li>{row['surprisal_bits']:.2f} bits: {page.esc(row['part'])}, measure {row['measure']}, "
                       f"beat {row['beat']:g}, {page.esc(row['pitch'])} {page.esc(row['duration'])}</li>"
                       for row in surprising)
     notes = (f'<p><strong>{mean:.2f} bits per note</strong> over {len(rows)} notes and rests. Colour: dark blue '
              f'expected, through green and yellow, to red surprising; hover or tap a note for its bits.</p>'
              f'<details open><summary>The most surprising moments</summary><ol>{moments}</ol></details>')
-    shown = page.PagePiece(f"Surprisal of {Path(source).name}", svgs, piece.to_text(), render.mp3_bytes(samples),
-                           len(samples) / audio.SAMPLE_RATE, [], notes)
+    shown = page.PagePiece(f"Surprisal of {Path(source).name}", notation.labelled_svg_pages(svgs, labels),
+                           piece.to_text(), encoded, seconds, [], notes)
     html_path = stem.with_name(stem.name + ".surprisal.html")
     return page.write_page(html_path, f"Surprisal of {Path(source).name}", [shown], performance.settings())
 
 
-def evaluation_report(model, tokenizer, metadata, args) -> int:
+def evaluation_report(model, tokenizer, metadata, args, performance: render.Performance) -> int:
     """The scorecard: bits per note beside a Kneser-Ney baseline; music statistics of free samples
     and of harmonizations of every soprano of the split (test, or validation for choosing
     settings), each beside Bach's own chorales of that split."""
@@ -215,8 +213,8 @@ def evaluation_report(model, tokenizer, metadata, args) -> int:
     if not texts["test"] or not texts["validation"]:
         raise UserError(f"{folder}/ needs non-empty validation and test splits")
     stem = args.output.with_suffix("") if args.output else model_dir / "evaluation"
-    for suffix in (".json", ".png", ".html"):
-        check_can_write(stem.with_suffix(suffix), args.overwrite)
+    for path in (stem.with_suffix(".json"), stem.with_suffix(".png"), render.page_path(stem)):
+        check_can_write(path, args.overwrite)
     print(f"scoring the {split} split ({len(texts[split])} pieces)", file=sys.stderr)
     max_length = train_config.get("max_length", 1024)
     model_metrics = lm.evaluate_texts(model, tokenizer, texts[split], max_length)
@@ -250,7 +248,7 @@ def evaluation_report(model, tokenizer, metadata, args) -> int:
          "rule_fallbacks": {"samples": sample_report, "harmonizations": harmonize_report},
          "dataset": str(folder), "split": split, "ngram_order": ngram["order"]}, indent=1) + "\n")
     evaluation.plot_table(columns, stem.with_suffix(".png"))
-    html_path = scorecard_page(columns, stem, samples, harmonized, settings, args)
+    html_path = scorecard_page(columns, stem, samples, harmonized, settings, args, performance)
     print(f"wrote {stem.with_suffix('.json')}, {stem.with_suffix('.png')} and {html_path}")
     return 0
 
@@ -259,7 +257,7 @@ PAGE_EXAMPLES = 2  # free samples and harmonizations each, engraved and played o
 
 
 def scorecard_page(columns: dict, stem: Path, samples: list[str], harmonized: list[str], settings: dict,
-                   args) -> Path:
+                   args, performance: render.Performance) -> Path:
     """The scorecard as a page: the table, the plots, and a few of the pieces to see and hear."""
     from scorelm import evaluation, page
     intro = (f'<section class="block"><h2>Scorecard ({page.esc(args.split)} split)</h2>'
@@ -270,11 +268,12 @@ def scorecard_page(columns: dict, stem: Path, samples: list[str], harmonized: li
     pieces, titles, repairs = [], [], []
     for title, text in chosen:
         parsed, report = language.parse(text)
-        pieces += parsed[:1]
-        titles += [title] * len(parsed[:1])
-        repairs += [report.lines()] * len(parsed[:1])
+        if parsed:
+            pieces.append(parsed[0])
+            titles.append(title)
+            repairs.append(report.lines())
     render.render_pieces(pieces, stem, [], title="Scorecard", titles=titles, repairs=repairs,
-                         performance=render.performance_of(args), intro_html=intro,
+                         performance=performance, intro_html=intro,
                          page_title=f"ScoreLM scorecard: {Path(args.model).name}",
                          settings={"model": args.model, **{k: v for k, v in settings.items() if v}})
     return render.page_path(stem)
@@ -366,15 +365,14 @@ def main(argv: list[str] | None = None) -> int:
             raise UserError(f"--{name.replace('_', '-')} must be at least 1")
     if not args.temperature > 0 or not 0 < args.top_p <= 1:
         raise UserError("--temperature must be positive and --top-p in (0, 1]")
-    render.performance_of(args)  # --tempo and --fermata-hold checked before any work
+    performance = render.performance_of(args)  # --tempo and --fermata-hold checked before any work
 
     model, tokenizer, metadata = sampling.load_model_dir(args.model)
     if args.evaluate:
-        return evaluation_report(model, tokenizer, metadata, args)
+        return evaluation_report(model, tokenizer, metadata, args, performance)
     args.num_samples = args.num_samples or 1
     if args.surprisal:
-        return surprisal_report(model, tokenizer, args.surprisal, args.output, render.performance_of(args),
-                                args.overwrite)
+        return surprisal_report(model, tokenizer, args.surprisal, args.output, performance, args.overwrite)
     num_voices = metadata["voices"]
     vocabulary = sampling.Vocabulary.from_tokenizer(tokenizer)
     forced = harmonization_plan(args.harmonize, vocabulary) if args.harmonize else None
@@ -427,8 +425,8 @@ def main(argv: list[str] | None = None) -> int:
                     "rules switched off": ", ".join(args.skip_rule), "prompt": prompt if prompt.strip() != "|" else None,
                     "melody": str(args.harmonize) if args.harmonize else None,
                     "voice-leading fallbacks": ", ".join(f"{k} {v}" for k, v in rule_report.items())}
-        notes = [melody_source_html(args.harmonize) for _ in pieces] if args.harmonize else None
-        for path in render.render_pieces(pieces, stem, formats, title=title, performance=render.performance_of(args),
+        notes = [melody_source_html(args.harmonize)] * len(pieces) if args.harmonize else None
+        for path in render.render_pieces(pieces, stem, formats, title=title, performance=performance,
                                          settings=settings, repairs=repairs, notes_html=notes,
                                          page_title=f"{title}s" if len(pieces) > 1 else title):
             print(f"wrote {path}", file=sys.stderr)
@@ -438,8 +436,7 @@ def main(argv: list[str] | None = None) -> int:
 def melody_source_html(path: str) -> str:
     """The given melody on a harmonization's page: where it came from, engraved as given."""
     from scorelm import page
-    melody = read_piece(path)
-    melody = language.Piece([language.Measure(m.length, m.voices[:1], m.key, m.time) for m in melody.measures])
+    melody = read_piece(path).top_voice()
     svgs = notation.svg_pages(notation.musicxml_bytes(language.score_from_piece(melody, title="The given melody")))
     scores = "".join(f'<div class="score melody">{page.responsive_svg(svg)}</div>' for svg in svgs)
     return (f'<details open><summary>The melody, from {page.esc(Path(path).name)}</summary>{scores}</details>'

@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     title = args.title or stem.name
     for path in render.render_pieces(pieces, stem, formats, title=title, performance=performance,
                                      with_page=args.page, settings={"text": args.input},
-                                     repairs=repairs_per_piece(text, len(pieces), report)):
+                                     repairs=repairs_per_piece(text, len(pieces), report) if args.page else None):
         print(path)
     return 0
 

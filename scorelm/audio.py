@@ -37,7 +37,6 @@ DEFAULT_INSTRUMENT = "choir"
 SOUNDFONTS = ("/usr/share/sounds/sf2/FluidR3_GM.sf2", "/usr/share/sounds/sf2/default-GM.sf2",
               "/usr/share/soundfonts/default.sf2", "/usr/share/soundfonts/FluidR3_GM.sf2",
               "/opt/homebrew/share/soundfonts/default.sf2", "/usr/local/share/soundfonts/default.sf2")
-AUDIO_FORMATS = {"mp3": ".mp3", "wav": ".wav"}
 
 
 @dataclass(frozen=True)
@@ -227,11 +226,18 @@ def render(piece: language.Piece, *, instrument: str = DEFAULT_INSTRUMENT, tempo
     return samples.astype(np.float32), synth
 
 
-def write_audio(samples: np.ndarray, path: Path) -> Path:
-    """MP3 or WAV by the path's suffix (libsndfile through soundfile: no encoder to install)."""
+def mp3_bytes(samples: np.ndarray) -> bytes:
+    """MP3 of the samples, in memory: for .mp3 files and for pages alike (libsndfile through
+    soundfile: no encoder to install)."""
+    import io
+
     import soundfile
-    if path.suffix == ".mp3":
-        soundfile.write(str(path), samples, SAMPLE_RATE, format="MP3")
-    else:
-        soundfile.write(str(path), samples, SAMPLE_RATE, subtype="PCM_16")
+    buffer = io.BytesIO()
+    soundfile.write(buffer, samples, SAMPLE_RATE, format="MP3")
+    return buffer.getvalue()
+
+
+def write_wav(samples: np.ndarray, path: Path) -> Path:
+    import soundfile
+    soundfile.write(str(path), samples, SAMPLE_RATE, subtype="PCM_16")
     return path

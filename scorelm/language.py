@@ -202,6 +202,10 @@ class Piece:
     def num_voices(self) -> int:
         return len(self.measures[0].voices) if self.measures else 0
 
+    def top_voice(self) -> "Piece":
+        """The piece's top voice alone (its melody), with the same measures and signatures."""
+        return Piece([Measure(m.length, m.voices[:1], m.key, m.time) for m in self.measures])
+
     def voice_events(self, voice: int) -> list[tuple[Fraction, Event]]:
         """(offset from the start of the piece, event) for one voice."""
         out, start = [], Fraction(0)

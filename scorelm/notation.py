@@ -1,10 +1,10 @@
-"""Writing music21 scores as MusicXML, MIDI and engraved sheet music (verovio, then cairosvg)."""
+"""Writing music21 scores as MusicXML and engraved sheet music (verovio SVG, then PNG by cairosvg)."""
 from __future__ import annotations
 
+import html
 import re
 from pathlib import Path
 
-FORMATS = {"musicxml": ".musicxml", "midi": ".mid", "png": ".png"}
 PAGE_WIDTH = 2100  # verovio units (tenths of a staff space at scale 100); about A4 at 40%
 PAGE_HEIGHT_LIMIT = 60000  # verovio's largest page: one tall page instead of many
 
@@ -23,16 +23,6 @@ def musicxml_bytes(score) -> bytes:
         exporter = GeneralObjectExporter(score)
         exporter.makeNotation = False
         return exporter.parse()
-
-
-def write_musicxml(score, path: Path) -> list[Path]:
-    path.write_bytes(musicxml_bytes(score))
-    return [path]
-
-
-def write_midi(score, path: Path) -> list[Path]:
-    score.write("midi", fp=str(path))
-    return [path]
 
 
 def svg_pages(musicxml: bytes, scale: int = 40) -> list[str]:
@@ -62,37 +52,11 @@ def write_png_pages(svgs: list[str], path: Path) -> list[Path]:
     return written
 
 
-WRITERS = {"musicxml": write_musicxml, "midi": write_midi, "png": write_png}
-
-
-def write_score(score, stem: Path, formats: list[str]) -> list[Path]:
-    """Write `score` as stem.musicxml / stem.mid / stem.png for each of `formats`."""
-    written = []
-    for fmt in formats:
-        written += WRITERS[fmt](score, stem.with_name(stem.name + FORMATS[fmt]))
-    return written
-
-
 def piece_stems(stem: Path, count: int) -> list[Path]:
     """One output stem per piece: out, or out-1, out-2, ... when there are several."""
     if count == 1:
         return [stem]
     return [stem.with_name(f"{stem.name}-{number}") for number in range(1, count + 1)]
-
-
-def planned_paths(stem: Path, count: int, formats: list[str]) -> list[Path]:
-    return [s.with_name(s.name + FORMATS[fmt]) for s in piece_stems(stem, count) for fmt in formats]
-
-
-def write_pieces(pieces, stem: Path, formats: list[str], title: str | None = None) -> list[Path]:
-    """Reconstruct each piece as a music21 Score and write it in each format."""
-    from scorelm.language import score_from_piece
-    written = []
-    stems = piece_stems(stem, len(pieces))
-    for number, (piece, piece_stem) in enumerate(zip(pieces, stems), 1):
-        piece_title = title if len(pieces) == 1 or not title else f"{title} ({number})"
-        written += write_score(score_from_piece(piece, title=piece_title), piece_stem, formats)
-    return written
 
 
 def surprisal_score(piece, bits: dict[tuple[int, int, int], float]):
@@ -112,10 +76,6 @@ def surprisal_score(piece, bits: dict[tuple[int, int, int], float]):
             for n, element in enumerate(measure.notesAndRests):
                 element.style.color = matplotlib.colors.to_hex(colours(0.1 + 0.85 * (bits[(voice, index, n)] - low) / span))
     return score
-
-
-def write_surprisal_png(piece, bits: dict[tuple[int, int, int], float], path: Path) -> list[Path]:
-    return write_png(surprisal_score(piece, bits), path)
 
 
 def label_events(svg: str, first_measure: int, labels: dict[tuple[int, int, int], str]) -> tuple[str, int]:
@@ -146,16 +106,15 @@ def label_events(svg: str, first_measure: int, labels: dict[tuple[int, int, int]
         label = titles.get(match.group(1))
         if label is None:
             return match.group(0)
-        import html
         return f'{match.group(0)[:-1]} data-label="{html.escape(label)}"><title>{html.escape(label)}</title>'
 
     return re.sub(r'<g id="([^"]+)" class="(?:note|rest)[^"]*"[^>]*>', add_title, svg), len(measures)
 
 
-def labelled_svg_pages(score, labels: dict[tuple[int, int, int], str]) -> list[str]:
-    """svg_pages with label_events' tooltips on every note and rest."""
+def labelled_svg_pages(svgs: list[str], labels: dict[tuple[int, int, int], str]) -> list[str]:
+    """Engraved pages (svg_pages) with label_events' tooltips on every note and rest."""
     pages, first = [], 0
-    for svg in svg_pages(musicxml_bytes(score)):
+    for svg in svgs:
         svg, count = label_events(svg, first, labels)
         pages.append(svg)
         first += count

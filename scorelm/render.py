@@ -4,7 +4,6 @@ request), and one HTML page for the whole run (scorelm.page). Used by infer.py -
 reconstruct.py."""
 from __future__ import annotations
 
-import io
 import multiprocessing
 import sys
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -24,9 +23,18 @@ class Performance:
     tempo: float = audio.DEFAULT_TEMPO
     fermata_hold: float = audio.FERMATA_HOLD
 
+    def options(self) -> dict:
+        """As keyword arguments of audio.render and audio.write_midi."""
+        return {"instrument": self.instrument, "tempo": self.tempo, "fermata_hold": self.fermata_hold}
+
     def settings(self) -> dict:
         return {"instrument": self.instrument, "tempo": f"{self.tempo:g} quarter notes a minute",
                 "fermatas held": f"{self.fermata_hold:g}x", "synthesiser": audio.synthesiser()}
+
+    def sound(self, piece: language.Piece):
+        """(samples, MP3 bytes, seconds) of the piece played so."""
+        samples, _ = audio.render(piece, **self.options())
+        return samples, audio.mp3_bytes(samples), len(samples) / audio.SAMPLE_RATE
 
 
 def add_performance_arguments(parser) -> None:
@@ -58,13 +66,6 @@ def planned_paths(stem: Path, count: int, formats: list[str], with_page: bool) -
     """Every file render_pieces will write (the first page of each PNG), to refuse overwriting."""
     paths = [s.with_name(s.name + SUFFIXES[fmt]) for s in notation.piece_stems(stem, count) for fmt in formats]
     return paths + ([page_path(stem)] if with_page else [])
-
-
-def mp3_bytes(samples) -> bytes:
-    import soundfile
-    buffer = io.BytesIO()
-    soundfile.write(buffer, samples, audio.SAMPLE_RATE, format="MP3")
-    return buffer.getvalue()
 
 
 def render_pieces(pieces: list[language.Piece], stem: Path, formats: list[str], *, title: str,
@@ -116,10 +117,7 @@ def _render_one(piece: language.Piece, piece_stem: Path, formats: list[str], pie
     svgs = notation.svg_pages(xml) if with_page or "png" in formats else []
     samples = encoded = seconds = None
     if with_page or "mp3" in formats or "wav" in formats:
-        samples, _ = audio.render(piece, instrument=performance.instrument, tempo=performance.tempo,
-                                  fermata_hold=performance.fermata_hold)
-        seconds = len(samples) / audio.SAMPLE_RATE
-        encoded = mp3_bytes(samples)
+        samples, encoded, seconds = performance.sound(piece)
     written = []
     for fmt in formats:
         if fmt == "musicxml":
@@ -128,12 +126,10 @@ def _render_one(piece: language.Piece, piece_stem: Path, formats: list[str], pie
         elif fmt == "png":
             written += notation.write_png_pages(svgs, path[fmt])
         elif fmt == "midi":
-            written.append(audio.write_midi(piece, path[fmt], instrument=performance.instrument,
-                                            tempo=performance.tempo, fermata_hold=performance.fermata_hold,
-                                            title=piece_title))
+            written.append(audio.write_midi(piece, path[fmt], **performance.options(), title=piece_title))
         elif fmt == "mp3":
             path[fmt].write_bytes(encoded)
             written.append(path[fmt])
         elif fmt == "wav":
-            written.append(audio.write_audio(samples, path[fmt]))
+            written.append(audio.write_wav(samples, path[fmt]))
     return written, ((svgs, piece.to_text(), encoded, seconds) if with_page else None)

@@ -106,7 +106,7 @@ def test_render_writes_notation(tiny_model, tmp_path):
 def melody_file(tiny_dataset, folder):
     text = next(t for t in training_texts(tiny_dataset) if "T:3/4" in t.split()[:4])
     piece = language.parse(text)[0][0]
-    melody = language.Piece([language.Measure(m.length, m.voices[:1], m.key, m.time) for m in piece.measures])
+    melody = piece.top_voice()
     path = folder / "melody.musicxml"
     language.score_from_piece(melody).write("musicxml", fp=str(path))
     return path, melody
