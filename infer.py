@@ -141,13 +141,17 @@ def surprisal_report(model, tokenizer, path: str, output: Path | None,
         if where is None:
             continue
         voice, index, offset, event = where
+        if word.startswith("+"):  # a note under the chord's top one: the same event, the next note down
+            place = (voice, index, place[2], place[3] + 1)
+        else:
+            count = position.get((voice, index), 0)
+            position[(voice, index)] = count + 1
+            place = (voice, index, count, 0)
         measure, time = piece.measures[index], times[index]
         bar = language.bar_length(time)
         if index == 0 and measure.length < bar:
             offset += bar - measure.length  # a pickup's notes sit at the end of a full bar
         beat = 1 + float(offset) * int(time.split("/")[1]) / 4
-        place = (voice, index, position.get((voice, index), 0))  # n-th event of this voice's measure
-        position[(voice, index)] = place[2] + 1
         colours[place] = value
         places.append(place)
         rows.append({"part": names[voice], "measure": index if pickup else index + 1, "beat": round(beat, 3),
@@ -189,7 +193,7 @@ def surprisal_page(piece, svgs: list[str], rows, places, surprising, mean: float
     notes = (f'<p><strong>{mean:.2f} bits per note</strong> over {len(rows)} notes and rests. Colour: dark blue '
              f'expected, through green and yellow, to red surprising; hover or tap a note for its bits.</p>'
              f'<details open><summary>The most surprising moments</summary><ol>{moments}</ol></details>')
-    shown = page.PagePiece(f"Surprisal of {Path(source).name}", notation.labelled_svg_pages(svgs, labels),
+    shown = page.PagePiece(f"Surprisal of {Path(source).name}", notation.labelled_svg_pages(svgs, piece, labels),
                            piece.to_text(), encoded, seconds, [], notes)
     html_path = stem.with_name(stem.name + ".surprisal.html")
     return page.write_page(html_path, f"Surprisal of {Path(source).name}", [shown], performance.settings())
@@ -287,8 +291,8 @@ def free_samples(model, tokenizer, metadata, vocabulary, count: int, max_new_tok
     for first in tqdm(range(0, count, 10), desc="sampling", unit="batch", file=sys.stderr):
         samples += sampling.generate_texts(
             model, tokenizer, "|", min(10, count - first), num_voices=voices,
-            voice_ranges=metadata.get("voice_ranges", {}).get(str(voices)), max_new_tokens=max_new_tokens,
-            seed=seed + first, vocabulary=vocabulary, rule_report=report, **settings)
+            voice_ranges=metadata.get("voice_ranges", {}).get(str(voices)), parts=sampling.layout_of(metadata, voices),
+            max_new_tokens=max_new_tokens, seed=seed + first, vocabulary=vocabulary, rule_report=report, **settings)
     return samples, report
 
 
@@ -397,6 +401,7 @@ def main(argv: list[str] | None = None) -> int:
     texts = sampling.generate_texts(
         model, tokenizer, prompt, args.num_samples, constrain=not args.no_constrain, num_voices=num_voices,
         voice_ranges=metadata.get("voice_ranges", {}).get(str(num_voices)), measures=args.measures,
+        parts=sampling.layout_of(metadata, num_voices),
         forced_measures=forced, max_new_tokens=max_new_tokens, temperature=args.temperature, top_k=args.top_k,
         top_p=args.top_p, seed=args.seed, vocabulary=vocabulary, rules="off" if args.no_constrain else args.rules,
         skip_rules=args.skip_rule, rule_report=rule_report)

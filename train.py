@@ -54,17 +54,27 @@ def load_splits(folder: Path) -> dict[str, list[dict]]:
 
 
 def score_metadata(train_records: list[dict]) -> dict:
-    """What sampling needs to know of the training data: the usual number of voices and each
-    voice's pitch range (the constrained decoder keeps voices inside them)."""
+    """What sampling needs to know of the training data: the usual number of voices, each
+    voice's pitch range (the constrained decoder keeps voices inside them) and the usual layout of
+    parts and staves for each number of voices."""
     from collections import Counter
     for record in train_records:
         if "voice_ranges" not in record or "voices" not in record:
             piece = language.parse(record["text"])[0][0]
             record.update(voices=piece.num_voices, voice_ranges=language.voice_ranges(piece))
     ranges = dataset.corpus_voice_ranges(train_records)
+    layouts: dict[int, Counter] = {}
+    for record in train_records:  # the first measure's P words (none in a chorale)
+        header = record["text"].split(" V1 ", 1)[0].split()
+        layouts.setdefault(record["voices"], Counter())[tuple(w for w in header if w.startswith("P:"))] += 1
+    parts = {}
+    for voices, counts in layouts.items():
+        words = counts.most_common(1)[0][0]
+        parts[str(voices)] = [list(language.parse_token(w).staves) for w in words] or None
     return {"format_version": language.FORMAT_VERSION,
             "voices": Counter(r["voices"] for r in train_records).most_common(1)[0][0],
-            "voice_ranges": {str(n): [list(r) for r in per_voice] for n, per_voice in ranges.items()}}
+            "voice_ranges": {str(n): [list(r) for r in per_voice] for n, per_voice in ranges.items()},
+            "parts": parts}
 
 
 # ----------------------------------------------------------------------------- model

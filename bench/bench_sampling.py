@@ -34,7 +34,7 @@ def run_batch(model, tokenizer, metadata, vocabulary, constrain: bool, batch: in
     voices = metadata["voices"]
     start = time.perf_counter()
     texts = sampling.generate_texts(model, tokenizer, "|", batch, constrain=constrain, num_voices=voices,
-                                    voice_ranges=metadata.get("voice_ranges", {}).get(str(voices)),
+                                    voice_ranges=metadata.get("voice_ranges", {}).get(str(voices)), parts=sampling.layout_of(metadata, voices),
                                     max_new_tokens=max_new_tokens, seed=seed, vocabulary=vocabulary,
                                     stop_at_end=False, rules=rules)
     seconds = time.perf_counter() - start

@@ -18,7 +18,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from scorelm import dataset, language  # noqa: E402
+from scorelm import dataset, language, lm, roundtrip  # noqa: E402
 from scorelm.evaluation import sonorities  # noqa: E402
 
 
@@ -62,6 +62,30 @@ def main() -> None:
         print(f"{name:22s} {m['median']:10.0f} {m['mean']:9.1f} {m['vocabulary']:10d} {m['test_oov']:9.2%}")
     print(f"tokens per chorale, ScoreLM / chordified = {ours['mean'] / theirs['mean']:.2f}; "
           f"vocabulary ratio = {ours['vocabulary'] / theirs['vocabulary']:.2f}")
+    print()
+    chorales = [t for texts in splits.values() for t in texts]
+    print(f"{'pieces':40s} {'pieces':>6s} {'words':>7s} {'notes':>7s} {'words/note':>10s}")
+    print(per_note("Bach chorales (this dataset)", chorales))
+    for name, sources in OTHER_MUSIC.items():
+        print(per_note(name, [language.encode_score(score) for source in sources
+                              for score in roundtrip.scores_of(source)]))
+
+
+# Beside the chorales: piano music and string quartets from music21's corpus (ScoreLM's tokens are
+# its words: one word-level token each; a note is a note, rest or chord note, lm.count_notes)
+OTHER_MUSIC = {
+    "piano (Joplin, Chopin, C. Schumann x4)": ["joplin/maple_leaf_rag.mxl", "chopin/mazurka06-2.krn",
+                                              "schumann_clara/polonaise_op1n1.mxl", "schumann_clara/polonaise_op1n2.mxl",
+                                              "schumann_clara/polonaise_op1n3.mxl", "schumann_clara/polonaise_op1n4.mxl"],
+    "string quartets (Haydn, Mozart, Beethoven)": ["haydn/opus74no1/movement4.mxl", "mozart/k155/movement1.mxl",
+                                                   "mozart/k458/movement2.mxl", "beethoven/opus18no1/movement3.krn"],
+}
+
+
+def per_note(name: str, texts: list[str]) -> str:
+    words = sum(len(t.split()) for t in texts)
+    notes = lm.count_notes(texts)
+    return f"{name:40s} {len(texts):6d} {words:7d} {notes:7d} {words / notes:10.2f}"
 
 
 if __name__ == "__main__":

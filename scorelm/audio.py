@@ -84,39 +84,61 @@ def performance(piece: language.Piece, tempo: float = DEFAULT_TEMPO,
     timing = TimeMap(piece, tempo, fermata_hold)
     notes = []
     for voice in range(piece.num_voices):
-        held = None  # (start quarter, MIDI) of a note tied onward
+        held: dict[int, Fraction] = {}  # MIDI -> start (quarters) of a note tied onward
         for onset, event in piece.voice_events(voice):
-            if event.pitch is None:
-                held = None
-                continue
-            midi = language.midi_number(event.pitch)
-            start = held[0] if held and held[1] == midi else onset
-            if event.tie:
-                held = (start, midi)
-                continue
-            held = None
-            notes.append(Sounding(timing.seconds(start), timing.seconds(onset + event.duration), midi, voice))
+            if event.grace:
+                continue  # no duration of its own: not played
+            tied = {language.midi_number(p) for p in event.tied_pitches}
+            starts = {}
+            for pitch in event.pitches:  # every note of a chord
+                midi = language.midi_number(pitch)
+                starts[midi] = held.get(midi, onset)
+            held = {}
+            for midi, start in starts.items():
+                if midi in tied:
+                    held[midi] = start
+                else:
+                    notes.append(Sounding(timing.seconds(start), timing.seconds(onset + event.duration), midi, voice))
     return notes, timing.seconds(piece_quarters(piece))
+
+
+def voices_apart(piece: language.Piece) -> language.Piece:
+    """The piece as a performance sees it: every voice a part of its own (two voices of a piano
+    staff that strike one pitch together are two notes, not one cut short on a shared channel),
+    a voice's absent measures as rests, no grace notes (no duration of their own)."""
+    measures = []
+    for measure in piece.measures:
+        voices = []
+        for events in measure.voices:
+            kept = [e for e in events if not e.grace]
+            voices.append(kept or [language.Event(None, measure.length)])
+        measures.append(language.Measure(measure.length, voices, measure.key, measure.time))
+    return language.Piece(measures)
 
 
 def midi_score(piece: language.Piece, instrument: str = DEFAULT_INSTRUMENT, tempo: float = DEFAULT_TEMPO,
                fermata_hold: float = FERMATA_HOLD, title: str | None = None):
-    """The music21 Score that MIDI files are written from: one part (and channel) per voice, each
+    """The music21 Score that MIDI files are written from: one part (and channel) per voice
+    (voices_apart), each
     on the instrument's General MIDI program, with tempo marks that hold the fermatas."""
     from music21 import instrument as music21_instrument
     from music21 import stream, tempo as music21_tempo
-    score = language.score_from_piece(piece, title=title)
-    for part in score.parts:
+    measured = language.score_from_piece(voices_apart(piece), title=title)
+    # MIDI has no measures: the parts go flat, tied notes joined, so that music21's MIDI writer
+    # does not cut a note at its time signature's bar lines (a measure longer than its signature)
+    score = stream.Score()
+    score.metadata = measured.metadata
+    for part in measured.parts:
+        flat = part.flatten().stripTies(matchByPitch=True)
         player = music21_instrument.Instrument()
         player.midiProgram = INSTRUMENTS[instrument]
-        part.insert(0, player)
-    top = score.parts[0]
-    measures = list(top.getElementsByClass(stream.Measure))
+        flat.insert(0, player)
+        score.insert(0, flat)
+    top = score.parts[0] if score.parts else score.elements[0]
     for at, quarters_per_minute in TimeMap(piece, tempo, fermata_hold).tempo_marks():
-        measure = next((m for m in reversed(measures) if m.offset <= at), measures[0])
         mark = music21_tempo.MetronomeMark(number=round(quarters_per_minute, 3))
         mark.style.hideObjectOnPrint = True
-        measure.insert(float(at - Fraction(measure.offset).limit_denominator(10 ** 6)), mark)
+        top.insert(float(at), mark)
     return score
 
 

@@ -113,7 +113,7 @@ def record_for(piece: language.Piece, record_id: str, source: str, key_name: str
         "time_signature": first.time,
         "measures": len(piece.measures),
         "voices": piece.num_voices,
-        "notes": sum(len(v) for m in piece.measures for v in m.voices),
+        "notes": sum(len(e.pitches) or 1 for m in piece.measures for v in m.voices for e in v),  # chord notes each
         "tokens": len(text.split()),
         "voice_ranges": language.voice_ranges(piece),
         "transposition": "P1",

@@ -78,9 +78,10 @@ def ngram_bits_per_note(tokenizer, train: list[str], validation: list[str], test
 
 # ----------------------------------------------------------------------------- music statistics
 
-def sonorities(timelines: list[list[tuple]]):
+def sonorities(timelines: list[list[tuple]], events: bool = False):
     """(onset, [sounding pitch name or None per voice]) at every moment some voice starts an
-    event; `timelines` holds Piece.voice_events for each voice."""
+    event; `timelines` holds Piece.voice_events for each voice. A chord's top note stands for it;
+    events=True gives the sounding events themselves (None for a voice with none yet)."""
     onsets = sorted({offset for line in timelines for offset, _ in line})
     positions = [0] * len(timelines)
     for onset in onsets:
@@ -88,7 +89,8 @@ def sonorities(timelines: list[list[tuple]]):
         for voice, line in enumerate(timelines):
             while positions[voice] + 1 < len(line) and line[positions[voice] + 1][0] <= onset:
                 positions[voice] += 1
-            sounding.append(line[positions[voice]][1].pitch)
+            event = line[positions[voice]][1] if line else None
+            sounding.append(event if events else event.pitch if event else None)
         yield onset, sounding
 
 
@@ -104,15 +106,17 @@ def piece_statistics(piece: language.Piece) -> dict:
 
     def as_note(name):
         if name not in notes_cache:
-            notes_cache[name] = note.Note(language._music21_pitch_name(name))
+            notes_cache[name] = note.Note(language.music21_pitch_name(name))
         return notes_cache[name]
 
     timelines = [piece.voice_events(voice) for voice in range(piece.num_voices)]
     chords = Counter()
-    for _, sounding in sonorities(timelines):
+    for _, events in sonorities(timelines, events=True):
+        sounding = [event.pitch if event else None for event in events]
         counts["slices"] += 1
         midi = [language.midi_number(p) if p else None for p in sounding]
-        chords[chord_quality(frozenset(m % 12 for m in midi if m is not None))] += 1
+        every = {language.midi_number(p) % 12 for event in events if event for p in event.pitches}  # chords' notes too
+        chords[chord_quality(frozenset(every))] += 1
         for upper in range(len(midi) - 1):
             lower = upper + 1
             if midi[upper] is not None and midi[lower] is not None:
@@ -135,6 +139,8 @@ def piece_statistics(piece: language.Piece) -> dict:
         low, high = SATB_RANGES[voice] if piece.num_voices == 4 else (0, 127)
         last = None
         for _, event in timelines[voice]:
+            if event.grace:
+                continue
             rhythm[language.format_duration(event.duration)] += 1
             if event.pitch:
                 counts["notes"] += 1

@@ -130,8 +130,9 @@ def collate(blocks: list[list[int]], pad_id: int) -> dict:
 
 
 def count_notes(texts) -> int:
-    """Notes and rests: the unit of bits per note, the same whatever the tokenizer."""
-    return sum(1 for text in texts for word in text.split() if word[0] in "ABCDEFG" or word.startswith("R:"))
+    """Notes (a chord's each), grace notes and rests: the unit of bits per note, the same
+    whatever the tokenizer."""
+    return sum(1 for text in texts for word in text.split() if word[0] in "ABCDEFG+" or word.startswith("R:"))
 
 
 # ----------------------------------------------------------------------------- models

@@ -10,19 +10,31 @@ PAGE_HEIGHT_LIMIT = 60000  # verovio's largest page: one tall page instead of ma
 
 
 def musicxml_bytes(score) -> bytes:
-    """MusicXML of a score. music21's exporter first re-notates the score (beams, accidentals,
-    ties at bar lines); on a measure longer than its time signature (an 'L:16' under 'T:1/8')
-    that step can fail (StreamException: a measure added twice). The score from
-    language.score_from_piece is already in measures with its ties, so it is then written as it
-    is, without beams: the notes and their order are the same (the round trip is exact)."""
+    """MusicXML of a score from language.score_from_piece. The score is already in measures with
+    its voices and ties, so music21's re-notation (makeNotation) is left out: it moves what
+    overflows a measure longer than its time signature into the next measure after that
+    measure's own notes (the notes come out of order), and fails on a voice absent from the next
+    measure. What the page needs is done here instead: a duration no single note value writes (5
+    quarters) split into tied notes, accidentals, beams, tuplet brackets. Works on a copy."""
+    import copy
+
+    from music21 import meter, stream
     from music21.exceptions21 import StreamException
     from music21.musicxml.m21ToXml import GeneralObjectExporter
-    try:
-        return GeneralObjectExporter(score).parse()
-    except StreamException:
-        exporter = GeneralObjectExporter(score)
-        exporter.makeNotation = False
-        return exporter.parse()
+    from music21.stream import makeNotation
+    score = copy.deepcopy(score)
+    score.splitAtDurations(recurse=True)
+    for part in score.parts:
+        makeNotation.makeAccidentalsInMeasureStream(part)
+        for measure in part.getElementsByClass(stream.Measure):
+            try:
+                makeNotation.makeBeams(measure, inPlace=True)
+            except (meter.MeterException, StreamException):
+                pass  # no beam grouping fits (a measure longer than its time signature): unbeamed
+            makeNotation.makeTupletBrackets(measure, inPlace=True)
+    exporter = GeneralObjectExporter(score)
+    exporter.makeNotation = False
+    return exporter.parse()
 
 
 def svg_pages(musicxml: bytes, scale: int = 40) -> list[str]:
@@ -59,31 +71,63 @@ def piece_stems(stem: Path, count: int) -> list[Path]:
     return [stem.with_name(f"{stem.name}-{number}") for number in range(1, count + 1)]
 
 
-def surprisal_score(piece, bits: dict[tuple[int, int, int], float]):
+def engraved_order(piece) -> dict[tuple[int, int], list[tuple[int, int, int, int]]]:
+    """Where each note and rest of the piece stands in its engraving: for each (staff, measure
+    index), the places (voice, measure index, n-th event of the voice in the measure, k) of its
+    notes and rests in the order music21 writes them and verovio draws them: the staff's voices
+    in turn, each voice's events in time, a chord's notes from the bottom up (k: 0 for the
+    chord's top note, 1.. for the notes under it, highest first, as in the text)."""
+    order = {}
+    for staff, voices in enumerate(piece.staves):
+        for index, measure in enumerate(piece.measures):
+            places = []
+            for voice in voices:
+                for n, event in enumerate(measure.voices[voice]):
+                    places.extend((voice, index, n, k) for k in range(len(event.chord), -1, -1))
+            order[(staff, index)] = places
+    return order
+
+
+def _engraved_elements(score) -> dict[tuple[int, int], list]:
+    """The music21 notes and rests of a score from language.score_from_piece, per (staff, measure
+    index), in engraved_order's order."""
+    from music21 import chord, stream
+    out = {}
+    for staff, part in enumerate(score.parts):
+        for index, measure in enumerate(part.getElementsByClass(stream.Measure)):
+            containers = list(measure.voices) or [measure]
+            elements = []
+            for container in containers:
+                for element in container.notesAndRests:
+                    elements.extend(element.notes if isinstance(element, chord.Chord) else [element])
+            out[(staff, index)] = elements
+    return out
+
+
+def surprisal_score(piece, bits: dict[tuple[int, int, int, int], float]):
     """The piece as a music21 Score with each note and rest coloured by its surprisal: dark blue
-    for expected, through green and yellow, to red for the most surprising. `bits` is keyed by
-    (voice, measure index, n-th event of that voice in that measure)."""
+    for expected, through green and yellow, to red for the most surprising; a chord's notes each
+    their own. `bits` is keyed as engraved_order's places."""
     import matplotlib
     from matplotlib import colormaps
-    from music21 import stream
     from scorelm.language import score_from_piece
     score = score_from_piece(piece, title="surprisal (blue: expected, red: surprising)")
     low, high = min(bits.values()), max(bits.values())
     span = max(high - low, 1e-9)
     colours = colormaps["turbo"]
-    for voice, part in enumerate(score.parts):
-        for index, measure in enumerate(part.getElementsByClass(stream.Measure)):
-            for n, element in enumerate(measure.notesAndRests):
-                element.style.color = matplotlib.colors.to_hex(colours(0.1 + 0.85 * (bits[(voice, index, n)] - low) / span))
+    elements = _engraved_elements(score)
+    for where, places in engraved_order(piece).items():
+        for place, element in zip(places, elements.get(where, [])):
+            if place in bits:
+                element.style.color = matplotlib.colors.to_hex(colours(0.1 + 0.85 * (bits[place] - low) / span))
     return score
 
 
-def label_events(svg: str, first_measure: int, labels: dict[tuple[int, int, int], str]) -> tuple[str, int]:
+def label_events(svg: str, first_measure: int, labels: dict[tuple, str], order: dict) -> tuple[str, int]:
     """Give each engraved note and rest of one verovio page a tooltip (an SVG <title>) and a
-    data-label: `labels` keyed as surprisal_score's bits. Verovio writes a page's measures in
-    order, each with one staff per voice, each staff's notes and rests in time order, so the n-th
-    note-or-rest of staff v in the page's m-th measure is (v, first_measure + m, n). Returns the
-    SVG and the number of measures on the page."""
+    data-label: `labels` keyed as engraved_order's places, `order` its result. Verovio writes a
+    page's measures in order, each with its staves, each staff's notes and rests in the order
+    music21 wrote them (engraved_order). Returns the SVG and the number of measures on the page."""
     import xml.etree.ElementTree as ET
     svg_ns = "{http://www.w3.org/2000/svg}"
     root = ET.fromstring(svg)
@@ -95,13 +139,12 @@ def label_events(svg: str, first_measure: int, labels: dict[tuple[int, int, int]
     measures = [g for g in root.iter(svg_ns + "g") if "measure" in classes(g)]
     for m, measure in enumerate(measures):
         staves = [g for g in measure if "staff" in classes(g)]
-        for voice, staff in enumerate(staves):
+        for staff_number, staff in enumerate(staves):
             events = [g for g in staff.iter(svg_ns + "g") if classes(g) & {"note", "rest"}]
-            for n, event in enumerate(events):
-                label = labels.get((voice, first_measure + m, n))
+            for place, event in zip(order.get((staff_number, first_measure + m), []), events):
+                label = labels.get(place)
                 if label is not None and event.get("id"):
                     titles[event.get("id")] = label
-
     def add_title(match):
         label = titles.get(match.group(1))
         if label is None:
@@ -111,11 +154,12 @@ def label_events(svg: str, first_measure: int, labels: dict[tuple[int, int, int]
     return re.sub(r'<g id="([^"]+)" class="(?:note|rest)[^"]*"[^>]*>', add_title, svg), len(measures)
 
 
-def labelled_svg_pages(svgs: list[str], labels: dict[tuple[int, int, int], str]) -> list[str]:
-    """Engraved pages (svg_pages) with label_events' tooltips on every note and rest."""
+def labelled_svg_pages(svgs: list[str], piece, labels: dict[tuple, str]) -> list[str]:
+    """Engraved pages (svg_pages) of the piece with label_events' tooltips on every note and rest."""
     pages, first = [], 0
+    order = engraved_order(piece)
     for svg in svgs:
-        svg, count = label_events(svg, first, labels)
+        svg, count = label_events(svg, first, labels, order)
         pages.append(svg)
         first += count
     return pages

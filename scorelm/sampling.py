@@ -19,9 +19,15 @@ from math import lcm
 import numpy as np
 
 from scorelm import language, voice_leading
-from scorelm.language import FOLLOWS, HEADER_KINDS, Grammar, Kind, Token
+from scorelm.language import EVENT_KINDS, FOLLOWS, HEADER_KINDS, Grammar, Kind, Token
 
 UNREACHABLE = 10 ** 6
+# The decoder counts time in ticks, the finest subdivision its vocabulary's durations need: the
+# tables it builds grow with ticks per measure, so durations that need a finer tick than 1/384 of
+# a quarter (binary values to 128ths, triplets; not quintuplets, septuplets, 17-tuplets) are left
+# out of constrained decoding: never chosen, listed in Vocabulary.unplayable. A keyboard corpus
+# has a few (Schumann's 17-tuplet runs); a chorale model none.
+TICKS_PER_QUARTER = 384
 # after these, a TIME or LENGTH may come: which ties are open then decides which lengths may
 LENGTH_MAY_FOLLOW = tuple(kind for kind, after in FOLLOWS.items() if after & {Kind.TIME, Kind.LENGTH})
 _UNSET = object()
@@ -35,10 +41,12 @@ class Vocabulary:
     symbol: dict[int, Token]  # id -> Token
     ids_of: dict[str, int]  # symbol text -> id
     kind: np.ndarray  # per id: index into KINDS, -1 for non-symbols
-    ticks: np.ndarray  # NOTE/REST duration in ticks, else 0
-    pitch: np.ndarray  # NOTE: index into pitches, else -1
-    midi: np.ndarray  # NOTE: MIDI number, else -1
-    tie: np.ndarray  # NOTE: tied onward
+    ticks: np.ndarray  # NOTE/REST duration in ticks, else 0 (and 0 for grace notes)
+    pitch: np.ndarray  # NOTE/CHORD: index into pitches, else -1
+    midi: np.ndarray  # NOTE/CHORD: MIDI number, else -1
+    rank: np.ndarray  # NOTE/CHORD: the pitch's place in a chord's order (language.pitch_rank), else -1
+    tie: np.ndarray  # NOTE/CHORD: tied onward
+    grace: np.ndarray  # NOTE: a grace note
     pitches: list[str]
     tick: Fraction  # the duration of one tick
     structural: list[tuple[int, Token]]  # BAR, END, KEY, TIME, LENGTH, VOICE tokens
@@ -47,6 +55,7 @@ class Vocabulary:
     def from_tokenizer(cls, tokenizer) -> "Vocabulary":
         size = len(tokenizer)
         symbol: dict[int, Token] = {}
+        unplayable: list[str] = []
         special = set(tokenizer.all_special_ids)
         for token_id in range(size):
             if token_id in special:
@@ -55,33 +64,46 @@ class Vocabulary:
             if not text.startswith(" ") or len(text.split()) != 1:
                 continue  # a piece of a symbol, not a whole one
             token = language.parse_token(text.strip())
-            if token is not None:
-                symbol.setdefault(token_id, token)
+            if token is None:
+                continue
+            if token.duration is not None and TICKS_PER_QUARTER % token.duration.denominator:
+                unplayable.append(token.text)  # a 5-, 7- or 17-tuplet value: see TICKS_PER_QUARTER
+                continue
+            symbol.setdefault(token_id, token)
         durations = {t.duration for t in symbol.values() if t.duration is not None}
         tick = Fraction(1, lcm(*(d.denominator for d in durations))) if durations else Fraction(1)
         kind = np.full(size, -1, dtype=np.int8)
         ticks = np.zeros(size, dtype=np.int64)
         pitch = np.full(size, -1, dtype=np.int32)
         midi = np.full(size, -1, dtype=np.int32)
+        rank = np.full(size, -1, dtype=np.int64)
         tie = np.zeros(size, dtype=bool)
+        grace = np.zeros(size, dtype=bool)
         pitches = sorted({t.pitch for t in symbol.values() if t.pitch})
         pitch_index = {p: i for i, p in enumerate(pitches)}
         structural = []
         for token_id, token in symbol.items():
             kind[token_id] = KINDS.index(token.kind)
-            if token.kind in (Kind.NOTE, Kind.REST):
+            if token.kind in EVENT_KINDS:
                 ticks[token_id] = int(token.duration / tick)
                 if token.pitch:
                     pitch[token_id] = pitch_index[token.pitch]
                     midi[token_id] = language.midi_number(token.pitch)
+                    rank[token_id] = _rank(token.pitch)
                     tie[token_id] = token.tie
+                    grace[token_id] = token.grace
             else:
                 structural.append((token_id, token))
-        return cls(size, symbol, {t.text: i for i, t in symbol.items()}, kind, ticks, pitch, midi, tie,
-                   pitches, tick, structural)
+        vocabulary = cls(size, symbol, {t.text: i for i, t in symbol.items()}, kind, ticks, pitch, midi, rank, tie,
+                         grace, pitches, tick, structural)
+        vocabulary.unplayable = sorted(set(unplayable))
+        return vocabulary
 
     def __post_init__(self):
+        self.unplayable: list[str] = []  # words of durations finer than TICKS_PER_QUARTER allows
         self.structural_by_kind = {kind: [(i, t) for i, t in self.structural if t.kind is kind] for kind in Kind}
+        # the pitches a chord may add under its first note (any tie)
+        self.chord_pitches = {t.pitch for t in self.symbol.values() if t.kind is Kind.CHORD}
         self._tables: dict = {}
         self._rule_tables: dict = {}
 
@@ -100,7 +122,13 @@ class Vocabulary:
 
 
 KINDS = list(Kind)
-_NOTE, _REST = KINDS.index(Kind.NOTE), KINDS.index(Kind.REST)
+_NOTE, _REST, _CHORD = KINDS.index(Kind.NOTE), KINDS.index(Kind.REST), KINDS.index(Kind.CHORD)
+
+
+def _rank(pitch: str) -> int:
+    """language.pitch_rank as one comparable number."""
+    midi, step = language.pitch_rank(pitch)
+    return midi * 1000 + step
 
 
 class DecodingTables:
@@ -113,7 +141,7 @@ class DecodingTables:
                        if tok.kind in (Kind.TIME, Kind.LENGTH)] + [int(v.ticks.max()), 1])
         self.in_range = {}
         for number in range(1, num_voices + 1):
-            mask = v.kind == _NOTE
+            mask = (v.kind == _NOTE) | (v.kind == _CHORD)
             if voice_ranges and number <= len(voice_ranges) and voice_ranges[number - 1]:
                 low, high = voice_ranges[number - 1]
                 mask = mask & (v.midi >= low) & (v.midi <= high)
@@ -125,7 +153,7 @@ class DecodingTables:
         self.min_fill = np.full((num_voices + 1, longest + 1), UNREACHABLE, dtype=np.int64)
         self.min_fill[:, 0] = 0
         for number in range(1, num_voices + 1):
-            fillers = (v.kind == _REST) | (self.in_range[number] & ~v.tie)
+            fillers = (v.kind == _REST) | (self.in_range[number] & ~v.tie & (v.kind == _NOTE) & (v.ticks > 0))
             durations = sorted({int(t) for t in v.ticks[fillers]})
             row = [0] + [UNREACHABLE] * longest
             for r in range(1, longest + 1):
@@ -137,7 +165,7 @@ class DecodingTables:
         # remainder the voice can fill
         fillable = self.fillable = self.min_fill < UNREACHABLE  # [voice, ticks]
         self.continuable = np.zeros((num_voices + 1, max(1, len(v.pitches)), longest + 1), dtype=bool)
-        for token_id in np.flatnonzero(v.kind == _NOTE):
+        for token_id in np.flatnonzero((v.kind == _NOTE) & ~v.grace):
             t = int(v.ticks[token_id])
             rooms = np.arange(t, longest + 1)
             self.continuable[:, v.pitch[token_id], rooms] |= fillable[:, rooms - t]
@@ -172,7 +200,7 @@ class ScoreConstraint:
 
     def __init__(self, vocabulary: Vocabulary, tables: DecodingTables, measures: int | None = None,
                  forced_measures: list[list[str]] | None = None, max_tokens: int | None = None,
-                 rules: voice_leading.RuleTables | None = None):
+                 rules: voice_leading.RuleTables | None = None, parts: tuple | None = None):
         self.v = vocabulary
         self.tables = tables
         self._fill = tables.fill
@@ -191,6 +219,9 @@ class ScoreConstraint:
         self.music = voice_leading.VoiceLeading(rules) \
             if rules is not None and rules.mode != "off" and rules.enabled else None
         self.penalty: np.ndarray | None = None  # soft rules: nats off each id's logit this step
+        # the parts and staves a new piece states (the training data's usual layout; None: no P
+        # words, every voice a part of its own): the model chooses the voices' notes, not their layout
+        self.parts = tuple(parts) if parts else ()
 
     # -- following the text
     def advance(self, token_id: int) -> None:
@@ -218,6 +249,8 @@ class ScoreConstraint:
                 self.grammar.advance(token)
                 if self.music is not None:
                     self.music.advance(token, token_id)
+        if self.grammar.parts and self.grammar.last is not Kind.PARTS:
+            self.parts = tuple(self.grammar.parts)  # the prompt stated its own layout
         if self.forced_measures and self.grammar.last is None:
             self._queue_next_measure()
 
@@ -246,7 +279,10 @@ class ScoreConstraint:
         ties = tuple(sorted(g.open_ties.items())) if g.open_ties and g.last in LENGTH_MAY_FOLLOW else bool(g.open_ties)
         state = (g.last, g.measure_index == 0, g.key is None, g.bar_length, g.measure_length, g.voice, g.filled,
                  g.num_voices, g.open_ties.get(g.voice), ties, self.measures is not None, enough_measures,
-                 self._last_measure())
+                 self._last_measure(), g.pending, g.chord_low if g.last in (Kind.NOTE, Kind.CHORD) else None,
+                 g.optional, (tuple(g.parts), self.parts) if g.in_first_measure else None,
+                 # an optional voice with a tie open must appear: which voices may be skipped
+                 frozenset(v for v in g.open_ties if v in g.optional) if g.optional else None)
         entry = self.tables.cache.get(state)
         if entry is None:
             entry = self.tables.cache[state] = self._compute_mask(self._bar_ticks, enough_measures)
@@ -258,7 +294,7 @@ class ScoreConstraint:
                 mask = self.tables.nothing
         if mask is self.tables.nothing:
             self.finished = True
-        elif self.music is not None and g.last in (Kind.VOICE, Kind.NOTE, Kind.REST):
+        elif self.music is not None and g.last in (Kind.VOICE,) + EVENT_KINDS:
             fillable = self.tables.fillable[max(g.voice, 0)]
             mask, self.penalty = self.music.choose(mask, int(g.measure_length / v.tick), self._last_measure(), fillable)
         return mask
@@ -271,8 +307,14 @@ class ScoreConstraint:
         need = np.zeros(v.size, dtype=np.int64)
         measure_ticks = int(g.measure_length / v.tick) if g.measure_length else 0
         candidates = [pair for kind in FOLLOWS[g.last] for pair in v.structural_by_kind[kind]]
+        stating_parts = g.in_first_measure and g.last in (Kind.TIME, Kind.PARTS)
         for token_id, token in candidates:
             if g.violation(token) is not None:
+                continue
+            if stating_parts and token.kind is Kind.PARTS and (
+                    len(g.parts) >= len(self.parts) or token.staves != self.parts[len(g.parts)]):
+                continue
+            if stating_parts and token.kind in (Kind.LENGTH, Kind.VOICE) and len(g.parts) < len(self.parts):
                 continue
             if token.kind is Kind.BAR and g.last is not None and g.last is not Kind.END:
                 if enough_measures:
@@ -289,14 +331,14 @@ class ScoreConstraint:
             if token.kind is Kind.LENGTH and token.duration == g.bar_length:
                 continue  # a length is written only where it differs from the time signature
             if token.kind in HEADER_KINDS:
-                length = measure_ticks if token.kind is Kind.KEY else int(token.duration / v.tick)
+                length = measure_ticks if token.kind in (Kind.KEY, Kind.PARTS) else int(token.duration / v.tick)
                 need[token_id] = 1 + self._closing_cost(0, 0, length)  # room to write the measure it heads
             if token.kind is Kind.VOICE:
                 if self._fill(measure_ticks, token.number) >= UNREACHABLE:
                     continue
                 need[token_id] = 1 + self._closing_cost(token.number, measure_ticks, measure_ticks)
             mask[token_id] = True
-        if Kind.NOTE in FOLLOWS[g.last] and g.voice >= 1:
+        if (Kind.NOTE in FOLLOWS[g.last] or Kind.CHORD in FOLLOWS[g.last]) and g.voice >= 1:
             notes, notes_need = self._note_mask(measure_ticks, bar_ticks)
             mask |= notes
             need = np.where(notes, notes_need, need)
@@ -305,22 +347,43 @@ class ScoreConstraint:
         return mask, need
 
     def _note_mask(self, measure_ticks: int, bar_ticks: int) -> tuple[np.ndarray, np.ndarray]:
+        """Notes, rests, grace notes and chord notes the voice may write next."""
         v, g = self.v, self.grammar
         remaining = int(g.remaining / v.tick)
         after = remaining - v.ticks
-        fits = (v.ticks > 0) & (v.ticks <= remaining) & (self._fill(after, g.voice) < UNREACHABLE)
-        tied_pitch = g.open_ties.get(g.voice)
-        if tied_pitch is not None:
-            if tied_pitch not in v.pitches:
-                return np.zeros(v.size, dtype=bool), np.zeros(v.size, dtype=np.int64)
-            notes = (v.kind == _NOTE) & (v.pitch == v.pitches.index(tied_pitch))
-            mask = fits & notes
-        else:
-            mask = fits & ((v.kind == _REST) | self.tables.in_range[g.voice])
+        in_range = self.tables.in_range[g.voice]
         need = 1 + self._closing_cost(g.voice, after, measure_ticks)
-        # a tie must be continuable: by a note of the same pitch in this measure, or in the next;
-        # none across the last measure's bar line, and none within two measures' worth of tokens
-        # of the budget's end (write towards the end)
+        mask = np.zeros(v.size, dtype=bool)
+        if g.last in (Kind.NOTE, Kind.CHORD):  # the chord may grow downwards
+            below = (v.kind == _CHORD) & (v.rank >= 0) & (v.rank < _rank(g.chord_low))
+            if g.pending:  # it owes tied pitches: only they, or notes between them and the last one
+                owed = np.isin(v.pitch, [v.pitches.index(p) for p in g.pending if p in v.pitches])
+                return self._continuable_ties(below & (in_range | owed) & (v.rank >= max(map(_rank, g.pending))),
+                                              after, need, bar_ticks)
+            mask |= below & in_range
+        if remaining > 0:
+            fits = (v.ticks > 0) & (v.ticks <= remaining) & (self._fill(after, g.voice) < UNREACHABLE)
+            tied = g.open_ties.get(g.voice, ())
+            if tied:
+                # the next event sounds every tied pitch: its first note is the highest of them, or
+                # a note above them with the tied ones as chord notes under it
+                top = max(tied, key=language.pitch_rank)
+                heads = (v.kind == _NOTE) & fits & ~v.grace
+                if all(p in v.chord_pitches for p in tied if p != top):
+                    mask |= heads & (v.pitch == (v.pitches.index(top) if top in v.pitches else -2))
+                if all(p in v.chord_pitches for p in tied):
+                    mask |= heads & in_range & (v.rank > _rank(top))
+            else:
+                mask |= fits & ((v.kind == _REST) | (in_range & (v.kind == _NOTE)))
+        if not g.open_ties.get(g.voice):
+            mask |= v.grace & in_range  # no tie may lead into a grace note
+        return self._continuable_ties(mask, after, need, bar_ticks)
+
+    def _continuable_ties(self, mask, after, need, bar_ticks: int) -> tuple[np.ndarray, np.ndarray]:
+        """A tie must be continuable: by a note of the same pitch in this measure, or in the next;
+        none across the last measure's bar line, and none within two measures' worth of tokens
+        of the budget's end (write towards the end)."""
+        v, g = self.v, self.grammar
         ties = mask & v.tie
         if ties.any():
             continuable = self.tables.continuable[g.voice]
@@ -334,14 +397,15 @@ class ScoreConstraint:
 
     def _complete_measures(self) -> int:
         g = self.grammar
-        closed = g.voice == self.num_voices and g.last in (Kind.NOTE, Kind.REST) and g.remaining == 0
+        closed = g.last in EVENT_KINDS and g.remaining == 0 and not g.pending \
+            and not g.skips_required(self.num_voices + 1)
         return g.measure_index + closed
 
     def _ties_fit(self, measure_ticks: int) -> bool:
         """Every note tied over the bar line can be continued, by its voice, in a measure this long."""
         continuable, pitches = self.tables.continuable, self.v.pitches
         return all(pitch in pitches and continuable[voice, pitches.index(pitch), measure_ticks]
-                   for voice, pitch in self.grammar.open_ties.items())
+                   for voice, tied in self.grammar.open_ties.items() for pitch in tied)
 
     def _last_measure(self) -> bool:
         return self.measures is not None and self.grammar.measure_index + 1 >= self.measures
@@ -403,6 +467,13 @@ def load_model_dir(model_dir: str):
     return model, tokenizer, metadata
 
 
+def layout_of(metadata: dict, voices: int) -> tuple | None:
+    """The layout of parts and staves the model's training pieces of this many voices usually
+    state (None: no P words, every voice a part of its own, as in the chorales)."""
+    layout = metadata.get("parts", {}).get(str(voices))
+    return tuple(tuple(staves) for staves in layout) if layout else None
+
+
 def stop_ids(tokenizer) -> list[int]:
     """Generation ends at || (the end of the piece) or at the end-of-text token."""
     ids = [tokenizer.eos_token_id]
@@ -417,12 +488,14 @@ def generate_texts(model, tokenizer, prompt: str, num_samples: int = 1, *, const
                    forced_measures: list[list[str]] | None = None, max_new_tokens: int = 1024,
                    temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0, seed: int | None = None,
                    vocabulary: Vocabulary | None = None, stop_at_end: bool = True, rules: str = "off",
-                   skip_rules=(), rule_report: dict | None = None) -> list[str]:
+                   skip_rules=(), rule_report: dict | None = None, parts: tuple | None = None) -> list[str]:
     """Sample `num_samples` pieces continuing `prompt`, in one batch with the KV cache.
     stop_at_end=False runs every row for max_new_tokens steps (for timing decoding alone).
     rules: the voice-leading rules' strength (off, soft, hard), all but `skip_rules`;
     rule_report (a dict) receives how often hard mode had to drop each rule, and how many
-    endings were written again (see _rewrite_endings)."""
+    endings were written again (see _rewrite_endings). parts: the layout of parts and staves a
+    new piece states (layout_of(metadata)); None: every voice a part of its own. A layout with
+    several voices on a staff (a piano's) is sampled without the voice-leading rules."""
     import torch
     from transformers import LogitsProcessorList, set_seed
 
@@ -433,6 +506,8 @@ def generate_texts(model, tokenizer, prompt: str, num_samples: int = 1, *, const
     input_ids = torch.tensor([prompt_ids] * num_samples)
     stops = stop_ids(tokenizer)
     processors = LogitsProcessorList()
+    if parts:
+        rules = "off"  # the rules are four-part writing's; a piano's staves of voices are not that
     if constrain:
         vocabulary = vocabulary or Vocabulary.from_tokenizer(tokenizer)
         tables = vocabulary.tables(num_voices, voice_ranges)
@@ -443,7 +518,7 @@ def generate_texts(model, tokenizer, prompt: str, num_samples: int = 1, *, const
         constraints = []
         for _ in range(num_samples):
             constraint = ScoreConstraint(vocabulary, tables, measures, forced_measures,
-                                         None if forced_measures else max_new_tokens, rule_tables)
+                                         None if forced_measures else max_new_tokens, rule_tables, parts)
             constraint.start(prompt_ids)
             constraints.append(constraint)
         processors.append(GrammarLogitsProcessor(constraints, len(prompt_ids), stops + [tokenizer.pad_token_id]))
@@ -472,7 +547,7 @@ def generate_texts(model, tokenizer, prompt: str, num_samples: int = 1, *, const
                    if c.music is not None and texts[row].endswith(language.END) and c.music.end_breaks()]
         for row in rewrite:
             texts[row] = _rewrite_ending(model, tokenizer, texts[row], prompt, seed, row, rule_report,
-                                         num_voices=num_voices, voice_ranges=voice_ranges, temperature=temperature,
+                                         num_voices=num_voices, voice_ranges=voice_ranges, parts=parts, temperature=temperature,
                                          top_k=top_k, top_p=top_p, vocabulary=vocabulary, rules=rules,
                                          skip_rules=skip_rules)
     return texts

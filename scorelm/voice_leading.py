@@ -196,7 +196,8 @@ class VoiceLeading:
                 self.key = token.number  # the home key: a piece ends in the key it began in
         elif kind == "voice":
             self.voice = token.number - 1
-        elif kind in ("note", "rest") and 0 <= self.voice < self.t.num_voices:
+        elif kind in ("note", "rest") and token.duration and 0 <= self.voice < self.t.num_voices:
+            # grace notes (no duration) and a chord's further notes take no part in the rules
             events = self.current[self.voice]
             start = events[-1].end if events else 0
             ticks = int(token.duration / self.t.tick)

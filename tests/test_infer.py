@@ -100,7 +100,8 @@ def test_render_writes_notation(tiny_model, tmp_path):
         assert (tmp_path / f"piece{suffix}").stat().st_size > 0
     from music21 import converter
     score = converter.parse(tmp_path / "piece.musicxml")
-    assert language.encode_score(score) == (tmp_path / "piece.txt").read_text().strip()
+    # the sample as the model wrote it may restate an unchanged signature; the file holds the piece
+    assert language.encode_score(score) == language.parse((tmp_path / "piece.txt").read_text())[0][0].to_text()
 
 
 def melody_file(tiny_dataset, folder):

@@ -14,13 +14,16 @@ TWO_VOICES = "| K:0 T:2/4 V1 C5:1 D5:1~ V2 E4:2 | V1 D5:1 R:1^ V2 G3:0.5 A3:1/3 
 @pytest.mark.parametrize("word, kind", [
     ("|", Kind.BAR), ("||", Kind.END), ("K:-7", Kind.KEY), ("T:3/2", Kind.TIME), ("L:1.5", Kind.LENGTH),
     ("V4", Kind.VOICE), ("C#4:1.5^~", Kind.NOTE), ("Bbb3:1/3", Kind.NOTE), ("R:4^", Kind.REST),
+    ("C4:0", Kind.NOTE), ("+E4", Kind.CHORD), ("+Bb3~", Kind.CHORD), ("P:1", Kind.PARTS), ("P:2/2", Kind.PARTS),
+    ("P:1/3/1", Kind.PARTS),
 ])
 def test_words_of_the_language(word, kind):
     assert parse_token(word).kind is kind
 
 
 @pytest.mark.parametrize("word", [
-    "K:8", "T:4/3", "T:0/4", "L:0", "V0", "H4:1", "C4", "C4:0", "C4:1~^", "R:1~", "C###4:1", "C4:65",
+    "K:8", "T:4/3", "T:0/4", "L:0", "V0", "H4:1", "C4", "C4:0^", "C4:0~", "R:0", "+C4:1", "+R", "+C4^",
+    "P:0", "P:9", "P:1/1/1/1", "P:", "C4:1~^", "R:1~", "C###4:1", "C4:65",
     "C4:1/256", "c4:1", "Cb:1", "",
 ])
 def test_words_outside_the_language(word):
@@ -67,7 +70,20 @@ def _walk(words: str) -> Grammar:
     ("| K:0 T:4/4", "V2", Violation.VOICE_ORDER),
     ("| K:0 T:4/4 V1", "C4:5", Violation.OVERFILL),
     ("| K:0 T:4/4 V1 C4:2", "V2", Violation.UNDERFILL),
-    ("| K:0 T:4/4 V1 C4:2~", "D4:2", Violation.TIE_PITCH),
+    ("| K:0 T:4/4 V1 C4:2~", "B3:2", Violation.TIE_PITCH),
+    ("| K:0 T:4/4 V1 C4:2~ D4:2", "V2", Violation.TIE_PITCH),  # a chord over the tied C4 would do
+    ("| K:0 T:4/4 V1 C4:2~ D4:2", "+B3", Violation.TIE_PITCH),
+    ("| K:0 T:4/4 V1 E4:2~ +C4~ E4:1", "+B3", Violation.TIE_PITCH),  # passes below the tied C4
+    ("| K:0 T:4/4 V1 C4:2~", "C4:0", Violation.TIE_PITCH),  # a grace note cannot hold a tie
+    ("| K:0 T:4/4 V1 C4:2", "+E4", Violation.CHORD_ORDER),
+    ("| K:0 T:4/4 V1 C4:2 +A3", "+A3", Violation.CHORD_ORDER),
+    ("| K:0 T:4/4 V1 R:2", "+E4", Violation.ORDER),
+    ("| K:0 T:4/4 V1", "+E4", Violation.ORDER),
+    ("| K:0 T:4/4 V1 C4:4 |", "P:1", Violation.ORDER),
+    ("| K:0 T:4/4 P:2 V1 C4:4 V2 D4:4 | V1 C4:4", "V3", Violation.TOO_MANY_VOICES),
+    ("| K:0 T:4/4 P:1/2 V1 C4:4 V2 D4:4 V3 E3:4 | V1 C4:4", "V3", Violation.VOICE_ORDER),
+    ("| K:0 T:4/4 P:1/2 V1 C4:4 V2 D4:4 V3 E3:4 | V1 C4:4", "|", Violation.MISSING_VOICES),
+    ("| K:0 T:4/4 P:2 V1 C4:4 V2 E4:4~ | V1 C4:4", "|", Violation.MISSING_VOICES),  # tied into voice 2
     ("| K:0 T:4/4 V1 C4:2~", "R:2", Violation.TIE_PITCH),
     ("| K:0 T:4/4 V1 C4:4~", "||", Violation.OPEN_TIE),
     ("| K:0 T:4/4 V1 C4:4 V2 C4:4 |", "V3", Violation.TOO_MANY_VOICES),
@@ -87,7 +103,7 @@ def test_grammar_tracks_measure_arithmetic():
     # a tie across the bar line binds the voice's first note of the next measure
     grammar = _walk("| K:0 T:2/4 V1 C4:2~ V2 E3:2 | V1")
     assert grammar.violation(parse_token("C4:1")) is None
-    assert grammar.violation(parse_token("Db4:1")) is Violation.TIE_PITCH
+    assert grammar.violation(parse_token("B3:1")) is Violation.TIE_PITCH
 
 
 @pytest.mark.parametrize("text, repairs, expected", [
@@ -113,6 +129,23 @@ def test_grammar_tracks_measure_arithmetic():
      "| K:0 T:2/4 V1 R:2 V2 E3:2 ||"),
     # a signature restated unchanged is valid but not a change: the canonical text omits it
     ("| K:1 T:2/4 V1 G4:2 | K:1 T:2/4 V1 A4:2 ||", {}, "| K:1 T:2/4 V1 G4:2 | V1 A4:2 ||"),
+    # chords, grace notes, parts
+    ("| K:0 T:2/4 V1 C4:2 +E4 +G3 +G3 ||", {"chord note not below the one before it: +E4 dropped": 1,
+                                          "chord note not below the one before it: +G3 dropped": 1},
+     "| K:0 T:2/4 V1 C4:2 +G3 ||"),
+    ("| K:0 T:2/4 V1 E4:1~ +C4~ E4:1 +D4 ||", {"tie to a different pitch or a rest: dropped": 1},
+     "| K:0 T:2/4 V1 E4:1~ +C4 E4:1 +D4 ||"),
+    ("| K:0 T:2/4 V1 E4:1~ +C4~ G4:1 +E4 +C4 ||", {}, "| K:0 T:2/4 V1 E4:1~ +C4~ G4:1 +E4 +C4 ||"),
+    # a grace note after a measure's last note (before the next measure's first) is kept
+    ("| K:0 T:2/4 V1 C4:2 D4:0 | V1 C4:2 ||", {}, "| K:0 T:2/4 V1 C4:2 D4:0 | V1 C4:2 ||"),
+    ("| K:0 T:2/4 V1 C4:1~ B3:0 C4:1 ||", {"tie to a different pitch or a rest: dropped": 1},
+     "| K:0 T:2/4 V1 C4:1 B3:0 C4:1 ||"),
+    ("| K:0 T:2/4 P:1/2 V1 C5:2 V2 E4:2 V3 C3:2 | V1 D5:2 V2 F4:2 ||", {},
+     "| K:0 T:2/4 P:1/2 V1 C5:2 V2 E4:2 V3 C3:2 | V1 D5:2 V2 F4:2 ||"),
+    ("| K:0 T:2/4 P:1/2 V1 C5:2 V2 E4:2 V3 C3:2 | V1 D5:2 V3 F3:2 ||", {"missing voice: filled with rests": 1},
+     "| K:0 T:2/4 P:1/2 V1 C5:2 V2 E4:2 V3 C3:2 | V1 D5:2 V2 R:2 V3 F3:2 ||"),
+    ("| K:0 T:2/4 P:1 V1 C5:2 | P:1 V1 C5:2 ||", {"P:1 out of place: dropped": 1},
+     "| K:0 T:2/4 P:1 V1 C5:2 | V1 C5:2 ||"),
 ])
 def test_repairs(text, repairs, expected):
     pieces, report = parse(text)
@@ -131,6 +164,10 @@ def test_several_pieces_and_nothing():
 def test_transpose_text_respells_pitches_and_key():
     text = "| K:-1 T:2/4 V1 Bb4:1 F#4:1 V2 E3:2 ||"
     assert language.transpose_text(text, "M2") == "| K:1 T:2/4 V1 C5:1 G#4:1 V2 F#3:2 ||"
+    chords = "| K:0 T:2/4 P:2 V1 E4:1~ +C4~ E4:1 +C4 V2 D4:0 G3:2 +E#3 ||"
+    moved = language.transpose_text(chords, "m-3")
+    assert moved == "| K:3 T:2/4 P:2 V1 C#4:1~ +A3~ C#4:1 +A3 V2 B3:0 E3:2 +C##3 ||"
+    assert language.validate(moved) == []
     assert language.transpose_text(text, "m-3") == "| K:2 T:2/4 V1 G4:1 D#4:1 V2 C#3:2 ||"
     # 6 flats down an augmented unison would need 13 flats: not in the language
     assert language.transpose_text("| K:-6 T:2/4 V1 Gb4:2 ||", "A-1") is None
@@ -146,8 +183,8 @@ def test_transposed_chorale_keeps_rhythm_and_moves_every_pitch(chorale_texts):
     for old, new in zip(before, after):
         if old[0] in "ABCDEFG":
             assert old.split(":")[1:] == new.split(":")[1:]
-            old_pitch = pitch.Pitch(language._music21_pitch_name(old.split(":")[0]))
-            new_pitch = pitch.Pitch(language._music21_pitch_name(new.split(":")[0]))
+            old_pitch = pitch.Pitch(language.music21_pitch_name(old.split(":")[0]))
+            new_pitch = pitch.Pitch(language.music21_pitch_name(new.split(":")[0]))
             assert interval.Interval(old_pitch, new_pitch).directedName == "M-2"
         elif old.startswith("K:"):
             assert (old, new) == ("K:3", "K:1")  # A major / F# minor -> G major / E minor
@@ -168,19 +205,57 @@ def test_select_parts_keeps_vocal_parts_in_order():
     assert len(language.select_parts(score)) == 6
 
 
-def test_encoder_fills_gaps_reduces_chords_and_drops_grace_notes():
-    from music21 import chord, meter, note, stream
+def test_encoder_keeps_chords_ties_and_grace_notes_and_fills_gaps():
+    from music21 import chord, meter, note, stream, tie
     part = stream.Part()
-    measure = stream.Measure(number=1)
-    measure.insert(0, meter.TimeSignature("2/4"))
-    measure.insert(0, chord.Chord(["C4", "E4"], quarterLength=1))
-    measure.insert(1.5, note.Note("G4", quarterLength=0.5))
-    measure.insert(1.5, note.Note("A4").getGrace())
-    part.append(measure)
+    first, second = stream.Measure(number=1), stream.Measure(number=2)
+    first.insert(0, meter.TimeSignature("2/4"))
+    first.insert(0, chord.Chord(["C4", "E4", "C4"], quarterLength=1))  # a doubled C is one note
+    held = note.Note("G4", quarterLength=0.5)
+    held.tie = tie.Tie("start")
+    first.insert(1.5, held)
+    first.insert(1.5, note.Note("A4").getGrace())
+    landing = chord.Chord(["E4", "G4"], quarterLength=2)
+    landing.notes[1].tie = tie.Tie("stop")
+    second.insert(0, landing)
+    part.append([first, second])
     stats = language.EncodeStats()
-    assert language.encode_score(part, stats) == "| K:0 T:2/4 V1 C4:1 R:0.5 G4:0.5 ||"
-    assert stats.counts == {"chords reduced to one note": 1, "gaps filled with rests": 1,
-                            "grace notes dropped": 1, "no key signature (K:0 assumed)": 1}
+    assert language.encode_score(part, stats) == "| K:0 T:2/4 V1 E4:1 +C4 R:0.5 A4:0 G4:0.5~ | V1 G4:2 +E4 ||"
+    assert stats.counts == {"gaps filled with rests": 1, "notes doubled in one chord merged": 1,
+                            "no key signature (K:0 assumed)": 1}
+
+
+def test_encoder_keeps_a_pianos_staves_and_voices():
+    """Two PartStaffs braced into one part: the right hand has two voices in its first measure and
+    one in its second (voice 2 absent there); a singer's part above it has one staff."""
+    from music21 import layout, meter, note, stream
+    singer, right, left = stream.Part(), stream.PartStaff(), stream.PartStaff()
+    singer.partName, right.partName, left.partName = "Voice", "Piano", "Piano"
+    for number, (sung, upper, lower, bass) in enumerate([("C5", "G4", "E4", "C3"), ("D5", "A4", None, "F3")], 1):
+        for staff in (singer, right, left):
+            measure = stream.Measure(number=number)
+            if number == 1:
+                measure.insert(0, meter.TimeSignature("2/4"))
+            staff.append(measure)
+        singer.getElementsByClass(stream.Measure)[-1].insert(0, note.Note(sung, quarterLength=2))
+        left.getElementsByClass(stream.Measure)[-1].insert(0, note.Note(bass, quarterLength=2))
+        right_measure = right.getElementsByClass(stream.Measure)[-1]
+        if lower is None:
+            right_measure.insert(0, note.Note(upper, quarterLength=2))
+        else:
+            for voice_id, pitch in (("1", upper), ("2", lower)):
+                voice = stream.Voice(id=voice_id)
+                voice.insert(0, note.Note(pitch, quarterLength=2))
+                right_measure.insert(0, voice)
+    score = stream.Score()
+    for staff in (singer, right, left):
+        score.insert(0, staff)
+    score.insert(0, layout.StaffGroup([right, left], symbol="brace"))
+    text = language.encode_score(score)
+    assert text == "| K:0 T:2/4 P:1 P:2/1 V1 C5:2 V2 G4:2 V3 E4:2 V4 C3:2 | V1 D5:2 V2 A4:2 V4 F3:2 ||"
+    rebuilt = language.score_from_piece(parse(text)[0][0])
+    assert [type(p).__name__ for p in rebuilt.parts] == ["Part", "PartStaff", "PartStaff"]
+    assert language.encode_score(rebuilt) == text
 
 
 @pytest.mark.parametrize("name", ["bach/bwv66.6.mxl", "bach/bwv67.4.xml", "bach/bwv171.6.mxl"])

@@ -47,7 +47,8 @@ def assert_valid_and_stable(text: str) -> None:
         assert again_report.total == 0, (canonical, again_report.lines())
         assert [p.to_text() for p in again] == [canonical]
         # the repaired piece is a real score: it turns into music21 and back into the same text
-        assert language.encode_score(language.score_from_piece(piece)) == canonical
+        # (a length no single note value writes, R:2.5, comes back as the rests a file holds: R:2 R:0.5)
+        assert language.encode_score(language.score_from_piece(piece)) == language.writable(piece).to_text()
 
 
 @settings(max_examples=300, deadline=None)

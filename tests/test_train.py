@@ -258,3 +258,59 @@ def test_malformed_dataset_is_one_line_error(tmp_path, tiny_dataset):
     result = run_script("train.py", "--config", config)
     assert result.returncode == 2 and "cannot read the dataset" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+KEYBOARD = ["schumann_clara/polonaise_op1n1.mxl", "schumann_clara/polonaise_op1n2.mxl",
+            "schumann_clara/polonaise_op1n3.mxl", "schumann_clara/polonaise_op1n4.mxl",
+            "joplin/maple_leaf_rag.mxl", "chopin/mazurka06-2.krn"]
+
+
+def test_a_keyboard_corpus_trains_and_samples_pianos(tmp_path):
+    """Piano pieces from music21's corpus (Clara Schumann's polonaises, Joplin, Chopin) through
+    generate_data.py, train.py and infer.py: the model writes its training pieces' usual layout
+    (a piano with two voices on a staff), chords and voices absent from measures, every sample valid with zero
+    repairs, and reconstruct.py makes a braced piano of it."""
+    from music21 import converter, corpus
+
+    from scorelm import language
+    files = [str(corpus.getWork(name)) for name in KEYBOARD]
+    result = run_script("generate_data.py", "--input", *files, "--output", tmp_path / "data")
+    assert result.returncode == 0, result.stderr
+    config = write_config(tmp_path, dataset=str(tmp_path / "data"), output_dir=str(tmp_path / "model"), max_steps=60,
+                          max_length=256)
+    result = run_script("train.py", "--config", config)
+    assert result.returncode == 0, result.stderr
+    metadata = json.loads((tmp_path / "model" / "scorelm.json").read_text())
+    voices = metadata["voices"]
+    layout = tuple(tuple(staves) for staves in metadata["parts"][str(voices)])
+    train = [json.loads(line) for line in (tmp_path / "data" / "train.jsonl").read_text().splitlines()]
+    assert any(language.parse(r["text"])[0][0].parts == layout for r in train if r["voices"] == voices)
+    assert max(max(staves) for staves in layout) >= 2  # several voices on a staff
+    result = run_script("infer.py", "|", "--model", tmp_path / "model", "--num-samples", 6, "--measures", 4,
+                        "--seed", 2, "-o", tmp_path / "samples.txt")
+    assert result.returncode == 0, result.stderr
+    texts = (tmp_path / "samples.txt").read_text().split("\n")
+    texts = [t for t in texts if t.strip()]
+    assert len(texts) == 6
+    for text in texts:
+        pieces, report = language.parse(text)
+        assert report.total == 0, report.lines()
+        assert len(pieces) == 1 and pieces[0].parts == layout and len(pieces[0].measures) == 4
+    assert any(" +" in text for text in texts)  # chords
+    assert any(any(not events for events in m.voices) for t in texts for m in language.parse(t)[0][0].measures)
+    # surprisal of a piano piece: one row per note, rest and chord note, the page's tooltips on each
+    import csv
+    source = str(corpus.getWork("schumann_clara/polonaise_op1n3.mxl"))
+    result = run_script("infer.py", "--surprisal", source, "--model", tmp_path / "model", "-o", tmp_path / "polo")
+    assert result.returncode == 0, result.stderr
+    rows = list(csv.DictReader(open(tmp_path / "polo.surprisal.csv")))
+    from scorelm import lm
+    text = language.encode_score(converter.parse(source))
+    assert len(rows) == lm.count_notes([text]) and " +" in text
+    page = (tmp_path / "polo.surprisal.html").read_text()
+    assert page.count("<title>") >= 0.9 * len(rows)
+    (tmp_path / "one.txt").write_text(texts[0] + "\n")
+    assert run_script("reconstruct.py", tmp_path / "one.txt").returncode == 0
+    score = converter.parse(tmp_path / "one.musicxml")
+    assert sum(type(p).__name__ == "PartStaff" for p in score.parts) >= 2  # a braced piano
+    assert language.encode_score(score) == language.parse(texts[0])[0][0].to_text()

@@ -119,8 +119,8 @@ def test_interval_arithmetic_agrees_with_music21():
     for upper, lower in itertools.product(names, repeat=2):
         ours = voice_leading.interval_class_of(language.midi_number(upper), voice_leading.diatonic_step(upper),
                                                language.midi_number(lower), voice_leading.diatonic_step(lower))
-        simple = interval.Interval(pitch.Pitch(language._music21_pitch_name(lower)),
-                                   pitch.Pitch(language._music21_pitch_name(upper))).simpleName
+        simple = interval.Interval(pitch.Pitch(language.music21_pitch_name(lower)),
+                                   pitch.Pitch(language.music21_pitch_name(upper))).simpleName
         assert ours == {"P5": 5, "P1": 1}.get(simple, 0), (upper, lower, simple)
 
 
