@@ -46,6 +46,14 @@ def test_parallels_crossings_and_spacing_are_counted():
     assert wide_counts["ends_on_tonic"] == 1 and wide_counts["ends_on_tonic_with_fermata"] == 0  # alto, tenor: none
 
 
+def test_chord_qualities_count_the_notes_of_chords_and_skip_grace_notes():
+    """A piano's chords are sonorities too: a right hand's C-E chord over a bass G is a major
+    triad; a grace note is no note value of the rhythm."""
+    stats = evaluation.piece_statistics(piece("| K:0 T:2/4 P:1/1 V1 E5:0 E4:2 +C4 V2 G3:1 G2:1 ||"))
+    assert stats["chords"] == {"major": 2}
+    assert stats["rhythm"] == {"2": 1, "1": 2}
+
+
 @pytest.mark.parametrize("text, on_tonic", [
     ("| K:0 T:4/4 V1 E5:4^ V2 G4:4^ V3 C4:4^ V4 C3:4^ ||", True),  # C major
     ("| K:0 T:4/4 V1 E5:4^ V2 A4:4^ V3 C#4:4^ V4 A2:4^ ||", True),  # the relative minor, Picardy third
