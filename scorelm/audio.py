@@ -186,9 +186,17 @@ def fluidsynth_render(midi_path: Path, soundfont: Path, sample_rate: int = SAMPL
         wav = Path(folder) / "fluidsynth.wav"
         result = subprocess.run(["fluidsynth", "-ni", "-q", "-g", "0.6", "-r", str(sample_rate), "-F", str(wav),
                                  str(soundfont), str(midi_path)], capture_output=True, text=True)
-        if result.returncode != 0 or not wav.is_file():
-            raise RuntimeError(f"fluidsynth failed: {result.stderr.strip()[-300:]}")
+        if result.returncode != 0 or not wav.is_file() or wav.stat().st_size <= 44:
+            from scorelm.cli import UserError
+            said = " ".join(result.stderr.split())[-200:] or "no sound written"
+            raise UserError(f"fluidsynth could not play {midi_path.name} with {soundfont} ({said}); "
+                            "check the soundfont ($SCORELM_SOUNDFONT) or uninstall fluidsynth to use the built-in organ")
         samples, _ = soundfile.read(str(wav), dtype="float32", always_2d=True)
+    if not np.abs(samples).max(initial=0.0) > 0:  # it plays silence where it cannot load the soundfont
+        from scorelm.cli import UserError
+        said = " ".join(result.stderr.split())[-200:]
+        raise UserError(f"fluidsynth played nothing with {soundfont}{f' ({said})' if said else ''}; check the "
+                        "soundfont ($SCORELM_SOUNDFONT) or uninstall fluidsynth to use the built-in organ")
     return samples.mean(axis=1, keepdims=True)
 
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from scorelm import audio, language, notation, page
-from scorelm.cli import worker_count
+from scorelm.cli import UserError, worker_count
 
 SUFFIXES = {"musicxml": ".musicxml", "midi": ".mid", "png": ".png", "mp3": ".mp3", "wav": ".wav"}
 
@@ -110,7 +110,17 @@ def render_pieces(pieces: list[language.Piece], stem: Path, formats: list[str], 
 
 def _render_one(piece: language.Piece, piece_stem: Path, formats: list[str], piece_title: str,
                 performance: Performance, with_page: bool):
-    """One piece's files, in the order of `formats`; and what its page section needs."""
+    """One piece's files, in the order of `formats`; and what its page section needs. A piece
+    music21 cannot write (a bug of ours or of music21's, not the user's) is one line, naming it."""
+    from music21.exceptions21 import Music21Exception
+    try:
+        return _render_files(piece, piece_stem, formats, piece_title, performance, with_page)
+    except Music21Exception as error:
+        raise UserError(f"{piece_title}: music21 could not write it: {error}") from None
+
+
+def _render_files(piece: language.Piece, piece_stem: Path, formats: list[str], piece_title: str,
+                  performance: Performance, with_page: bool):
     score = language.score_from_piece(piece, title=piece_title)
     xml = notation.musicxml_bytes(score)
     path = {fmt: piece_stem.with_name(piece_stem.name + SUFFIXES[fmt]) for fmt in formats}

@@ -195,3 +195,24 @@ def test_harmonization_page_shows_the_melody_and_its_source(tiny_model, tiny_dat
     assert page.locator(".score.melody svg").count() >= 1 and page_facts(page)["scores"][0] >= 2  # melody + harmonization
     assert str(path) in page.inner_text("header")  # the settings name the melody's file
     page.close()
+
+
+def test_a_failing_fluidsynth_is_a_one_line_error(tmp_path):
+    """FluidSynth installed but failing (a broken build, a soundfont it cannot use): reconstruct.py
+    --audio says so in one line and how to go on, for one piece and for several (rendered in
+    worker processes), not a traceback."""
+    import os
+    fake = tmp_path / "bin" / "fluidsynth"
+    fake.parent.mkdir()
+    fake.write_text("#!/bin/sh\necho 'fluidsynth: error: cannot open audio' >&2\nexit 1\n")
+    fake.chmod(0o755)
+    soundfont = tmp_path / "any.sf2"
+    soundfont.write_bytes(b"RIFF")
+    env = {"PATH": f"{fake.parent}{os.pathsep}{os.environ['PATH']}", "SCORELM_SOUNDFONT": str(soundfont)}
+    for count in (1, 2):
+        text = "\n".join(["| K:0 T:4/4 V1 C5:4 V2 C4:4 ||"] * count) + "\n"
+        (tmp_path / f"p{count}.txt").write_text(text)
+        result = run_script("reconstruct.py", tmp_path / f"p{count}.txt", "--audio", env=env)
+        assert result.returncode == 2 and "Traceback" not in result.stderr
+        assert "fluidsynth could not play" in result.stderr and "cannot open audio" in result.stderr
+        assert len(result.stderr.strip().splitlines()[-1]) > 40
