@@ -132,6 +132,7 @@ def surprisal_report(model, tokenizer, path: str, output: Path | None,
     words = piece.annotated_words()
     names = language.part_names(piece.num_voices)
     rows, colours, position, places = [], {}, {}, []
+    place = (0, 0, 0, 0)  # (voice, measure, n-th event there, k-th note of its chord): notation.engraved_order
     pickup = piece.measures[0].time is not None and \
         piece.measures[0].length < language.bar_length(piece.measures[0].time)
     times = []  # the time signature in force in each measure

@@ -11,7 +11,7 @@ from conftest import run_script
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from scorelm import audio, cli, language, notation, roundtrip
+from scorelm import cli, language, notation, roundtrip
 
 
 @pytest.fixture(scope="module")
