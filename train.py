@@ -165,7 +165,7 @@ def evaluate(accelerator, model, loader, notes: int) -> dict:
     import torch
     model.eval()
     nll, tokens = torch.zeros((), dtype=torch.float64), torch.zeros((), dtype=torch.long)
-    with torch.no_grad():
+    with torch.no_grad(), accelerator.autocast():  # a prepared model autocasts itself; the average does not
         for batch in loader:
             block_nll, block_tokens = lm.token_nll(model, batch)
             block_nll, block_tokens = accelerator.gather_for_metrics((block_nll, block_tokens))
@@ -204,6 +204,23 @@ def train(cfg, accelerator, model, tokenizer, data: dict, resume: Path | None, l
                               num_training_steps=total_steps * accelerator.num_processes)
     scheduler = accelerator.prepare(scheduler)
 
+    averaged = None
+    if cfg.ema_decay:
+        if accelerator.state.deepspeed_plugin is not None:
+            raise UserError("ema_decay does not work with DeepSpeed (its weights are partitioned): set it to 0")
+        from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+        averaged = AveragedModel(accelerator.unwrap_model(model), multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay))
+        accelerator.register_for_checkpointing(averaged)  # saved and restored with every checkpoint
+
+    def validate() -> dict:
+        """Validation metrics of the weights that will be saved (the average, with ema_decay), and
+        of the training weights beside them."""
+        metrics = evaluate(accelerator, model, eval_loader, data["validation_notes"])
+        if averaged is not None:
+            metrics = {**evaluate(accelerator, averaged.module, eval_loader, data["validation_notes"]),
+                       "training_weights": metrics}
+        return metrics
+
     state = {"step": 0, "epoch": 0, "batches_done": 0, "history": {"train": [], "validation": []},
              "config": dataclasses.asdict(cfg)}
     if resume is not None:
@@ -232,6 +249,8 @@ def train(cfg, accelerator, model, tokenizer, data: dict, resume: Path | None, l
                 optimizer.step()
                 scheduler.step()
                 optimizer.zero_grad()
+                if averaged is not None and accelerator.sync_gradients:
+                    averaged.update_parameters(accelerator.unwrap_model(model))
             batches_done += 1
             tokens_seen += int(batch["attention_mask"].sum()) * accelerator.num_processes
             running_loss.append(loss.detach().float())
@@ -249,10 +268,12 @@ def train(cfg, accelerator, model, tokenizer, data: dict, resume: Path | None, l
             accelerator.log({"train/loss": train_loss, "train/lr": scheduler.get_last_lr()[0],
                              "train/tokens_per_second": rate}, step=step)
             if cfg.eval_every and step % cfg.eval_every == 0 and step < total_steps:
-                metrics = evaluate(accelerator, model, eval_loader, data["validation_notes"])
+                metrics = validate()
                 history["validation"].append([step, metrics])
-                accelerator.log({f"validation/{k}": v for k, v in metrics.items()}, step=step)
-                log(f"step {step}: validation loss {metrics['loss']:.4f}, bits/note {metrics['bits_per_note']:.3f}")
+                accelerator.log(flat_metrics(metrics, "validation"), step=step)
+                log(f"step {step}: validation loss {metrics['loss']:.4f}, bits/note {metrics['bits_per_note']:.3f}"
+                    + (f" (training weights: {metrics['training_weights']['bits_per_note']:.3f})"
+                       if averaged is not None else ""))
             stopping = stop.agreed(accelerator)
             if (cfg.save_every and step % cfg.save_every == 0) or stopping:
                 path = save_checkpoint(accelerator, output_dir, state, cfg.keep_checkpoints)
@@ -272,10 +293,24 @@ def train(cfg, accelerator, model, tokenizer, data: dict, resume: Path | None, l
             break
     progress.close()
     if not history["validation"] or history["validation"][-1][0] != state["step"]:
-        metrics = evaluate(accelerator, model, eval_loader, data["validation_notes"])
-        history["validation"].append([state["step"], metrics])
+        history["validation"].append([state["step"], validate()])
+    if averaged is not None:  # the average is what gets saved (the checkpoints hold both)
+        with torch.no_grad():
+            for target, source in zip(accelerator.unwrap_model(model).parameters(), averaged.module.parameters()):
+                target.copy_(source)
     state["history"] = history
     return {"state": state, "model": model, "total_steps": total_steps}
+
+
+def flat_metrics(metrics: dict, prefix: str) -> dict:
+    """{"validation/loss": ..., "validation/training_weights/loss": ...} for the trackers."""
+    flat = {}
+    for key, value in metrics.items():
+        if isinstance(value, dict):
+            flat.update(flat_metrics(value, f"{prefix}/{key}"))
+        else:
+            flat[f"{prefix}/{key}"] = value
+    return flat
 
 
 # ----------------------------------------------------------------------------- results
@@ -291,6 +326,9 @@ def plot_losses(history: dict, path: Path) -> None:
     if history["validation"]:
         steps, metrics = zip(*history["validation"])
         axes.plot(steps, [m["loss"] for m in metrics], "o-", label="validation")
+        if "training_weights" in metrics[-1]:
+            axes.plot(steps, [m["training_weights"]["loss"] for m in metrics], "x--",
+                      label="validation, training weights (without the moving average)")
     axes.set_xlabel("optimizer step")
     axes.set_ylabel("loss per token (nats)")
     axes.legend()

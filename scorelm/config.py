@@ -47,6 +47,9 @@ class TrainConfig:
     max_grad_norm: float = option(1.0, "gradient clipping norm (0: no clipping)")
     epochs: int = option(3, "passes over the training split")
     max_steps: int = option(0, "stop after this many optimizer steps (0: after all epochs)")
+    ema_decay: float = option(0.0, "keep an exponential moving average of the weights with this decay per "
+                                   "optimizer step (e.g. 0.999); validation reports both, the average is saved "
+                                   "(0: off; not with DeepSpeed)")
     eval_every: int = option(200, "optimizer steps between validation runs (0: only at the end)")
     save_every: int = option(500, "optimizer steps between checkpoints (0: only at epoch ends)")
     keep_checkpoints: int = option(2, "checkpoints kept; older ones are deleted")
@@ -72,6 +75,8 @@ class TrainConfig:
                      "cpu_threads"):
             if getattr(self, name) < 0:
                 raise UserError(f"config key {name} must not be negative")
+        if not 0 <= self.ema_decay < 1:
+            raise UserError(f"config key ema_decay must be in [0, 1), not {self.ema_decay}")
         if not self.lr > 0:
             raise UserError("config key lr must be positive")
 

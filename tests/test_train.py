@@ -73,9 +73,36 @@ def test_fine_tune_local_pretrained_model(tmp_path, tiny_dataset):
     assert json.loads((out / "metrics.json").read_text())["test"]["bits_per_note"] > 0
 
 
-def test_exact_resume_after_sigkill(tmp_path, tiny_dataset):
+def test_moving_average_of_the_weights_is_what_gets_saved(tmp_path, tiny_dataset):
+    import torch
+    out = tmp_path / "model"
+    config = write_config(tmp_path, dataset=str(tiny_dataset), output_dir=str(out), max_steps=12, eval_every=6,
+                          save_every=12, ema_decay=0.8)
+    result = run_script("train.py", "--config", config)
+    assert result.returncode == 0, result.stderr
+    assert "(training weights: " in result.stderr
+    validation = json.loads((out / "metrics.json").read_text())["validation"]
+    assert validation["bits_per_note"] != validation["training_weights"]["bits_per_note"]
+    checkpoint = out / "checkpoints" / "step-12"
+    average = torch.load(checkpoint / "custom_checkpoint_0.pkl", weights_only=True)
+    assert int(average["n_averaged"]) == 12
+    saved = safetensors_of(out)
+    training = safetensors_of(checkpoint)
+    differing = 0
+    for name, tensor in saved.items():
+        # transformers 5 saves GPT-NeoX's lm_head under its checkpoint name, embed_out
+        module_name = "lm_head.weight" if name == "embed_out.weight" else name
+        assert torch.equal(tensor, average[f"module.{module_name}"]), name
+        differing += not torch.equal(tensor, training[module_name])
+    assert differing > len(saved) // 2  # the training weights themselves are not what was saved
+    assert run_script("train.py", "--config", config, "--ema_decay", "1", "--overwrite").stderr.strip() \
+        .endswith("config key ema_decay must be in [0, 1), not 1.0")
+
+
+@pytest.mark.parametrize("ema_decay", [0.0, 0.9])
+def test_exact_resume_after_sigkill(tmp_path, tiny_dataset, ema_decay):
     settings = dict(dataset=str(tiny_dataset), max_steps=24, save_every=3, keep_checkpoints=20, epochs=3,
-                    gradient_accumulation_steps=2, eval_every=5)
+                    gradient_accumulation_steps=2, eval_every=5, ema_decay=ema_decay)
     reference = tmp_path / "reference"
     assert run_script("train.py", "--config", write_config(tmp_path, output_dir=str(reference), **settings)).returncode == 0
 
