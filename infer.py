@@ -284,7 +284,8 @@ def scorecard_page(columns: dict, stem: Path, samples: list[str], harmonized: li
     return render.page_path(stem)
 
 
-def free_samples(model, tokenizer, metadata, vocabulary, count: int, max_new_tokens: int, *, seed: int, **settings):
+def free_samples(model, tokenizer, metadata, vocabulary, count: int, max_new_tokens: int | None, *, seed: int,
+                 **settings):
     """`count` new pieces from '|', ten at a time (seeds seed, seed+10, ...), and the rules' report."""
     from tqdm import tqdm
     voices = metadata["voices"]
@@ -330,7 +331,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--temperature", type=float, default=1.0)
     parser.add_argument("--top-k", type=int, default=0, help="sample from the k likeliest tokens (0: all)")
     parser.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling mass")
-    parser.add_argument("--max-new-tokens", type=int, default=1024)
+    parser.add_argument("--max-new-tokens", type=int,
+                        help="most tokens to write (default: what the model's context holds after the prompt; "
+                             "the piece is closed within them)")
     parser.add_argument("--measures", type=int, help="end the piece after N measures")
     parser.add_argument("--key", help="key signature of a new piece: sharps, or a key such as D, Bb, 'F# minor'")
     parser.add_argument("--time", help="time signature of a new piece, e.g. 3/4")
@@ -397,6 +400,10 @@ def main(argv: list[str] | None = None) -> int:
     max_new_tokens = args.max_new_tokens
     if forced:
         max_new_tokens = harmonization_budget(forced, num_voices)
+        if max_new_tokens + 1 > sampling.context_length(model):
+            print(f"note: the melody needs about {max_new_tokens} tokens, more than the model's context of "
+                  f"{sampling.context_length(model)}: the measures beyond it are written from positions the "
+                  f"model was not trained on", file=sys.stderr)
 
     rule_report: dict = {}
     texts = sampling.generate_texts(

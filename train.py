@@ -208,8 +208,15 @@ def train(cfg, accelerator, model, tokenizer, data: dict, resume: Path | None, l
     if cfg.ema_decay:
         if accelerator.state.deepspeed_plugin is not None:
             raise UserError("ema_decay does not work with DeepSpeed (its weights are partitioned): set it to 0")
-        from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
-        averaged = AveragedModel(accelerator.unwrap_model(model), multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay))
+        from torch.optim.swa_utils import AveragedModel
+
+        def moving_average(average, current, count):
+            # the decay warms up, (1 + n) / (10 + n) until it reaches ema_decay, so the average
+            # forgets the first (random) weights within tens of steps, not thousands
+            decay = min(cfg.ema_decay, (1 + int(count)) / (10 + int(count)))
+            return average * decay + current * (1 - decay)
+
+        averaged = AveragedModel(accelerator.unwrap_model(model), avg_fn=moving_average)
         accelerator.register_for_checkpointing(averaged)  # saved and restored with every checkpoint
 
     def validate() -> dict:

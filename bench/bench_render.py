@@ -31,7 +31,7 @@ def main() -> None:
     settings = {"rules": infer.DEFAULT_RULES, "temperature": 1.0}
     infer.free_samples(model, tokenizer, metadata, vocabulary, 2, 64, seed=args.seed + 999, **settings)  # warm-up
     start = time.perf_counter()
-    texts, _ = infer.free_samples(model, tokenizer, metadata, vocabulary, args.samples, 1024, seed=args.seed, **settings)
+    texts, _ = infer.free_samples(model, tokenizer, metadata, vocabulary, args.samples, None, seed=args.seed, **settings)
     sampling_seconds = time.perf_counter() - start
     pieces = [language.parse(text)[0][0] for text in texts]
     with tempfile.TemporaryDirectory() as folder:

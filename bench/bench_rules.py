@@ -50,7 +50,7 @@ def main() -> None:
     for mode in args.modes.split(","):
         for temperature in (float(t) for t in args.temperatures.split(",")):
             start = time.perf_counter()
-            texts, report = infer.free_samples(model, tokenizer, metadata, vocabulary, args.samples, 1024,
+            texts, report = infer.free_samples(model, tokenizer, metadata, vocabulary, args.samples, None,
                                                seed=args.seed, rules=mode, temperature=temperature)
             seconds = time.perf_counter() - start
             cells[f"{mode} t={temperature:g}"] = {**evaluation.music_statistics(texts, reference=bach),

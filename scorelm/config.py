@@ -47,9 +47,9 @@ class TrainConfig:
     max_grad_norm: float = option(1.0, "gradient clipping norm (0: no clipping)")
     epochs: int = option(3, "passes over the training split")
     max_steps: int = option(0, "stop after this many optimizer steps (0: after all epochs)")
-    ema_decay: float = option(0.0, "keep an exponential moving average of the weights with this decay per "
-                                   "optimizer step (e.g. 0.999); validation reports both, the average is saved "
-                                   "(0: off; not with DeepSpeed)")
+    ema_decay: float = option(0.0, "keep an exponential moving average of the weights, its decay per optimizer "
+                                   "step warming up to this (e.g. 0.999); validation reports both, the average "
+                                   "is saved (0: off; not with DeepSpeed)")
     eval_every: int = option(200, "optimizer steps between validation runs (0: only at the end)")
     save_every: int = option(500, "optimizer steps between checkpoints (0: only at epoch ends)")
     keep_checkpoints: int = option(2, "checkpoints kept; older ones are deleted")

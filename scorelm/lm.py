@@ -174,7 +174,7 @@ def build_scratch_model(shape: dict, tokenizer, max_length: int, seed: int):
             close = difflib.get_close_matches(key, allowed, n=1)
             hint = f" (did you mean {close[0]}?)" if close else ""
             raise UserError(f"config key scratch_model: {key!r} is not a GPTNeoXConfig key{hint}")
-    settings = {**SCRATCH_SHAPE, "max_position_embeddings": max(2048, max_length), **shape}
+    settings = {**SCRATCH_SHAPE, "max_position_embeddings": max_length, **shape}
     try:
         config = GPTNeoXConfig(vocab_size=len(tokenizer), bos_token_id=tokenizer.eos_token_id,
                                eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, **settings)

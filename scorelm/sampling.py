@@ -462,6 +462,11 @@ def load_model_dir(model_dir: str):
     model = AutoModelForCausalLM.from_pretrained(folder)
     tokenizer = AutoTokenizer.from_pretrained(folder)
     model.eval()
+    trained = folder / "train_config.json"
+    if trained.is_file():  # a model trained from scratch knows the positions of its training blocks only
+        settings = json.loads(trained.read_text())
+        if settings.get("from_scratch") and 0 < settings.get("max_length", 0) < model.config.max_position_embeddings:
+            model.config.max_position_embeddings = settings["max_length"]  # saved before the config said so
     metadata_file = folder / "scorelm.json"
     metadata = json.loads(metadata_file.read_text()) if metadata_file.is_file() else {"voices": 4, "voice_ranges": {}}
     return model, tokenizer, metadata
@@ -483,13 +488,25 @@ def stop_ids(tokenizer) -> list[int]:
     return ids
 
 
+MIN_NEW_TOKENS = 128  # enough to finish a measure and close the piece, however long the prompt
+
+
+def context_length(model) -> int:
+    """Positions the model was trained on (train.py sets max_position_embeddings to max_length):
+    beyond them a model writes from positions it never learned, and its music falls apart (long
+    free samples turned to runs, rests and grace notes after about 500 tokens)."""
+    return getattr(model.config, "max_position_embeddings", None) or 1024
+
+
 def generate_texts(model, tokenizer, prompt: str, num_samples: int = 1, *, constrain: bool = True,
                    num_voices: int = 4, voice_ranges=None, measures: int | None = None,
-                   forced_measures: list[list[str]] | None = None, max_new_tokens: int = 1024,
+                   forced_measures: list[list[str]] | None = None, max_new_tokens: int | None = None,
                    temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0, seed: int | None = None,
                    vocabulary: Vocabulary | None = None, stop_at_end: bool = True, rules: str = "off",
                    skip_rules=(), rule_report: dict | None = None, parts: tuple | None = None) -> list[str]:
     """Sample `num_samples` pieces continuing `prompt`, in one batch with the KV cache.
+    max_new_tokens None: as many as the model's context holds after the prompt (at least
+    MIN_NEW_TOKENS), so that a new piece closes before the positions the model was never trained on.
     stop_at_end=False runs every row for max_new_tokens steps (for timing decoding alone).
     rules: the voice-leading rules' strength (off, soft, hard), all but `skip_rules`;
     rule_report (a dict) receives how often hard mode had to drop each rule, and how many
@@ -504,6 +521,8 @@ def generate_texts(model, tokenizer, prompt: str, num_samples: int = 1, *, const
         set_seed(seed)
     prompt_ids = lm.piece_ids(tokenizer, prompt) if prompt.strip() else [tokenizer.eos_token_id]
     input_ids = torch.tensor([prompt_ids] * num_samples)
+    if max_new_tokens is None:
+        max_new_tokens = max(MIN_NEW_TOKENS, context_length(model) - len(prompt_ids))
     stops = stop_ids(tokenizer)
     processors = LogitsProcessorList()
     if parts:
@@ -569,7 +588,7 @@ def _rewrite_ending(model, tokenizer, text: str, prompt: str, seed: int | None, 
     for attempt in range(ENDING_TRIES):
         report: dict = {}
         candidate = generate_texts(model, tokenizer, f"{head} {language.BAR}", 1, measures=measures,
-                                   max_new_tokens=1024, seed=None if seed is None else seed * 1009 + row * 31 + attempt,
+                                   max_new_tokens=None, seed=None if seed is None else seed * 1009 + row * 31 + attempt,
                                    rule_report=report, **settings)[0]
         if "final_chord" not in report:  # the final chord rule held all the way
             if rule_report is not None:
@@ -593,7 +612,7 @@ def word_surprisals(model, tokenizer, text: str) -> list[float]:
     source = lm.model_text(text)
     encoded = tokenizer(source, add_special_tokens=False, return_offsets_mapping=True)
     ids = [tokenizer.eos_token_id] + encoded["input_ids"]
-    window = getattr(model.config, "max_position_embeddings", 2048)
+    window = context_length(model)
     bits = torch.zeros(len(ids))
     scored_until = 1  # ids[0] (the piece start) is given, not predicted
     start = 0

@@ -183,3 +183,35 @@ def test_tight_token_budget_still_closes_the_piece(tiny_model, budget):
                         "--max-new-tokens", budget)
     assert result.returncode == 0, result.stderr
     assert_valid_samples(result.stdout, "|", 12)
+
+
+def test_a_new_piece_closes_within_the_models_context(tiny_model, tmp_path):
+    """Beyond the positions a model was trained on its music falls apart, so by default a new
+    piece is closed within them; a model saved before its config recorded that (2048 positions
+    for any scratch model) is read with the length it was trained on."""
+    import json
+    import shutil
+
+    from transformers import AutoTokenizer
+
+    from scorelm import lm, sampling
+    context = json.loads((tiny_model / "train_config.json").read_text())["max_length"]
+    assert json.loads((tiny_model / "config.json").read_text())["max_position_embeddings"] == context
+    result = run_script("infer.py", "|", "--model", tiny_model, "--num-samples", 8, "--seed", 5)
+    assert result.returncode == 0, result.stderr
+    assert_valid_samples(result.stdout, "|", 8)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    lengths = [len(lm.piece_ids(tokenizer, sample)) for sample in result.stdout.splitlines()]
+    # a last measure written again (to close on the tonic) gets MIN_NEW_TOKENS however long the piece
+    assert max(lengths) <= 1 + context + sampling.MIN_NEW_TOKENS
+    longer = run_script("infer.py", "|", "--model", tiny_model, "--num-samples", 8, "--seed", 5,
+                        "--max-new-tokens", 4 * context)
+    assert max(len(lm.piece_ids(tokenizer, s)) for s in longer.stdout.splitlines()) \
+        > 1 + context + sampling.MIN_NEW_TOKENS  # asked for
+
+    older = tmp_path / "older"
+    shutil.copytree(tiny_model, older)
+    config = json.loads((older / "config.json").read_text())
+    (older / "config.json").write_text(json.dumps({**config, "max_position_embeddings": 2048}))
+    model, _, _ = sampling.load_model_dir(str(older))
+    assert sampling.context_length(model) == context
