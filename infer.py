@@ -398,12 +398,17 @@ def main(argv: list[str] | None = None) -> int:
         if existing and not args.overwrite:
             raise UserError(f"{existing[0]} exists; pass --overwrite to replace it")
     max_new_tokens = args.max_new_tokens
+    context = sampling.context_length(model)
     if forced:
         max_new_tokens = harmonization_budget(forced, num_voices)
-        if max_new_tokens + 1 > sampling.context_length(model):
+        if max_new_tokens + 1 > context:
             print(f"note: the melody needs about {max_new_tokens} tokens, more than the model's context of "
-                  f"{sampling.context_length(model)}: the measures beyond it are written from positions the "
-                  f"model was not trained on", file=sys.stderr)
+                  f"{context}: the measures beyond it are written from positions the model was not trained on",
+                  file=sys.stderr)
+    elif max_new_tokens is None and args.measures:
+        # the measures asked for come first, past the context if need be
+        from scorelm import lm
+        max_new_tokens = max(sampling.MEASURES_BUDGET, context - len(lm.piece_ids(tokenizer, prompt)))
 
     rule_report: dict = {}
     texts = sampling.generate_texts(

@@ -489,12 +489,12 @@ def stop_ids(tokenizer) -> list[int]:
 
 
 MIN_NEW_TOKENS = 128  # enough to finish a measure and close the piece, however long the prompt
-MEASURES_BUDGET = 1024  # default budget when a number of measures is asked for
+MEASURES_BUDGET = 1024  # infer.py --measures N without --max-new-tokens: the measures asked for come first
 
 
 def context_length(model) -> int:
-    """Positions the model was trained on (train.py sets max_position_embeddings to max_length):
-    beyond them a model writes from positions it never learned, and its music falls apart (long
+    """Positions the model knows (from scratch, train.py's max_length: load_model_dir sees to it
+    for models saved before the config recorded it; fine-tuned, the pretrained model's): beyond them a model writes from positions it never learned, and its music falls apart (long
     free samples turned to runs, rests and grace notes after about 500 tokens)."""
     return getattr(model.config, "max_position_embeddings", None) or 1024
 
@@ -507,8 +507,7 @@ def generate_texts(model, tokenizer, prompt: str, num_samples: int = 1, *, const
                    skip_rules=(), rule_report: dict | None = None, parts: tuple | None = None) -> list[str]:
     """Sample `num_samples` pieces continuing `prompt`, in one batch with the KV cache.
     max_new_tokens None: as many as the model's context holds after the prompt (at least
-    MIN_NEW_TOKENS), so that a new piece closes before the positions the model was never trained on;
-    with `measures`, at least MEASURES_BUDGET (the measures asked for come first).
+    MIN_NEW_TOKENS), so that a new piece closes before the positions the model was never trained on.
     stop_at_end=False runs every row for max_new_tokens steps (for timing decoding alone).
     rules: the voice-leading rules' strength (off, soft, hard), all but `skip_rules`;
     rule_report (a dict) receives how often hard mode had to drop each rule, and how many
@@ -524,9 +523,7 @@ def generate_texts(model, tokenizer, prompt: str, num_samples: int = 1, *, const
     prompt_ids = lm.piece_ids(tokenizer, prompt) if prompt.strip() else [tokenizer.eos_token_id]
     input_ids = torch.tensor([prompt_ids] * num_samples)
     if max_new_tokens is None:
-        room = context_length(model) - len(prompt_ids)
-        # asked for a number of measures, the piece gets them, past the context if need be
-        max_new_tokens = max(MIN_NEW_TOKENS, room) if measures is None else max(MEASURES_BUDGET, room)
+        max_new_tokens = max(MIN_NEW_TOKENS, context_length(model) - len(prompt_ids))
     stops = stop_ids(tokenizer)
     processors = LogitsProcessorList()
     if parts:
@@ -588,14 +585,11 @@ def _rewrite_ending(model, tokenizer, text: str, prompt: str, seed: int | None, 
     head, _, _ = text.rpartition(f" {language.BAR} ")
     if len(head.split()) < len(prompt.split()):
         return text  # the last measure is the user's own
-    from scorelm import lm
     measures = text.split().count(language.BAR)
-    # the last measure again, within the context (as the piece was): not the budget of --measures
-    budget = max(MIN_NEW_TOKENS, context_length(model) - len(lm.piece_ids(tokenizer, f"{head} {language.BAR}")))
     for attempt in range(ENDING_TRIES):
         report: dict = {}
         candidate = generate_texts(model, tokenizer, f"{head} {language.BAR}", 1, measures=measures,
-                                   max_new_tokens=budget, seed=None if seed is None else seed * 1009 + row * 31 + attempt,
+                                   seed=None if seed is None else seed * 1009 + row * 31 + attempt,
                                    rule_report=report, **settings)[0]
         if "final_chord" not in report:  # the final chord rule held all the way
             if rule_report is not None:
