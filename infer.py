@@ -25,6 +25,7 @@ from scorelm import language, notation, render, sampling, voice_leading
 from scorelm.cli import UserError, check_can_write, run
 
 DEFAULT_RULES = "hard"  # measured on the validation split against off and mixed: README, "Choosing the default"
+DEFAULT_PARTICLES = 4  # measured on the validation split against 1: README, "Particles"
 RENDER_FORMATS = ["musicxml", "midi", "png", "mp3"]
 
 
@@ -226,7 +227,7 @@ def evaluation_report(model, tokenizer, metadata, args, performance: render.Perf
     print("fitting Kneser-Ney n-grams on the training split", file=sys.stderr)
     ngram = evaluation.ngram_bits_per_note(tokenizer, texts["train"], texts["validation"], texts["test"])
     settings = {"rules": args.rules, "skip_rules": args.skip_rule, "temperature": args.temperature,
-                "top_k": args.top_k, "top_p": args.top_p, "seed": args.seed or 0}
+                "top_k": args.top_k, "top_p": args.top_p, "seed": args.seed or 0, "particles": args.particles}
     vocabulary = sampling.Vocabulary.from_tokenizer(tokenizer)
     samples, sample_report = free_samples(model, tokenizer, metadata, vocabulary, args.num_samples or 100,
                                           args.max_new_tokens, **settings)
@@ -348,6 +349,12 @@ def main(argv: list[str] | None = None) -> int:
                         choices=voice_leading.RULE_NAMES,
                         help="switch one rule off (repeatable): " + "; ".join(
                             f"{rule.name}: {rule.what}" for rule in voice_leading.RULES))
+    parser.add_argument("--particles", type=int, default=DEFAULT_PARTICLES, metavar="K",
+                        help="with rules on, write each piece as the survivor of K sequences sampled side by "
+                             "side and resampled by how much of the model's probability the rules leave them, "
+                             "so that voices are not driven into a corner; K times the sequences, about "
+                             f"K/2 times the time (default {DEFAULT_PARTICLES}; 1: each rule-breaking note "
+                             "struck out as it comes)")
     parser.add_argument("--prompt-score", metavar="FILE", help="continue this score (any format music21 reads)")
     parser.add_argument("--prompt-measures", type=int, metavar="N", help="use only its first N measures")
     parser.add_argument("--harmonize", metavar="MELODY_FILE", help="write alto, tenor and bass under this melody")
@@ -367,7 +374,7 @@ def main(argv: list[str] | None = None) -> int:
     render.add_performance_arguments(parser)
     parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
     args = parser.parse_args(argv)
-    for name in ("num_samples", "max_new_tokens", "measures", "prompt_measures", "harmonizations"):
+    for name in ("num_samples", "max_new_tokens", "measures", "prompt_measures", "harmonizations", "particles"):
         value = getattr(args, name)
         if value is not None and value < 1:
             raise UserError(f"--{name.replace('_', '-')} must be at least 1")
@@ -401,10 +408,6 @@ def main(argv: list[str] | None = None) -> int:
     context = sampling.context_length(model)
     if forced:
         max_new_tokens = harmonization_budget(forced, num_voices)
-        if max_new_tokens + 1 > context:
-            print(f"note: the melody needs about {max_new_tokens} tokens, more than the model's context of "
-                  f"{context}: the measures beyond it are written from positions the model was not trained on",
-                  file=sys.stderr)
     elif max_new_tokens is None and args.measures:
         # the measures asked for come first, past the context if need be
         from scorelm import lm
@@ -417,7 +420,7 @@ def main(argv: list[str] | None = None) -> int:
         parts=sampling.layout_of(metadata, num_voices),
         forced_measures=forced, max_new_tokens=max_new_tokens, temperature=args.temperature, top_k=args.top_k,
         top_p=args.top_p, seed=args.seed, vocabulary=vocabulary, rules="off" if args.no_constrain else args.rules,
-        skip_rules=args.skip_rule, rule_report=rule_report)
+        skip_rules=args.skip_rule, rule_report=rule_report, particles=args.particles)
     if rule_report:
         print("voice-leading rules: " + ", ".join(f"{what} {count}" for what, count in rule_report.items()),
               file=sys.stderr)
@@ -440,7 +443,8 @@ def main(argv: list[str] | None = None) -> int:
         settings = {"model": args.model, "seed": args.seed, "temperature": args.temperature,
                     "top-k": args.top_k or None, "top-p": args.top_p if args.top_p < 1 else None,
                     "rules": "off (unconstrained)" if args.no_constrain else args.rules,
-                    "rules switched off": ", ".join(args.skip_rule), "prompt": prompt if prompt.strip() != "|" else None,
+                    "rules switched off": ", ".join(args.skip_rule), "particles": args.particles if args.particles > 1 else None,
+                    "prompt": prompt if prompt.strip() != "|" else None,
                     "melody": str(args.harmonize) if args.harmonize else None,
                     "voice-leading fallbacks": ", ".join(f"{k} {v}" for k, v in rule_report.items())}
         notes = [melody_source_html(args.harmonize)] * len(pieces) if args.harmonize else None

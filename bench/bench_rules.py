@@ -39,6 +39,8 @@ def main() -> None:
     parser.add_argument("--modes", default=",".join(voice_leading.MODES))
     parser.add_argument("--temperatures", default="0.7,0.85,1.0")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--particles", type=int, default=infer.DEFAULT_PARTICLES,
+                        help=f"particles per piece (default {infer.DEFAULT_PARTICLES}, infer.py's)")
     parser.add_argument("--json", type=Path, help="also write every cell's statistics here")
     args = parser.parse_args()
     model, tokenizer, metadata, vocabulary = trained_model(args.model)
@@ -51,12 +53,14 @@ def main() -> None:
         for temperature in (float(t) for t in args.temperatures.split(",")):
             start = time.perf_counter()
             texts, report = infer.free_samples(model, tokenizer, metadata, vocabulary, args.samples, None,
-                                               seed=args.seed, rules=mode, temperature=temperature)
+                                               seed=args.seed, rules=mode, temperature=temperature,
+                                               particles=args.particles)
             seconds = time.perf_counter() - start
             cells[f"{mode} t={temperature:g}"] = {**evaluation.music_statistics(texts, reference=bach),
                                                   "seconds": seconds, "fallbacks": report}
             print(f"  {mode} t={temperature:g}: {seconds:.0f} s, fallbacks {report}", file=sys.stderr, flush=True)
-    print(f"model {args.model}, {args.samples} free samples per cell, Bach = {len(bach_texts)} {args.split} chorales")
+    print(f"model {args.model}, {args.samples} free samples per cell, {args.particles} particle(s) a piece, "
+          f"Bach = {len(bach_texts)} {args.split} chorales")
     print(f"{'':14s}" + "".join(f"{name:>12s}" for name, _ in COLUMNS) + f"{'s/sample':>10s}")
     for name, cell in cells.items():
         print(f"{name:14s}" + "".join(f"{cell[key]:12.3f}" for _, key in COLUMNS)

@@ -219,6 +219,12 @@ class ScoreConstraint:
         self.music = voice_leading.VoiceLeading(rules) \
             if rules is not None and rules.mode != "off" and rules.enabled else None
         self.penalty: np.ndarray | None = None  # soft rules: nats off each id's logit this step
+        # particle sampling weighs each step by the mass the rules leave of what the grammar allows:
+        # with weigh_steps, allowed() keeps the grammar's own mask (before the rules)
+        # and counts the rules hard mode had to give up on this step
+        self.weigh_steps = False
+        self.grammar_mask: np.ndarray | None = None
+        self.rules_given_up = 0
         # the parts and staves a new piece states (the training data's usual layout; None: no P
         # words, every voice a part of its own): the model chooses the voices' notes, not their layout
         self.parts = tuple(parts) if parts else ()
@@ -251,8 +257,9 @@ class ScoreConstraint:
                     self.music.advance(token, token_id)
         if self.grammar.parts and self.grammar.last is not Kind.PARTS:
             self.parts = tuple(self.grammar.parts)  # the prompt stated its own layout
-        if self.forced_measures and self.grammar.last is None:
-            self._queue_next_measure()
+        if self.forced_measures and (self.grammar.last is None or
+                                     self._complete_measures() > self.grammar.measure_index):
+            self._queue_next_measure()  # the first measure, or the one after a prompt of whole measures
 
     def _queue_next_measure(self) -> None:
         index = self.grammar.measure_index + 1
@@ -265,12 +272,13 @@ class ScoreConstraint:
         rows and steps: treat the array as read-only."""
         v, g = self.v, self.grammar
         self.penalty = None
+        self.rules_given_up = 0
         if self.finished:
             return self.tables.nothing
-        if self.forced:
-            mask = np.zeros(v.size, dtype=bool)
-            mask[self.forced[0]] = True
-            return mask
+        if self.forced:  # a given melody's note: not weighed (its own probability would favour the
+            # particles whose lower voices have written more notes by then, not the better ones)
+            self.grammar_mask = self._forced_mask()
+            return self.grammar_mask
         if g.bar_length is not self._bar_length:  # a new time signature (rare): recompute what it decides
             self._bar_length = g.bar_length
             self._bar_ticks = int(g.bar_length / v.tick) if g.bar_length else 0
@@ -294,10 +302,26 @@ class ScoreConstraint:
                 mask = self.tables.nothing
         if mask is self.tables.nothing:
             self.finished = True
-        elif self.music is not None and g.last in (Kind.VOICE,) + EVENT_KINDS:
+        self.grammar_mask = mask
+        if mask is not self.tables.nothing and self.music is not None and g.last in (Kind.VOICE,) + EVENT_KINDS:
             fillable = self.tables.fillable[max(g.voice, 0)]
+            given_up = sum(self.music.dropped.values())
             mask, self.penalty = self.music.choose(mask, int(g.measure_length / v.tick), self._last_measure(), fillable)
+            self.rules_given_up = sum(self.music.dropped.values()) - given_up
         return mask
+
+    def _forced_mask(self) -> np.ndarray:
+        mask = np.zeros(self.v.size, dtype=bool)
+        mask[self.forced[0]] = True
+        return mask
+
+    def copy(self) -> "ScoreConstraint":
+        """An independent copy of this sequence's state (particle sampling duplicates sequences);
+        the vocabulary and the tables stay shared."""
+        shared = {id(self.v): self.v, id(self.tables): self.tables}
+        if self.music is not None:
+            shared[id(self.music.t)] = self.music.t
+        return copy.deepcopy(self, shared)
 
     def _compute_mask(self, bar_ticks: int, enough_measures: bool) -> tuple[np.ndarray, np.ndarray]:
         """The ids allowed in this grammar state, and for each the token budget it needs (the
@@ -427,12 +451,15 @@ class GrammarLogitsProcessor:
             for token_id in new_ids:
                 constraint.advance(token_id)
         self.seen = length
-        rows, penalties = [], []
+        rows, penalties, grammar_rows = [], [], []
         for constraint in self.constraints:
             mask = constraint.allowed()
             rows.append(self.after_end if constraint.finished else mask)
             penalties.append(None if constraint.finished else constraint.penalty)
+            if constraint.weigh_steps:
+                grammar_rows.append(self.after_end if constraint.finished else constraint.grammar_mask | mask)
         forbidden = np.logical_not(np.stack(rows))
+        self.grammar_allowed = np.stack(grammar_rows) if grammar_rows else None  # for particle weights
         width = scores.shape[1]
         if any(p is not None for p in penalties):  # soft rules
             size = forbidden.shape[1]
@@ -504,7 +531,8 @@ def generate_texts(model, tokenizer, prompt: str, num_samples: int = 1, *, const
                    forced_measures: list[list[str]] | None = None, max_new_tokens: int | None = None,
                    temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0, seed: int | None = None,
                    vocabulary: Vocabulary | None = None, stop_at_end: bool = True, rules: str = "off",
-                   skip_rules=(), rule_report: dict | None = None, parts: tuple | None = None) -> list[str]:
+                   skip_rules=(), rule_report: dict | None = None, parts: tuple | None = None,
+                   particles: int = 1) -> list[str]:
     """Sample `num_samples` pieces continuing `prompt`, in one batch with the KV cache.
     max_new_tokens None: as many as the model's context holds after the prompt (at least
     MIN_NEW_TOKENS), so that a new piece closes before the positions the model was never trained on.
@@ -513,7 +541,10 @@ def generate_texts(model, tokenizer, prompt: str, num_samples: int = 1, *, const
     rule_report (a dict) receives how often hard mode had to drop each rule, and how many
     endings were written again (see _rewrite_endings). parts: the layout of parts and staves a
     new piece states (layout_of(metadata)); None: every voice a part of its own. A layout with
-    several voices on a staff (a piano's) is sampled without the voice-leading rules."""
+    several voices on a staff (a piano's) is sampled without the voice-leading rules.
+    particles > 1: each piece is the survivor of that many sequences sampled side by side and
+    resampled by how much of the model's probability the rules leave them (_sample_particles);
+    without rules, one."""
     import torch
     from transformers import LogitsProcessorList, set_seed
 
@@ -521,13 +552,20 @@ def generate_texts(model, tokenizer, prompt: str, num_samples: int = 1, *, const
     if seed is not None:
         set_seed(seed)
     prompt_ids = lm.piece_ids(tokenizer, prompt) if prompt.strip() else [tokenizer.eos_token_id]
-    input_ids = torch.tensor([prompt_ids] * num_samples)
     if max_new_tokens is None:
         max_new_tokens = max(MIN_NEW_TOKENS, context_length(model) - len(prompt_ids))
+    # a harmonization longer than the context is written in windows of it (_harmonize_on)
+    windows = bool(forced_measures) and constrain and stop_at_end and \
+        max_new_tokens > context_length(model) - len(prompt_ids) > 0
+    if windows:
+        max_new_tokens = context_length(model) - len(prompt_ids)
     stops = stop_ids(tokenizer)
     processors = LogitsProcessorList()
     if parts:
         rules = "off"  # the rules are four-part writing's; a piano's staves of voices are not that
+    if rules == "off" or not constrain:
+        particles = 1  # nothing to weigh them by: every particle is as likely as the next
+    input_ids = torch.tensor([prompt_ids] * (num_samples * particles))
     if constrain:
         vocabulary = vocabulary or Vocabulary.from_tokenizer(tokenizer)
         tables = vocabulary.tables(num_voices, voice_ranges)
@@ -536,19 +574,26 @@ def generate_texts(model, tokenizer, prompt: str, num_samples: int = 1, *, const
             enabled = [name for name in voice_leading.RULE_NAMES if name not in skip_rules]
             rule_tables = vocabulary.rule_tables(num_voices, rules, enabled)
         constraints = []
-        for _ in range(num_samples):
+        for _ in range(num_samples * particles):
             constraint = ScoreConstraint(vocabulary, tables, measures, forced_measures,
                                          None if forced_measures else max_new_tokens, rule_tables, parts)
             constraint.start(prompt_ids)
             constraints.append(constraint)
         processors.append(GrammarLogitsProcessor(constraints, len(prompt_ids), stops + [tokenizer.pad_token_id]))
-    generation_config = copy.deepcopy(model.generation_config)
-    generation_config.update(do_sample=True, temperature=temperature, top_k=top_k or None, top_p=top_p,
-                             max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id,
-                             eos_token_id=stops if stop_at_end else None)
-    with torch.no_grad():
-        output = model.generate(input_ids, attention_mask=torch.ones_like(input_ids),
-                                generation_config=generation_config, logits_processor=processors)
+    if particles > 1 and constrain:
+        for constraint in constraints:
+            constraint.weigh_steps = True
+        output, constraints = _sample_particles(model, input_ids, processors[0], particles, max_new_tokens,
+                                                stops if stop_at_end else [], tokenizer.pad_token_id,
+                                                temperature=temperature, top_k=top_k, top_p=top_p)
+    else:
+        generation_config = copy.deepcopy(model.generation_config)
+        generation_config.update(do_sample=True, temperature=temperature, top_k=top_k or None, top_p=top_p,
+                                 max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id,
+                                 eos_token_id=stops if stop_at_end else None)
+        with torch.no_grad():
+            output = model.generate(input_ids, attention_mask=torch.ones_like(input_ids),
+                                    generation_config=generation_config, logits_processor=processors)
     if constrain and rule_report is not None:
         for constraint in constraints:
             if constraint.music is not None:
@@ -561,6 +606,13 @@ def generate_texts(model, tokenizer, prompt: str, num_samples: int = 1, *, const
         if language.END in words:
             words = words[:words.index(language.END) + 1]
         texts.append(" ".join(words))
+    if windows:
+        for row, text in enumerate(texts):
+            if not text.endswith(language.END):
+                texts[row] = _harmonize_on(model, tokenizer, text, forced_measures, seed, row, rule_report,
+                                           num_voices=num_voices, voice_ranges=voice_ranges, parts=parts,
+                                           temperature=temperature, top_k=top_k, top_p=top_p, vocabulary=vocabulary,
+                                           rules=rules, skip_rules=skip_rules, particles=particles)
     if constrain and rules != "off" and "final_chord" not in skip_rules and measures is None \
             and not forced_measures and stop_at_end:
         rewrite = [row for row, c in enumerate(constraints)
@@ -569,8 +621,174 @@ def generate_texts(model, tokenizer, prompt: str, num_samples: int = 1, *, const
             texts[row] = _rewrite_ending(model, tokenizer, texts[row], prompt, seed, row, rule_report,
                                          num_voices=num_voices, voice_ranges=voice_ranges, parts=parts, temperature=temperature,
                                          top_k=top_k, top_p=top_p, vocabulary=vocabulary, rules=rules,
-                                         skip_rules=skip_rules)
+                                         skip_rules=skip_rules, particles=particles)
     return texts
+
+
+def _harmonize_on(model, tokenizer, text: str, forced_measures: list[list[str]], seed: int | None, row: int,
+                  rule_report, **settings) -> str:
+    """A harmonization that reached the end of the model's context, finished in windows: the
+    measure it was writing is dropped, the last measures that fit in half the context become the
+    next window's prompt (their key and time signatures stated again), and the next melody
+    measures are harmonized within the context after it; until the melody ends. A model writing
+    past the positions it was trained on loses its way (see context_length); this keeps every
+    note it writes within them, the previous measures always in view."""
+    from scorelm import lm
+    from scorelm.cli import UserError
+    context = context_length(model)
+    words = text.split()
+    for window in range(1, len(forced_measures) + 1):
+        if words[-1] == language.END:
+            break
+        kept = words[:len(words) - words[::-1].index(language.BAR) - 1]  # without the measure cut off
+        done = kept.count(language.BAR)
+        new = []
+        for most_tokens in (context // 2, 0):  # if not even one measure fits after it: the last measure alone
+            prompt = _window_prompt(kept, most_tokens, tokenizer)
+            shown = prompt.count(language.BAR)
+            result = generate_texts(model, tokenizer, prompt, 1, forced_measures=[[]] * shown + forced_measures[done:],
+                                    max_new_tokens=context - len(lm.piece_ids(tokenizer, prompt)),
+                                    seed=None if seed is None else seed * 1013 + row * 37 + window,
+                                    rule_report=rule_report, **settings)[0]
+            new = result.split()[len(prompt.split()):]
+            if language.END in new or new.count(language.BAR) >= 2:
+                break
+        else:
+            raise UserError(f"measure {done + 1} of the melody does not fit in the model's context of {context} "
+                            "tokens with the measure before it")
+        words = kept + new
+    return " ".join(words)
+
+
+def _window_prompt(words: list[str], most_tokens: int, tokenizer) -> str:
+    """The last complete measures of `words` that fit in `most_tokens` (at least one), as a piece
+    of their own: the key and time signatures in force stated in its first measure. Built on the
+    words, not on a parse: a parse would drop a tie still open into the next measure."""
+    from scorelm import lm
+    bars = [i for i, word in enumerate(words) if word == language.BAR]
+    chosen = None
+    for start in reversed(bars):
+        stated = {word[:2]: word for word in words[:start] if word[:2] in ("K:", "T:")}  # the last of each
+        header_end = start + 1
+        while header_end < len(words) and words[header_end][:2] in ("K:", "T:", "P:", "L:"):
+            header_end += 1
+        header = {word[:2]: word for word in words[start + 1:header_end]}
+        first = [stated.get(kind) if kind not in header else header[kind] for kind in ("K:", "T:")]
+        rest = [word for word in words[start + 1:header_end] if word[:2] not in ("K:", "T:")]
+        text = " ".join([language.BAR] + [word for word in first if word] + rest + words[header_end:])
+        if chosen is not None and len(lm.piece_ids(tokenizer, text)) > most_tokens:
+            break
+        chosen = text
+    return chosen
+
+
+GIVE_UP_NATS = 4.0  # a particle's weight when hard mode gives up a rule: as soft mode's penalty
+RESAMPLE_BELOW = 0.5  # resample a piece's particles when their effective number falls below this share
+
+
+def _sample_particles(model, input_ids, processor: GrammarLogitsProcessor, particles: int, max_new_tokens: int,
+                      stops: list[int], pad_id: int, *, temperature: float, top_k: int, top_p: float):
+    """Sequential Monte Carlo sampling under the rules: the pieces the model would write, given
+    that they keep the rules, rather than the pieces it writes when each note that breaks a rule
+    is struck out as it comes.
+
+    Striking notes out one at a time is greedy: the tenor is written before the bass, so when
+    every step the bass would take makes parallels with it, the bass must leap where Bach would
+    have written another tenor note. Here each piece is `particles` sequences sampled side by
+    side, each weighed at every step by the share of the model's probability that the grammar's
+    choices keep under the rules (a harmonization's given melody notes weigh nothing: sequences
+    are compared at equal lengths, and the melody's own probability would favour those whose lower
+    voices had written more notes by then, which made busy eighth-note basses). When a
+    piece's weights grow uneven, its sequences are resampled by weight (systematic resampling,
+    copying the KV cache's rows and the grammar states), so that sequences in a corner give way
+    to sequences that are not; at the end one is drawn by weight. transformers' generate() has
+    no hook to reorder its rows in mid-run, hence this loop; its sampling warpers are the
+    library's. Returns the chosen rows (prompt included) and their constraints."""
+    import torch
+    from transformers import (DynamicCache, LogitsProcessorList, TemperatureLogitsWarper, TopKLogitsWarper,
+                              TopPLogitsWarper)
+
+    warpers = LogitsProcessorList()
+    if temperature != 1.0:
+        warpers.append(TemperatureLogitsWarper(temperature))
+    if top_k:
+        warpers.append(TopKLogitsWarper(top_k))
+    if top_p < 1.0:
+        warpers.append(TopPLogitsWarper(top_p))
+    rows = input_ids.shape[0]
+    pieces = rows // particles
+    log_weights = torch.zeros(rows, dtype=torch.float64)
+    unfinished = torch.ones(rows, dtype=torch.bool)
+    stop_tensor = torch.tensor(stops or [-1])
+    cache = DynamicCache()
+    step_input = input_ids
+    for _ in range(max_new_tokens):
+        with torch.no_grad():
+            logits = model(input_ids=step_input, cache=cache, use_cache=True).logits[:, -1, :].float()
+        scores = processor(input_ids, logits)
+        given_up = torch.tensor([c.rules_given_up for c in processor.constraints], dtype=torch.float64)
+        step = step_log_weights(logits, scores, processor.grammar_allowed, temperature) - GIVE_UP_NATS * given_up
+        log_weights += torch.where(unfinished & torch.isfinite(step), step, 0.0)
+        order = _resampled(log_weights, pieces, particles)
+        if order is not None:
+            input_ids, scores, unfinished = input_ids[order], scores[order], unfinished[order]
+            cache.reorder_cache(order)
+            processor.constraints = _copies(processor.constraints, order.tolist())
+            log_weights = log_weights.view(pieces, particles).logsumexp(1, keepdim=True).sub(
+                np.log(particles)).expand(pieces, particles).reshape(rows).clone()
+        probabilities = torch.softmax(warpers(input_ids, scores), dim=-1)
+        next_tokens = torch.multinomial(probabilities, 1).squeeze(1)
+        next_tokens = torch.where(unfinished, next_tokens, pad_id)
+        input_ids = torch.cat([input_ids, next_tokens[:, None]], dim=1)
+        unfinished &= ~torch.isin(next_tokens, stop_tensor)
+        if not unfinished.any():
+            break
+        step_input = next_tokens[:, None]
+    chosen = torch.multinomial(torch.softmax(log_weights.view(pieces, particles), dim=1), 1).squeeze(1)
+    chosen += torch.arange(pieces) * particles
+    return input_ids[chosen], [processor.constraints[i] for i in chosen.tolist()]
+
+
+def step_log_weights(logits, scores, grammar_allowed: np.ndarray, temperature: float):
+    """Each row's log weight for one step: the tempered probability mass of what may come (the
+    rules' and forced tokens' mask in `scores`, -inf where forbidden, soft penalties taken off)
+    over the mass of what the grammar alone allows (`grammar_allowed`, per row and token id). It
+    does not depend on the token drawn, so a piece's particles are resampled before drawing it."""
+    import torch
+    width = logits.shape[1]
+    if grammar_allowed.shape[1] < width:  # a vocabulary padded beyond the tokenizer's
+        grammar_allowed = np.pad(grammar_allowed, ((0, 0), (0, width - grammar_allowed.shape[1])))
+    grammar = torch.from_numpy(grammar_allowed[:, :width])
+    kept = torch.logsumexp(scores.float() / temperature, dim=1)
+    allowed = torch.logsumexp((logits.float() / temperature).masked_fill(~grammar, float("-inf")), dim=1)
+    return (kept - allowed).double()
+
+
+def _resampled(log_weights, pieces: int, particles: int):
+    """Row order after systematic resampling of each piece whose particles' effective number is
+    below RESAMPLE_BELOW of them (None: no piece needs it)."""
+    import torch
+    weights = torch.softmax(log_weights.view(pieces, particles), dim=1)
+    effective = 1.0 / (weights ** 2).sum(dim=1)
+    low = effective < RESAMPLE_BELOW * particles
+    if not low.any():
+        return None
+    order = torch.arange(pieces * particles).view(pieces, particles).clone()
+    positions = (torch.rand(pieces, 1, dtype=torch.float64) + torch.arange(particles)) / particles
+    cumulative = weights.cumsum(dim=1)
+    cumulative[:, -1] = 1.0
+    picks = torch.searchsorted(cumulative, positions).clamp(max=particles - 1)
+    order[low] = (picks + torch.arange(pieces)[:, None] * particles)[low]
+    return order.reshape(-1)
+
+
+def _copies(constraints: list, order: list[int]) -> list:
+    """constraints reordered: a row kept once stays itself, a duplicated one is copied."""
+    taken, result = set(), []
+    for source in order:
+        result.append(constraints[source] if source not in taken else constraints[source].copy())
+        taken.add(source)
+    return result
 
 
 ENDING_TRIES = 3

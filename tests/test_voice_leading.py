@@ -176,3 +176,100 @@ def test_rules_cli(tiny_model):
                         "--seed", 0, "--max-new-tokens", 200)
     assert result.returncode == 0, result.stderr
     assert language.validate(result.stdout) == []
+
+
+def test_particle_weight_is_the_share_of_probability_the_rules_keep():
+    import torch
+    logits = torch.tensor([[0.0, 0.0, 0.0, 5.0], [1.0, 2.0, 3.0, 4.0]])
+    grammar = np.array([[True, True, True, False], [True, True, True, True]])  # id 3 ungrammatical in row 0
+    kept = torch.tensor([[0.0, float("-inf"), float("-inf"), float("-inf")],  # a hard rule keeps id 0 of three
+                         [1.0, 2.0 - 4.0, 3.0, 4.0]])  # a soft rule takes 4 nats off id 1
+    weights = sampling.step_log_weights(logits, kept, grammar, temperature=1.0)
+    assert weights[0].item() == pytest.approx(np.log(1 / 3))
+    p = np.exp([1.0, 2.0, 3.0, 4.0]) / np.exp([1.0, 2.0, 3.0, 4.0]).sum()
+    assert weights[1].item() == pytest.approx(np.log(1 - p[1] + p[1] * np.exp(-4)), rel=1e-5)
+    # temperature applies to both masses: at t=0.5 the kept share of row 0 is still one of three equals
+    assert sampling.step_log_weights(logits, kept, grammar, temperature=0.5)[0].item() == pytest.approx(np.log(1 / 3))
+
+
+def test_particles_resample_only_when_their_weights_collapse():
+    import torch
+    assert sampling._resampled(torch.zeros(8, dtype=torch.float64), 2, 4) is None
+    # the first piece's first particle holds nearly all the weight; the second piece's are even
+    skewed = torch.tensor([0.0, -20.0, -20.0, -20.0, 0.0, 0.0, 0.0, 0.0], dtype=torch.float64)
+    assert sampling._resampled(skewed, 2, 4).tolist() == [0, 0, 0, 0, 4, 5, 6, 7]
+    # two of four even, two out of it: effective number 2, at the threshold, not below
+    assert sampling._resampled(torch.tensor([0.0, 0.0, -60.0, -60.0], dtype=torch.float64), 1, 4) is None
+
+
+def test_a_copied_grammar_state_is_independent(vocabulary):
+    rules = vocabulary.rule_tables(4, "hard", voice_leading.RULE_NAMES)
+    original = sampling.ScoreConstraint(vocabulary, vocabulary.tables(4), rules=rules)
+    for word in "| K:0 T:4/4 V1 G4:2 A4:2 V2 C4:2".split():
+        original.advance(vocabulary.ids_of[word])
+    copy = original.copy()
+    assert copy.tables is original.tables and copy.music.t is original.music.t  # shared, not copied
+    before = original.allowed().copy()
+    copy.advance(vocabulary.ids_of["B3:2"])
+    assert copy.grammar.voice == original.grammar.voice and copy.grammar.filled != original.grammar.filled
+    np.testing.assert_array_equal(original.allowed(), before)
+    assert not original.allowed()[vocabulary.ids_of["D4:2"]]  # the fifths the alto may not write
+
+
+def test_particles_write_valid_pieces_that_keep_the_rules_and_repeat_with_the_seed(tiny_model):
+    model, tokenizer, metadata = sampling.load_model_dir(tiny_model)
+    settings = dict(num_voices=4, max_new_tokens=300, seed=5, voice_ranges=metadata["voice_ranges"]["4"],
+                    rules="hard", particles=3)
+    report: dict = {}
+    texts = sampling.generate_texts(model, tokenizer, "|", 4, rule_report=report, **settings)
+    assert texts == sampling.generate_texts(model, tokenizer, "|", 4, **settings)
+    for text in texts:
+        pieces, repairs = language.parse(text)
+        assert repairs.total == 0 and len(pieces) == 1
+    stats = evaluation.music_statistics(texts)
+    assert stats["parallel_fifths_per_100_beats"] == 0 or report.get("parallel_fifths", 0) > 0
+    assert stats["parallel_octaves_per_100_beats"] == 0 or report.get("parallel_octaves", 0) > 0
+
+
+def test_harmonization_with_particles_keeps_the_melody(tiny_model, tmp_path):
+    from conftest import run_script
+    from music21 import converter, corpus
+    melody = tmp_path / "melody.musicxml"
+    corpus.parse("bach/bwv66.6.mxl").parts[0].write("musicxml", fp=str(melody))
+    output = tmp_path / "harmonized.txt"
+    result = run_script("infer.py", "--harmonize", melody, "--model", tiny_model, "--particles", 3, "--seed", 2,
+                        "-o", output)
+    assert result.returncode == 0, result.stderr
+    harmonized = language.parse(output.read_text())[0][0]
+    given = language.piece_from_score(converter.parse(str(melody)))
+    assert [m.voices[0] for m in harmonized.measures] == [m.voices[0] for m in given.measures]
+    result = run_script("infer.py", "|", "--model", tiny_model, "--particles", 0)
+    assert result.returncode == 2 and "--particles must be at least 1" in result.stderr
+
+
+def test_a_melody_longer_than_the_context_is_harmonized_in_windows_of_it(tiny_model):
+    """The tiny model knows 128 positions; bwv66.6 needs about 300 tokens: written in windows,
+    each prompted with the last measures that fit in half the context, key and time restated."""
+    from music21 import corpus
+
+    import infer
+    model, tokenizer, metadata = sampling.load_model_dir(tiny_model)
+    context = sampling.context_length(model)
+    vocabulary = sampling.Vocabulary.from_tokenizer(tokenizer)
+    chorale = language.piece_from_score(corpus.parse("bach/bwv66.6.mxl"))
+    forced = infer.melody_plan(chorale, vocabulary)
+    texts = sampling.generate_texts(model, tokenizer, "", 2, num_voices=4, forced_measures=forced, seed=4,
+                                    max_new_tokens=infer.harmonization_budget(forced, 4), vocabulary=vocabulary,
+                                    voice_ranges=metadata["voice_ranges"]["4"], rules="hard", particles=3)
+    for text in texts:
+        pieces, repairs = language.parse(text)
+        assert repairs.total == 0 and len(pieces) == 1
+        assert [m.voices[0] for m in pieces[0].measures] == [m.voices[0] for m in chorale.measures]
+        assert len(lm.piece_ids(tokenizer, text)) > context + context // 2  # several windows
+        # a window's prompt: whole measures from the end, the key and time in force stated first
+        words = text.split()[:text.split().index(language.BAR, 150)]
+        prompt = sampling._window_prompt(words, context // 2, tokenizer)
+        assert len(lm.piece_ids(tokenizer, prompt)) <= context // 2
+        assert prompt.split()[:3] == ["|", f"K:{chorale.measures[0].key}", f"T:{chorale.measures[0].time}"]
+        shown = prompt.split()[3:]
+        assert " ".join(words).endswith(" ".join(shown)) and language.validate(prompt + " ||") == []
