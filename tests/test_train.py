@@ -341,3 +341,19 @@ def test_a_keyboard_corpus_trains_and_samples_pianos(tmp_path):
     score = converter.parse(tmp_path / "one.musicxml")
     assert sum(type(p).__name__ == "PartStaff" for p in score.parts) >= 2  # a braced piano
     assert language.encode_score(score) == language.parse(texts[0])[0][0].to_text()
+
+
+def test_tied_embeddings_with_the_moving_average_are_saved_tied(tmp_path, tiny_dataset):
+    """configs/cpu_hour.json ties the input and output embeddings: the saved model reads back
+    with one table, holding the moving average."""
+    from transformers import AutoModelForCausalLM
+    out = tmp_path / "model"
+    shape = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64,
+             "tie_word_embeddings": True}
+    config = write_config(tmp_path, dataset=str(tiny_dataset), output_dir=str(out), max_steps=6, ema_decay=0.8,
+                          scratch_model=shape)
+    result = run_script("train.py", "--config", config)
+    assert result.returncode == 0, result.stderr
+    model = AutoModelForCausalLM.from_pretrained(out)
+    assert model.get_output_embeddings().weight.data_ptr() == model.get_input_embeddings().weight.data_ptr()
+    assert json.loads((out / "config.json").read_text())["tie_word_embeddings"] is True
