@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import itertools
 import re
 import sys
 from pathlib import Path
@@ -24,7 +25,7 @@ from pathlib import Path
 from scorelm import language, notation, render, sampling, voice_leading
 from scorelm.cli import UserError, check_can_write, run
 
-DEFAULT_RULES = "hard"  # measured on the validation split against off and mixed: README, "Choosing the default"
+DEFAULT_RULES = "mixed"  # measured on validation with particles, against hard and off: README, "Choosing the default"
 DEFAULT_PARTICLES = 4  # measured on the validation split against 1: README, "Particles"
 RENDER_FORMATS = ["musicxml", "midi", "png", "mp3"]
 
@@ -96,25 +97,85 @@ def check_prompt(prompt: str, vocabulary: sampling.Vocabulary, num_voices: int) 
         raise UserError("the prompt is a finished piece (ends with ||): nothing to continue")
 
 
-def harmonization_plan(path: str, vocabulary) -> list[list[str]]:
-    """The forced words of each measure: bar line, header, V1 and the melody's notes."""
+def read_melody(path: str) -> language.Piece:
+    """The melody to harmonize: the top voice of the file's piece."""
     melody = read_piece(path)
     if melody.num_voices != 1:
         print(f"note: {path} has several parts; harmonizing the top one", file=sys.stderr)
-    return melody_plan(melody, vocabulary)
+    return melody.top_voice()
 
 
 def melody_plan(melody: language.Piece, vocabulary) -> list[list[str]]:
-    """harmonization_plan for a piece in memory: its top voice, measure by measure."""
+    """The forced words of each measure (bar line, header, V1 and the melody's notes) of the
+    piece's top voice. A note or rest the model has no word for is shown to it as the same sound
+    in tied notes it knows (tied_respelling), and a grace note it does not know is left out of
+    its view; restore_melody puts the melody's own words back into what is written."""
     melody = melody.top_voice()
     plan = []
     for word, event in melody.annotated_words()[:-1]:
         if word == language.BAR:
             plan.append([])
-        if word not in vocabulary.ids_of:
+        if word in vocabulary.ids_of:
+            plan[-1].append(word)
+            continue
+        respelled = tied_respelling(word, vocabulary.ids_of)
+        if respelled is None:
             raise UserError(f"the melody's {word!r} is not in the model's vocabulary")
-        plan[-1].append(word)
+        plan[-1].extend(respelled)
     return plan
+
+
+def tied_respelling(word: str, known, depth: int = 3) -> list[str] | None:
+    """The same note (or rest) written as up to `depth` tied notes of durations the model knows,
+    the fermata on the first that can carry it, the word's own tie on the last: 'F#4:6^' ->
+    ['F#4:4^~', 'F#4:2']. [] for a grace note (it takes no time: leaving it out of the model's
+    view changes no other voice). None if there is none."""
+    token = language.parse_token(word)
+    if token is None or token.kind not in (language.Kind.NOTE, language.Kind.REST):
+        return None
+    if token.grace:
+        return []
+    head = token.pitch if token.kind is language.Kind.NOTE else "R"
+    tie = "~" if token.kind is language.Kind.NOTE else ""  # a rest's parts follow one another untied
+    durations = sorted({parsed.duration for parsed in map(language.parse_token, known)
+                        if parsed is not None and parsed.kind is token.kind and parsed.duration
+                        and (parsed.pitch if token.kind is language.Kind.NOTE else "R") == head
+                        and parsed.duration < token.duration}, reverse=True)
+    # the fermata where the note begins if any split allows it (the lower voices place theirs by it)
+    for fermata_first, first in itertools.product((True, False) if token.fermata else (False,), durations):
+        head_word = f"{head}:{language.format_duration(first)}{'^' if fermata_first else ''}{tie}"
+        if head_word not in known:
+            continue
+        tail = (f"{head}:{language.format_duration(token.duration - first)}"
+                f"{'^' if token.fermata and not fermata_first else ''}{'~' if token.tie else ''}")
+        if tail in known:
+            return [head_word, tail]
+        further = tied_respelling(tail, known, depth - 1) if depth > 2 else None
+        if further:
+            return [head_word, *further]
+    return None
+
+
+def restore_melody(text: str, melody: language.Piece) -> str:
+    """A harmonization with the melody's own words in its top voice, measure by measure (see
+    melody_plan: the model may have been shown some of them respelled)."""
+    def measures(words: list[str]) -> list[list[str]]:
+        out = []
+        for word in words:
+            if word == language.BAR:
+                out.append([])
+            out[-1].append(word)
+        return out
+    written = measures(text.split())
+    given = measures(melody.top_voice().to_text().split())
+    if len(written) != len(given):
+        return text  # not finished as planned: left as it is
+    words = []
+    for mine, theirs in zip(written, given):
+        theirs = theirs[theirs.index("V1"):len(theirs) - (theirs[-1] == language.END)]
+        lower = mine.index("V2") if "V2" in mine else len(mine) - (mine[-1] == language.END)
+        words += mine[:mine.index("V1")] + theirs + mine[lower:]
+    return " ".join(words)
 
 
 def harmonization_budget(forced: list[list[str]], num_voices: int) -> int:
@@ -301,8 +362,8 @@ def free_samples(model, tokenizer, metadata, vocabulary, count: int, max_new_tok
 
 def harmonize_all(model, tokenizer, metadata, vocabulary, texts: list[str], *, seed: int, **settings):
     """Alto, tenor and bass written under the soprano of each piece (seed per piece): the
-    harmonizations, the pieces they harmonize, and the rules' report. A melody with a word the
-    model has never seen is skipped (said on stderr)."""
+    harmonizations, the pieces they harmonize, and the rules' report. A melody with a note no
+    words of the model can write (melody_plan) is skipped (said on stderr)."""
     from tqdm import tqdm
     voices = metadata["voices"]
     harmonized, originals, report = [], [], {}
@@ -315,10 +376,10 @@ def harmonize_all(model, tokenizer, metadata, vocabulary, texts: list[str], *, s
             continue
         originals.append(text)
         budget = harmonization_budget(forced, voices)
-        harmonized += sampling.generate_texts(
+        harmonized += [restore_melody(written, piece) for written in sampling.generate_texts(
             model, tokenizer, "", 1, num_voices=voices, voice_ranges=metadata.get("voice_ranges", {}).get(str(voices)),
             forced_measures=forced, max_new_tokens=budget, seed=seed + index, vocabulary=vocabulary,
-            rule_report=report, **settings)
+            rule_report=report, **settings)]
     return harmonized, originals, report
 
 
@@ -390,7 +451,8 @@ def main(argv: list[str] | None = None) -> int:
         return surprisal_report(model, tokenizer, args.surprisal, args.output, performance, args.overwrite)
     num_voices = metadata["voices"]
     vocabulary = sampling.Vocabulary.from_tokenizer(tokenizer)
-    forced = harmonization_plan(args.harmonize, vocabulary) if args.harmonize else None
+    melody = read_melody(args.harmonize) if args.harmonize else None
+    forced = melody_plan(melody, vocabulary) if melody else None
     prompt = "" if forced else build_prompt(args)
     if prompt:
         check_prompt(prompt, vocabulary, num_voices)
@@ -421,6 +483,8 @@ def main(argv: list[str] | None = None) -> int:
         forced_measures=forced, max_new_tokens=max_new_tokens, temperature=args.temperature, top_k=args.top_k,
         top_p=args.top_p, seed=args.seed, vocabulary=vocabulary, rules="off" if args.no_constrain else args.rules,
         skip_rules=args.skip_rule, rule_report=rule_report, particles=args.particles)
+    if melody is not None:
+        texts = [restore_melody(text, melody) for text in texts]
     if rule_report:
         print("voice-leading rules: " + ", ".join(f"{what} {count}" for what, count in rule_report.items()),
               file=sys.stderr)

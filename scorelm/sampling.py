@@ -532,7 +532,7 @@ def generate_texts(model, tokenizer, prompt: str, num_samples: int = 1, *, const
                    temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0, seed: int | None = None,
                    vocabulary: Vocabulary | None = None, stop_at_end: bool = True, rules: str = "off",
                    skip_rules=(), rule_report: dict | None = None, parts: tuple | None = None,
-                   particles: int = 1) -> list[str]:
+                   particles: int = 1, one_window: bool = False) -> list[str]:
     """Sample `num_samples` pieces continuing `prompt`, in one batch with the KV cache.
     max_new_tokens None: as many as the model's context holds after the prompt (at least
     MIN_NEW_TOKENS), so that a new piece closes before the positions the model was never trained on.
@@ -544,7 +544,9 @@ def generate_texts(model, tokenizer, prompt: str, num_samples: int = 1, *, const
     several voices on a staff (a piano's) is sampled without the voice-leading rules.
     particles > 1: each piece is the survivor of that many sequences sampled side by side and
     resampled by how much of the model's probability the rules leave them (_sample_particles);
-    without rules, one."""
+    without rules, one. A harmonization, or a piece of `measures` measures, that needs more
+    tokens than the model's context holds is written in windows of it (_write_in_windows);
+    one_window: this call writes one of them, so the piece is not closed within its tokens."""
     import torch
     from transformers import LogitsProcessorList, set_seed
 
@@ -554,8 +556,8 @@ def generate_texts(model, tokenizer, prompt: str, num_samples: int = 1, *, const
     prompt_ids = lm.piece_ids(tokenizer, prompt) if prompt.strip() else [tokenizer.eos_token_id]
     if max_new_tokens is None:
         max_new_tokens = max(MIN_NEW_TOKENS, context_length(model) - len(prompt_ids))
-    # a harmonization longer than the context is written in windows of it (_harmonize_on)
-    windows = bool(forced_measures) and constrain and stop_at_end and \
+    # a harmonization or a piece of set measures longer than the context is written in windows of it
+    windows = (bool(forced_measures) or measures is not None) and constrain and stop_at_end and \
         max_new_tokens > context_length(model) - len(prompt_ids) > 0
     if windows:
         max_new_tokens = context_length(model) - len(prompt_ids)
@@ -575,8 +577,10 @@ def generate_texts(model, tokenizer, prompt: str, num_samples: int = 1, *, const
             rule_tables = vocabulary.rule_tables(num_voices, rules, enabled)
         constraints = []
         for _ in range(num_samples * particles):
-            constraint = ScoreConstraint(vocabulary, tables, measures, forced_measures,
-                                         None if forced_measures else max_new_tokens, rule_tables, parts)
+            # the tokens the piece must close within: none where the measures decide where it ends
+            closing_budget = None if forced_measures or windows or one_window else max_new_tokens
+            constraint = ScoreConstraint(vocabulary, tables, measures, forced_measures, closing_budget,
+                                         rule_tables, parts)
             constraint.start(prompt_ids)
             constraints.append(constraint)
         processors.append(GrammarLogitsProcessor(constraints, len(prompt_ids), stops + [tokenizer.pad_token_id]))
@@ -606,38 +610,39 @@ def generate_texts(model, tokenizer, prompt: str, num_samples: int = 1, *, const
         if language.END in words:
             words = words[:words.index(language.END) + 1]
         texts.append(" ".join(words))
+    # what a window or an ending written again is sampled with: these settings, as they now stand
+    settings = dict(num_voices=num_voices, voice_ranges=voice_ranges, parts=parts, temperature=temperature,
+                    top_k=top_k, top_p=top_p, vocabulary=vocabulary, rules=rules, skip_rules=skip_rules,
+                    particles=particles)
     if windows:
         for row, text in enumerate(texts):
             if not text.endswith(language.END):
-                texts[row] = _harmonize_on(model, tokenizer, text, forced_measures, seed, row, rule_report,
-                                           num_voices=num_voices, voice_ranges=voice_ranges, parts=parts,
-                                           temperature=temperature, top_k=top_k, top_p=top_p, vocabulary=vocabulary,
-                                           rules=rules, skip_rules=skip_rules, particles=particles)
+                texts[row] = _write_in_windows(model, tokenizer, text, measures, forced_measures, seed, row,
+                                               rule_report, **settings)
     if constrain and rules != "off" and "final_chord" not in skip_rules and measures is None \
             and not forced_measures and stop_at_end:
         rewrite = [row for row, c in enumerate(constraints)
                    if c.music is not None and texts[row].endswith(language.END) and c.music.end_breaks()]
         for row in rewrite:
-            texts[row] = _rewrite_ending(model, tokenizer, texts[row], prompt, seed, row, rule_report,
-                                         num_voices=num_voices, voice_ranges=voice_ranges, parts=parts, temperature=temperature,
-                                         top_k=top_k, top_p=top_p, vocabulary=vocabulary, rules=rules,
-                                         skip_rules=skip_rules, particles=particles)
+            texts[row] = _rewrite_ending(model, tokenizer, texts[row], prompt, seed, row, rule_report, **settings)
     return texts
 
 
-def _harmonize_on(model, tokenizer, text: str, forced_measures: list[list[str]], seed: int | None, row: int,
-                  rule_report, **settings) -> str:
-    """A harmonization that reached the end of the model's context, finished in windows: the
-    measure it was writing is dropped, the last measures that fit in half the context become the
-    next window's prompt (their key and time signatures stated again), and the next melody
-    measures are harmonized within the context after it; until the melody ends. A model writing
-    past the positions it was trained on loses its way (see context_length); this keeps every
-    note it writes within them, the previous measures always in view."""
+def _write_in_windows(model, tokenizer, text: str, measures: int | None, forced_measures: list[list[str]] | None,
+                      seed: int | None, row: int, rule_report, **settings) -> str:
+    """A harmonization (or a piece of `measures` measures) that reached the end of the model's
+    context, finished in windows: the measure it was writing is dropped, the last measures that
+    fit in half the context become the next window's prompt (their key and time signatures
+    stated again), and the next measures (of the melody) are written within the context after
+    it; until the piece ends. A model writing past the positions it was trained on loses its way
+    (see context_length); this keeps every note it writes within them, the previous measures
+    always in view."""
     from scorelm import lm
     from scorelm.cli import UserError
     context = context_length(model)
     words = text.split()
-    for window in range(1, len(forced_measures) + 1):
+    total = len(forced_measures) if forced_measures else measures
+    for window in range(1, total + 1):
         if words[-1] == language.END:
             break
         kept = words[:len(words) - words[::-1].index(language.BAR) - 1]  # without the measure cut off
@@ -646,16 +651,18 @@ def _harmonize_on(model, tokenizer, text: str, forced_measures: list[list[str]],
         for most_tokens in (context // 2, 0):  # if not even one measure fits after it: the last measure alone
             prompt = _window_prompt(kept, most_tokens, tokenizer)
             shown = prompt.count(language.BAR)
-            result = generate_texts(model, tokenizer, prompt, 1, forced_measures=[[]] * shown + forced_measures[done:],
+            still = dict(forced_measures=[[]] * shown + forced_measures[done:]) if forced_measures \
+                else dict(measures=shown + total - done)
+            result = generate_texts(model, tokenizer, prompt, 1,
                                     max_new_tokens=context - len(lm.piece_ids(tokenizer, prompt)),
                                     seed=None if seed is None else seed * 1013 + row * 37 + window,
-                                    rule_report=rule_report, **settings)[0]
+                                    rule_report=rule_report, one_window=True, **still, **settings)[0]
             new = result.split()[len(prompt.split()):]
             if language.END in new or new.count(language.BAR) >= 2:
                 break
         else:
-            raise UserError(f"measure {done + 1} of the melody does not fit in the model's context of {context} "
-                            "tokens with the measure before it")
+            raise UserError(f"measure {done + 1} of the {'melody' if forced_measures else 'piece'} does not fit in "
+                            f"the model's context of {context} tokens with the measure before it")
         words = kept + new
     return " ".join(words)
 

@@ -132,9 +132,11 @@ def test_voice_leading_rules_on_every_chorale(capsys):
     notes each rule would forbid, over all of them and over the test split. The parallel-fifth
     and -octave checks must see what music21 sees (the evaluation counts with
     VoiceLeadingQuartet), and Bach breaks them rarely. In mixed mode (each rule at its own
-    strength) the hard rules let the decoder write what Bach wrote at least 99% of the time."""
+    strength), infer.py's default, the hard rules let the decoder write what Bach wrote at least
+    99% of the time."""
     from music21 import corpus
     import numpy as np
+    import infer
     from scorelm import evaluation, lm, sampling, voice_leading
     sources = dataset.bach_chorale_sources()
     all_texts = [TEXTS.get(s) or language.encode_score(corpus.parse(s)) for s in sources]
@@ -145,6 +147,8 @@ def test_voice_leading_rules_on_every_chorale(capsys):
     vocabulary = sampling.Vocabulary.from_tokenizer(tokenizer)
     rules = vocabulary.rule_tables(4, "hard", voice_leading.RULE_NAMES)
     mixed_hard = {rule.name for rule in voice_leading.RULES if rule.strength == "hard"}
+    default_forbids = vocabulary.rule_tables(4, infer.DEFAULT_RULES, voice_leading.RULE_NAMES).hard
+    assert default_forbids == mixed_hard  # the default is mixed: the rules Bach (nearly) never breaks forbid
     forbidden = {part: {name: 0 for name in (*voice_leading.RULE_NAMES, "any rule", "mixed mode")}
                  for part in ("all", "test")}
     notes = {"all": 0, "test": 0}

@@ -215,3 +215,41 @@ def test_a_new_piece_closes_within_the_models_context(tiny_model, tmp_path):
     (older / "config.json").write_text(json.dumps({**config, "max_position_embeddings": 2048}))
     model, _, _ = sampling.load_model_dir(str(older))
     assert sampling.context_length(model) == context
+
+
+def test_a_melody_note_the_model_has_no_word_for_is_harmonized_and_kept(tiny_model, tiny_dataset, tmp_path):
+    """A melody whose last measure has a note under a fermata that the tiny model has no word for:
+    the model is shown it as tied notes it knows, and the harmonization keeps the melody's own
+    word (and a grace note the model does not know before it)."""
+    import infer
+    from scorelm import sampling
+    _, tokenizer, _ = sampling.load_model_dir(tiny_model)
+    known = sampling.Vocabulary.from_tokenizer(tokenizer).ids_of
+    last = next(word for word in (f"{p}:4^" for p in ("G4", "A4", "F#4", "B4", "E4", "D5", "C5"))
+                if word not in known and infer.tied_respelling(word, known))
+    grace = next(f"{p}:0" for p in ("C#5", "Bb4", "D#5", "G#4") if f"{p}:0" not in known)
+    text = next(t for t in training_texts(tiny_dataset) if "T:4/4" in t.split()[:4] and t.count("T:") == 1)
+    words = language.parse(text)[0][0].top_voice().to_text().split()
+    last_bar = len(words) - 1 - words[::-1].index(language.BAR)
+    melody = language.parse(" ".join(words[:last_bar]) + f" | V1 {grace} {last} ||")[0][0]
+    assert language.validate(melody.to_text()) == []
+    path = tmp_path / "melody.musicxml"
+    language.score_from_piece(melody).write("musicxml", fp=str(path))
+    result = run_script("infer.py", "--harmonize", path, "--model", tiny_model, "--seed", 2, "-o", tmp_path / "h.txt")
+    assert result.returncode == 0, result.stderr
+    written = (tmp_path / "h.txt").read_text()
+    pieces, report = language.parse(written)
+    assert report.total == 0, report.lines()
+    assert pieces[0].voice_events(0) == melody.voice_events(0)
+    assert f" V1 {grace} {last} V2 " in written
+
+
+def test_tied_respelling():
+    import infer
+    known = {"F#4:4^~", "F#4:2", "F#4:4~", "E5:1~", "E5:1", "R:4", "R:2^", "E5:0.5~"}
+    assert infer.tied_respelling("F#4:6^", known) == ["F#4:4^~", "F#4:2"]  # the fermata where the note begins
+    assert infer.tied_respelling("E5:2~", known) == ["E5:1~", "E5:1~"]  # its own tie on the last
+    assert infer.tied_respelling("E5:3", known) == ["E5:1~", "E5:1~", "E5:1"]
+    assert infer.tied_respelling("R:6^", known) == ["R:2^", "R:4"]
+    assert infer.tied_respelling("D5:0", known) == []  # a grace note: left out of the model's view
+    assert infer.tied_respelling("G4:3", known) is None and infer.tied_respelling("V1", known) is None

@@ -273,3 +273,24 @@ def test_a_melody_longer_than_the_context_is_harmonized_in_windows_of_it(tiny_mo
         assert prompt.split()[:3] == ["|", f"K:{chorale.measures[0].key}", f"T:{chorale.measures[0].time}"]
         shown = prompt.split()[3:]
         assert " ".join(words).endswith(" ".join(shown)) and language.validate(prompt + " ||") == []
+
+
+def test_a_piece_of_more_measures_than_the_context_holds_is_written_in_windows(tiny_model, tmp_path):
+    """infer.py --measures 14 with the tiny model (128 positions): every measure, none cut off, a
+    valid score as written, the final chord kept, and every note written within the context
+    (each window's prompt plus its new words fit in it)."""
+    from conftest import run_script
+    model, tokenizer, _ = sampling.load_model_dir(tiny_model)
+    context = sampling.context_length(model)
+    output = tmp_path / "long.txt"
+    result = run_script("infer.py", "|", "--model", tiny_model, "--measures", 14, "--key", "G", "--time", "3/4",
+                        "--seed", 3, "--particles", 2, "-o", output)
+    assert result.returncode == 0, result.stderr
+    text = output.read_text().strip()
+    pieces, repairs = language.parse(text)
+    assert repairs.total == 0 and len(pieces) == 1 and len(pieces[0].measures) == 14
+    assert pieces[0].measures[0].key == 1 and pieces[0].measures[0].time == "3/4"
+    assert len(lm.piece_ids(tokenizer, text)) > context + context // 2  # several windows
+    last = pieces[0].measures[-1]
+    # the final chord's rule (hard in mixed mode) held, unless the report says it was given up
+    assert all(voice and voice[-1].fermata for voice in last.voices) or "final_chord" in result.stderr
