@@ -554,11 +554,13 @@ def generate_texts(model, tokenizer, prompt: str, num_samples: int = 1, *, const
     if seed is not None:
         set_seed(seed)
     prompt_ids = lm.piece_ids(tokenizer, prompt) if prompt.strip() else [tokenizer.eos_token_id]
+    budget_given = max_new_tokens is not None
     if max_new_tokens is None:
         max_new_tokens = max(MIN_NEW_TOKENS, context_length(model) - len(prompt_ids))
-    # a harmonization or a piece of set measures longer than the context is written in windows of it
-    windows = (bool(forced_measures) or measures is not None) and constrain and stop_at_end and \
-        max_new_tokens > context_length(model) - len(prompt_ids) > 0
+    # a harmonization, or a piece of set measures given more tokens than the context holds, is
+    # written in windows of it (an ending written again keeps to its own last measure: no budget given)
+    windows = (bool(forced_measures) or measures is not None and budget_given) and constrain and stop_at_end \
+        and max_new_tokens > context_length(model) - len(prompt_ids) > 0
     if windows:
         max_new_tokens = context_length(model) - len(prompt_ids)
     stops = stop_ids(tokenizer)
@@ -647,8 +649,8 @@ def _write_in_windows(model, tokenizer, text: str, measures: int | None, forced_
             break
         kept = words[:len(words) - words[::-1].index(language.BAR) - 1]  # without the measure cut off
         done = kept.count(language.BAR)
-        new = []
-        for most_tokens in (context // 2, 0):  # if not even one measure fits after it: the last measure alone
+        new = None
+        for most_tokens in (context // 2, 0) if done else ():  # if not even one measure fits after it: the last alone
             prompt = _window_prompt(kept, most_tokens, tokenizer)
             shown = prompt.count(language.BAR)
             still = dict(forced_measures=[[]] * shown + forced_measures[done:]) if forced_measures \
@@ -660,9 +662,14 @@ def _write_in_windows(model, tokenizer, text: str, measures: int | None, forced_
             new = result.split()[len(prompt.split()):]
             if language.END in new or new.count(language.BAR) >= 2:
                 break
-        else:
-            raise UserError(f"measure {done + 1} of the {'melody' if forced_measures else 'piece'} does not fit in "
-                            f"the model's context of {context} tokens with the measure before it")
+            new = None
+        if new is None and forced_measures:
+            raise UserError(f"measure {done + 1} of the melody does not fit in the model's context of {context} "
+                            "tokens with the measure before it")
+        if new is None:  # a free piece's measure longer than the context allows: written on past it, as before
+            return generate_texts(model, tokenizer, " ".join(words), 1, measures=total, max_new_tokens=MEASURES_BUDGET,
+                                  seed=None if seed is None else seed * 1013 + row * 37 + window,
+                                  rule_report=rule_report, one_window=True, **settings)[0]
         words = kept + new
     return " ".join(words)
 

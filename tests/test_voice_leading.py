@@ -294,3 +294,22 @@ def test_a_piece_of_more_measures_than_the_context_holds_is_written_in_windows(t
     last = pieces[0].measures[-1]
     # the final chord's rule (hard in mixed mode) held, unless the report says it was given up
     assert all(voice and voice[-1].fermata for voice in last.voices) or "final_chord" in result.stderr
+
+
+def test_windows_of_a_long_piece_each_fit_in_the_context(tiny_model, monkeypatch):
+    """Every window a piece of set measures is written in fits in the context with its prompt."""
+    model, tokenizer, metadata = sampling.load_model_dir(tiny_model)
+    context = sampling.context_length(model)
+    calls, generate = [], sampling.generate_texts
+
+    def recorded(model, tokenizer, prompt, *args, **kwargs):
+        if kwargs.get("one_window"):
+            calls.append(len(lm.piece_ids(tokenizer, prompt)) + kwargs["max_new_tokens"])
+        return generate(model, tokenizer, prompt, *args, **kwargs)
+    monkeypatch.setattr(sampling, "generate_texts", recorded)
+    text = sampling.generate_texts(model, tokenizer, "| K:1 T:3/4", 1, measures=12, seed=3, num_voices=4,
+                                   max_new_tokens=sampling.MEASURES_BUDGET, rules="mixed", particles=2,
+                                   voice_ranges=metadata["voice_ranges"]["4"])[0]
+    pieces, repairs = language.parse(text)
+    assert repairs.total == 0 and len(pieces[0].measures) == 12
+    assert len(calls) >= 2 and all(tokens <= context for tokens in calls), calls
