@@ -118,14 +118,14 @@ def melody_plan(melody: language.Piece, vocabulary) -> list[list[str]]:
         if word in vocabulary.ids_of:
             plan[-1].append(word)
             continue
-        respelled = tied_respelling(word, vocabulary.ids_of)
+        respelled = tied_respelling(word, vocabulary)
         if respelled is None:
             raise UserError(f"the melody's {word!r} is not in the model's vocabulary")
         plan[-1].extend(respelled)
     return plan
 
 
-def tied_respelling(word: str, known, depth: int = 3) -> list[str] | None:
+def tied_respelling(word: str, vocabulary: sampling.Vocabulary, depth: int = 3) -> list[str] | None:
     """The same note (or rest) written as up to `depth` tied notes of durations the model knows,
     the fermata on the first that can carry it, the word's own tie on the last: 'F#4:6^' ->
     ['F#4:4^~', 'F#4:2']. [] for a grace note (it takes no time: leaving it out of the model's
@@ -137,10 +137,11 @@ def tied_respelling(word: str, known, depth: int = 3) -> list[str] | None:
         return []
     head = token.pitch if token.kind is language.Kind.NOTE else "R"
     tie = "~" if token.kind is language.Kind.NOTE else ""  # a rest's parts follow one another untied
-    durations = sorted({parsed.duration for parsed in map(language.parse_token, known)
-                        if parsed is not None and parsed.kind is token.kind and parsed.duration
-                        and (parsed.pitch if token.kind is language.Kind.NOTE else "R") == head
-                        and parsed.duration < token.duration}, reverse=True)
+    known = vocabulary.ids_of
+    durations = sorted({known_token.duration for known_token in vocabulary.symbol.values()
+                        if known_token.kind is token.kind and known_token.duration
+                        and (known_token.pitch if token.kind is language.Kind.NOTE else "R") == head
+                        and known_token.duration < token.duration}, reverse=True)
     # the fermata where the note begins if any split allows it (the lower voices place theirs by it)
     for fermata_first, first in itertools.product((True, False) if token.fermata else (False,), durations):
         head_word = f"{head}:{language.format_duration(first)}{'^' if fermata_first else ''}{tie}"
@@ -150,7 +151,7 @@ def tied_respelling(word: str, known, depth: int = 3) -> list[str] | None:
                 f"{'^' if token.fermata and not fermata_first else ''}{'~' if token.tie else ''}")
         if tail in known:
             return [head_word, tail]
-        further = tied_respelling(tail, known, depth - 1) if depth > 2 else None
+        further = tied_respelling(tail, vocabulary, depth - 1) if depth > 2 else None
         if further:
             return [head_word, *further]
     return None

@@ -577,10 +577,10 @@ def generate_texts(model, tokenizer, prompt: str, num_samples: int = 1, *, const
         if rules != "off":
             enabled = [name for name in voice_leading.RULE_NAMES if name not in skip_rules]
             rule_tables = vocabulary.rule_tables(num_voices, rules, enabled)
+        # the tokens the piece must close within: none where the measures decide where it ends
+        closing_budget = None if forced_measures or windows or one_window else max_new_tokens
         constraints = []
         for _ in range(num_samples * particles):
-            # the tokens the piece must close within: none where the measures decide where it ends
-            closing_budget = None if forced_measures or windows or one_window else max_new_tokens
             constraint = ScoreConstraint(vocabulary, tables, measures, forced_measures, closing_budget,
                                          rule_tables, parts)
             constraint.start(prompt_ids)
@@ -649,6 +649,7 @@ def _write_in_windows(model, tokenizer, text: str, measures: int | None, forced_
             break
         kept = words[:len(words) - words[::-1].index(language.BAR) - 1]  # without the measure cut off
         done = kept.count(language.BAR)
+        window_seed = None if seed is None else seed * 1013 + row * 37 + window
         new = None
         for most_tokens in (context // 2, 0) if done else ():  # if not even one measure fits after it: the last alone
             prompt = _window_prompt(kept, most_tokens, tokenizer)
@@ -657,8 +658,8 @@ def _write_in_windows(model, tokenizer, text: str, measures: int | None, forced_
                 else dict(measures=shown + total - done)
             result = generate_texts(model, tokenizer, prompt, 1,
                                     max_new_tokens=context - len(lm.piece_ids(tokenizer, prompt)),
-                                    seed=None if seed is None else seed * 1013 + row * 37 + window,
-                                    rule_report=rule_report, one_window=True, **still, **settings)[0]
+                                    seed=window_seed, rule_report=rule_report, one_window=True, **still,
+                                    **settings)[0]
             new = result.split()[len(prompt.split()):]
             if language.END in new or new.count(language.BAR) >= 2:
                 break
@@ -668,8 +669,7 @@ def _write_in_windows(model, tokenizer, text: str, measures: int | None, forced_
                             "tokens with the measure before it")
         if new is None:  # a free piece's measure longer than the context allows: written on past it, as before
             return generate_texts(model, tokenizer, " ".join(words), 1, measures=total, max_new_tokens=MEASURES_BUDGET,
-                                  seed=None if seed is None else seed * 1013 + row * 37 + window,
-                                  rule_report=rule_report, one_window=True, **settings)[0]
+                                  seed=window_seed, rule_report=rule_report, one_window=True, **settings)[0]
         words = kept + new
     return " ".join(words)
 

@@ -224,10 +224,10 @@ def test_a_melody_note_the_model_has_no_word_for_is_harmonized_and_kept(tiny_mod
     import infer
     from scorelm import sampling
     _, tokenizer, _ = sampling.load_model_dir(tiny_model)
-    known = sampling.Vocabulary.from_tokenizer(tokenizer).ids_of
+    known = sampling.Vocabulary.from_tokenizer(tokenizer)
     last = next(word for word in (f"{p}:4^" for p in ("G4", "A4", "F#4", "B4", "E4", "D5", "C5"))
-                if word not in known and infer.tied_respelling(word, known))
-    grace = next(f"{p}:0" for p in ("C#5", "Bb4", "D#5", "G#4") if f"{p}:0" not in known)
+                if word not in known.ids_of and infer.tied_respelling(word, known))
+    grace = next(f"{p}:0" for p in ("C#5", "Bb4", "D#5", "G#4") if f"{p}:0" not in known.ids_of)
     text = next(t for t in training_texts(tiny_dataset) if "T:4/4" in t.split()[:4] and t.count("T:") == 1)
     words = language.parse(text)[0][0].top_voice().to_text().split()
     last_bar = len(words) - 1 - words[::-1].index(language.BAR)
@@ -246,10 +246,14 @@ def test_a_melody_note_the_model_has_no_word_for_is_harmonized_and_kept(tiny_mod
 
 def test_tied_respelling():
     import infer
-    known = {"F#4:4^~", "F#4:2", "F#4:4~", "E5:1~", "E5:1", "R:4", "R:2^", "E5:0.5~"}
+    from scorelm import lm, sampling
+    words = ["F#4:4^~", "F#4:2", "F#4:4~", "E5:1~", "E5:1", "R:4", "R:2^", "E5:0.5~"]
+    known = sampling.Vocabulary.from_tokenizer(lm.train_word_tokenizer([" ".join(words)]))
+    assert all(word in known.ids_of for word in words) and "F#4:6^" not in known.ids_of
     assert infer.tied_respelling("F#4:6^", known) == ["F#4:4^~", "F#4:2"]  # the fermata where the note begins
     assert infer.tied_respelling("E5:2~", known) == ["E5:1~", "E5:1~"]  # its own tie on the last
     assert infer.tied_respelling("E5:3", known) == ["E5:1~", "E5:1~", "E5:1"]
     assert infer.tied_respelling("R:6^", known) == ["R:2^", "R:4"]
     assert infer.tied_respelling("D5:0", known) == []  # a grace note: left out of the model's view
     assert infer.tied_respelling("G4:3", known) is None and infer.tied_respelling("V1", known) is None
+
