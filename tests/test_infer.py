@@ -257,3 +257,17 @@ def test_tied_respelling():
     assert infer.tied_respelling("D5:0", known) == []  # a grace note: left out of the model's view
     assert infer.tied_respelling("G4:3", known) is None and infer.tied_respelling("V1", known) is None
 
+
+def test_a_melody_note_no_known_words_can_write_is_a_one_line_error(tiny_model, tiny_dataset, tmp_path):
+    """A pitch the model has never seen cannot be respelled: one line, exit 2, nothing written."""
+    text = next(t for t in training_texts(tiny_dataset) if "T:4/4" in t.split()[:4] and t.count("T:") == 1)
+    words = language.parse(text)[0][0].top_voice().to_text().split()
+    last_bar = len(words) - 1 - words[::-1].index(language.BAR)
+    melody = language.parse(" ".join(words[:last_bar]) + " | V1 G#6:4^ ||")[0][0]
+    path = tmp_path / "melody.musicxml"
+    language.score_from_piece(melody).write("musicxml", fp=str(path))
+    output = tmp_path / "h.txt"
+    result = run_script("infer.py", "--harmonize", path, "--model", tiny_model, "-o", output, "--render")
+    assert result.returncode == 2
+    assert result.stderr.strip() == "infer.py: error: the melody's 'G#6:4^' is not in the model's vocabulary"
+    assert not output.exists() and not list(tmp_path.glob("h*"))
