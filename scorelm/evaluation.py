@@ -152,6 +152,7 @@ def piece_statistics(piece: language.Piece) -> dict:
     counts["beats"] = float(sum(m.length for m in piece.measures))
     on_tonic, with_fermatas = ending(piece)
     counts["ends_on_tonic"] = int(on_tonic)
+    counts["ends_with_third"] = int(final_chord_has_third(piece))
     counts["ends_with_fermata_in_every_voice"] = int(with_fermatas)
     counts["ends_on_tonic_with_fermata"] = int(on_tonic and with_fermatas)
     return {"counts": counts, "pitch_classes": pitch_classes_of(piece), "intervals": intervals,
@@ -211,6 +212,17 @@ def ending(piece: language.Piece) -> tuple[bool, bool]:
     return names[-1] in tonics, fermatas
 
 
+def final_chord_has_third(piece: language.Piece) -> bool:
+    """Whether a voice above the bass sounds the third of the last chord (each voice's last note;
+    three or more voices): a complete close, no open fifth."""
+    last = [next((e for _, e in reversed(piece.voice_events(voice)) if e.pitch), None)
+            for voice in range(piece.num_voices)]
+    if len(last) < 3 or any(event is None for event in last):
+        return False
+    pcs = [language.midi_number(e.pitch) % 12 for e in last]
+    return voice_leading.has_third(pcs[-1], pcs[:-1])
+
+
 def analysed_tonic(piece: language.Piece) -> str:
     """The spelled tonic of the key music21 finds for the piece (Krumhansl-Schmuckler)."""
     return language.score_from_piece(piece).analyze("key").tonic.name.replace("-", "b")
@@ -260,6 +272,7 @@ def music_statistics(texts: list[str], reference_pitch_classes: Counter | None =
         "notes_out_of_range_percent": 100 * totals["out_of_range"] / max(totals["notes"], 1),
         "ending_on_tonic_percent": 100 * totals["ends_on_tonic"] / max(pieces, 1),
         "ending_on_tonic_with_fermata_percent": 100 * totals["ends_on_tonic_with_fermata"] / max(pieces, 1),
+        "final_chord_third_percent": 100 * totals["ends_with_third"] / max(pieces, 1),
         "valid_measures_percent": 100 * (1 - repaired_measures / max(measures, 1)),
     }
     if reference_pitch_classes is not None:
@@ -336,6 +349,7 @@ ROWS = [
     ("notes out of range %", "notes_out_of_range_percent"),
     ("ends on the tonic %", "ending_on_tonic_percent"),
     ("... with a fermata in every voice %", "ending_on_tonic_with_fermata_percent"),
+    ("last chord sounds its third %", "final_chord_third_percent"),
     ("pitch-class distance to training", "pitch_class_distance"),
     ("melodic-interval distance to Bach", "interval_distance"),
     ("chord-quality distance to Bach", "chord_quality_distance"),
@@ -363,7 +377,10 @@ def plot_table(columns: dict[str, dict], path) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    figure, axes = plt.subplots(4, 4, figsize=(14, 10))
+    rows = -(-len(ROWS) // 4)
+    figure, axes = plt.subplots(rows, 4, figsize=(14, 2.5 * rows))
+    for axis in axes.flat[len(ROWS):]:
+        axis.set_visible(False)
     colours = {"samples": "#3b6fb6", "harmonized": "#6a9f58", "n-gram": "#999999", "Bach": "#c8553d"}
     for axis, (label, key) in zip(axes.flat, ROWS):
         names = [n for n in columns if isinstance(columns[n].get(key), (int, float))]

@@ -814,13 +814,14 @@ def _rewrite_ending(model, tokenizer, text: str, prompt: str, seed: int | None, 
     written again knowing that it is the last (the final_chord rule then shapes the soprano's last
     note and the chord under it). Up to ENDING_TRIES times; the first that ends properly wins,
     else the original stays. Never touches the user's prompt."""
-    head, _, _ = text.rpartition(f" {language.BAR} ")
-    if len(head.split()) < len(prompt.split()):
-        return text  # the last measure is the user's own
-    measures = text.split().count(language.BAR)
+    words = text.split()
+    last_bar = len(words) - 1 - words[::-1].index(language.BAR)
+    if len(prompt.split()) > last_bar + 1:
+        return text  # the last measure is (partly) the user's own
+    measures = words.count(language.BAR)
     for attempt in range(ENDING_TRIES):
         report: dict = {}
-        candidate = generate_texts(model, tokenizer, f"{head} {language.BAR}", 1, measures=measures,
+        candidate = generate_texts(model, tokenizer, " ".join(words[:last_bar + 1]), 1, measures=measures,
                                    seed=None if seed is None else seed * 1009 + row * 31 + attempt,
                                    rule_report=report, **settings)[0]
         if "final_chord" not in report:  # the final chord rule held all the way

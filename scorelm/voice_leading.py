@@ -51,7 +51,8 @@ class Rule:
 # In priority order: when every candidate breaks some rule, hard mode drops rules from the end. The
 # final chord comes first: a piece that closes off the tonic is worse than one parallel at its cadence.
 RULES = (
-    Rule("final_chord", "the piece ends on a root-position tonic chord with a fermata in every voice", 4.0, "hard"),
+    Rule("final_chord", "the piece ends on a root-position tonic chord with a fermata in every voice, its third "
+                        "sounding (three or more voices)", 4.0, "hard"),
     Rule("parallel_fifths", "consecutive perfect fifths between two voices, in parallel or contrary motion", 4.0, "hard"),
     Rule("parallel_octaves", "consecutive octaves or unisons between two voices, in parallel or contrary motion",
          4.0, "hard"),
@@ -113,6 +114,11 @@ def consonant_root_position(bass_pc: int, upper_pcs) -> bool:
     """The chord is a major or minor triad (or an open fifth / unison) with its root in the bass."""
     intervals = {(pc - bass_pc) % 12 for pc in upper_pcs}
     return intervals <= {0, 3, 7} or intervals <= {0, 4, 7}
+
+
+def has_third(bass_pc: int, upper_pcs) -> bool:
+    """A voice above the bass sounds its third (major or minor): the chord is no open fifth."""
+    return any((pc - bass_pc) % 12 in (3, 4) for pc in upper_pcs)
 
 
 @dataclass
@@ -316,7 +322,8 @@ class VoiceLeading:
 
     def _final_chord_breaks(self, ids, onset, ticks, midi, note, measure_ticks, fillable) -> np.ndarray:
         """In the last measure: each voice ends on a note of a tonic chord with a fermata (the
-        bass's the chord's root, consonant with the voices above); the lower voices' last notes
+        bass's the chord's root, consonant with the voices above, and the third sounding: the
+        voice just above the bass takes it if no voice above has); the lower voices' last notes
         begin with the soprano's. Looks ahead so as never to write itself into a corner: a note
         that does not end the voice must leave room that some final note can close (`fillable`:
         per remaining tick count, whether the voice can fill it)."""
@@ -333,11 +340,15 @@ class VoiceLeading:
             if v == n - 1:
                 uppers = [self.current[u][-1].midi % 12 for u in range(n - 1)
                           if self.current[u] and self.current[u][-1].midi is not None]
-                good = {root for root in roots if consonant_root_position(root, uppers)}
+                good = {root for root in roots if consonant_root_position(root, uppers)
+                        and (n < 3 or has_third(root, uppers))}
                 spelled_right = np.isin(t.name[ids], [roots[root] for root in good])
             else:  # an inner voice: a note of a triad that holds the finals above and whose root the bass can write
                 above = {self.current[u][-1].midi % 12 for u in range(v)
                          if self.current[u] and self.current[u][-1].midi is not None}
+                # the voice just above the bass is the last that can sound the third (Bach's closes
+                # lack it in 2 of 403 chorales)
+                completes = v == n - 2
                 good = set()
                 for root, name in roots.items():
                     if soprano is not None and not self._bass_can_close(name, measure_ticks - soprano.start):
@@ -345,7 +356,7 @@ class VoiceLeading:
                     for third in (3, 4):
                         triad = {root, (root + third) % 12, (root + 7) % 12}
                         if above <= triad:
-                            good |= triad
+                            good |= {(root + third) % 12} if completes and (root + third) % 12 not in above else triad
         finals = t.final_notes[np.isin(t.pitch_class[t.final_notes], sorted(good))]
         if t.ranges:
             low, high = t.ranges[v]
@@ -378,7 +389,7 @@ class VoiceLeading:
     def end_breaks(self) -> bool:
         """Whether closing the piece now breaks final_chord: every voice's last event a note, each
         voice with a fermata where the soprano's last note begins, the bass on a root from
-        _final_roots, consonant below the rest."""
+        _final_roots, consonant below the rest, its third sounding above it (three or more voices)."""
         last = [events[-1] if events else None for events in self.current]
         if any(event is None or event.midi is None for event in last) or not last[0].fermata:
             return True
@@ -388,8 +399,9 @@ class VoiceLeading:
                 return True
         bass = last[-1].midi % 12
         roots = self._final_roots(last[0])
-        return roots.get(bass) != last[-1].name or \
-            not consonant_root_position(bass, [e.midi % 12 for e in last[:-1]])
+        uppers = [e.midi % 12 for e in last[:-1]]
+        return roots.get(bass) != last[-1].name or not consonant_root_position(bass, uppers) or \
+            (len(last) >= 3 and not has_third(bass, uppers))
 
     # -- applying the verdict
     def choose(self, mask: np.ndarray, measure_ticks: int, last_measure: bool, fillable: np.ndarray):

@@ -68,6 +68,17 @@ def test_the_tonic_test_knows_modes_and_inversions(text, on_tonic):
     assert counts["ends_on_tonic"] == on_tonic == counts["ends_on_tonic_with_fermata"]
 
 
+def test_the_last_chord_sounds_its_third_or_is_an_open_fifth():
+    full = evaluation.music_statistics(["| K:0 T:4/4 V1 E5:4^ V2 G4:4^ V3 C4:4^ V4 C3:4^ ||",
+                                        "| K:0 T:4/4 V1 C5:4^ V2 G4:4^ V3 C4:4^ V4 C3:4^ ||",
+                                        "| K:0 T:4/4 V1 C5:4^ V2 A4:4^ V3 E4:4^ V4 A2:4^ ||",
+                                        "| K:0 T:4/4 V1 C5:4^ V2 G4:4^ V3 C4:4^ V4 G2:4^ ||"])
+    # C-E-G-C and A-C-E-A sound a third above the bass; C-G-C-C and C-G-C over G (a fourth) do not
+    assert full["final_chord_third_percent"] == 50
+    assert evaluation.piece_statistics(piece("| K:0 T:4/4 V1 C5:4^ V2 G4:4^ V3 C4:4^ V4 C3:4^ ||"))[
+        "counts"]["ends_on_tonic"] == 1  # an open fifth still closes on the tonic
+
+
 def test_distances_and_agreement():
     bach = "| K:0 T:4/4 V1 E5:2 D5:2 V2 G4:2 G4:2 V3 C4:2 B3:2 V4 C3:2 G2:2 | V1 C5:4^ V2 G4:4^ V3 E4:4^ V4 C3:4^ ||"
     ours = "| K:0 T:4/4 V1 E5:2 D5:2 V2 C5:2 B4:2 V3 C4:2 G3:2 V4 C3:2 G2:2 | V1 C5:4^ V2 G4:4^ V3 E4:4^ V4 C3:4^ ||"

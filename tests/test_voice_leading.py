@@ -82,6 +82,20 @@ def test_final_chord_in_a_last_measure(vocabulary):
     assert "final_chord" not in verdict(vocabulary, bass, "G2:4^")  # not the last measure: no final chord
 
 
+def test_final_chord_sounds_its_third(vocabulary):
+    """Over a soprano C and an alto G the tenor is the last voice that can sound the third (E);
+    where the soprano has it, the tenor may double the root. A bass under an open fifth closes
+    nothing (Bach's own closes lack the third in 2 of 403 chorales)."""
+    open_fifth = "| K:0 T:4/4 V1 C5:4^ V2 G4:4^ V3"
+    assert "final_chord" not in verdict(vocabulary, open_fifth, "E4:4^", measures=1)
+    assert "final_chord" in verdict(vocabulary, open_fifth, "C4:4^", measures=1)
+    assert "final_chord" in verdict(vocabulary, open_fifth, "G3:4^", measures=1)
+    assert "final_chord" not in verdict(vocabulary, "| K:0 T:4/4 V1 E5:4^ V2 G4:4^ V3", "C4:4^", measures=1)
+    assert "final_chord" not in verdict(vocabulary, "| K:0 T:4/4 V1 C5:4^ V2", "G4:4^", measures=1)  # the tenor can still
+    assert "final_chord" in verdict(vocabulary, f"{open_fifth} C4:4^ V4", "C3:4^", measures=1)
+    assert "final_chord" not in verdict(vocabulary, f"{open_fifth} E4:4^ V4", "C3:4^", measures=1)
+
+
 def test_final_chord_may_close_on_a_modal_final(vocabulary):
     """A Dorian melody under no signature ends on D, and so does the chord under it, with D in the
     bass; an A under that D would be no close (as the evaluation counts endings)."""
@@ -144,6 +158,28 @@ def test_samples_under_rules_are_valid_and_hard_ones_break_none(tiny_model, mode
                 continue
             # a hard rule is only ever broken where it had to be dropped (counted)
             assert stats[statistic] == 0 or report.get(rule, 0) > 0, (statistic, report)
+        ended = [language.parse(text)[0][0] for text in texts if text.endswith(language.END)]
+        assert all(evaluation.ending(piece)[0] and evaluation.final_chord_has_third(piece) for piece in ended) \
+            or report.get("final_chord", 0) + report.get("endings left as the model wrote them", 0) > 0, report
+
+
+def test_a_piece_of_one_measure_that_closes_off_the_tonic_is_written_again(tiny_model):
+    """The model may close a piece after its first measure: that measure is the last, and none
+    of it is the user's (the prompt was "|"), so it is written again like any other ending."""
+    model, tokenizer, metadata = sampling.load_model_dir(tiny_model)
+    text = "| K:1 T:4/4 V1 D5:4 V2 A4:4 V3 F#4:4 V4 D3:4 ||"  # no fermatas: no close
+    report: dict = {}
+    written = sampling._rewrite_ending(model, tokenizer, text, "|", 3, 0, report, num_voices=4,
+                                       voice_ranges=metadata["voice_ranges"]["4"], parts=None, temperature=1.0,
+                                       top_k=0, top_p=1.0, vocabulary=sampling.Vocabulary.from_tokenizer(tokenizer),
+                                       rules="hard", skip_rules=(), particles=1)
+    if report.get("endings left as the model wrote them"):
+        assert written == text
+    else:
+        assert report["endings written again"] == 1
+        piece = language.parse(written)[0][0]
+        assert len(piece.measures) == 1 and evaluation.ending(piece) == (True, True)
+        assert evaluation.final_chord_has_third(piece)
 
 
 def test_harmonization_under_rules_keeps_the_melody(tiny_model, tmp_path):
@@ -293,7 +329,8 @@ def test_a_piece_of_more_measures_than_the_context_holds_is_written_in_windows(t
     assert len(lm.piece_ids(tokenizer, text)) > context + context // 2  # several windows
     last = pieces[0].measures[-1]
     # the final chord's rule (hard in mixed mode) held, unless the report says it was given up
-    assert all(voice and voice[-1].fermata for voice in last.voices) or "final_chord" in result.stderr
+    assert all(voice and voice[-1].fermata for voice in last.voices) and \
+        evaluation.final_chord_has_third(pieces[0]) or "final_chord" in result.stderr
 
 
 def test_windows_of_a_long_piece_each_fit_in_the_context(tiny_model, monkeypatch):
