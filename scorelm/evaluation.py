@@ -192,7 +192,7 @@ def ending(piece: language.Piece) -> tuple[bool, bool]:
     melody's own last note where it is the final of a church mode (Dorian, Phrygian, Mixolydian:
     a chorale in E Phrygian ends on E although its signature says C or A minor)."""
     timelines = [piece.voice_events(voice) for voice in range(piece.num_voices)]
-    last = [next((e for _, e in reversed(line) if e.pitch), None) for line in timelines]
+    last = last_notes(timelines)
     soprano_onset, soprano_last = timelines[0][-1]
     fermatas = bool(soprano_last.fermata) and all(
         any(onset <= soprano_onset < onset + e.duration and e.fermata for onset, e in line) for line in timelines[1:])
@@ -212,11 +212,15 @@ def ending(piece: language.Piece) -> tuple[bool, bool]:
     return names[-1] in tonics, fermatas
 
 
+def last_notes(timelines: list[list[tuple]]) -> list:
+    """The last chord: each voice's last sounding note (None for a voice with none)."""
+    return [next((e for _, e in reversed(line) if e.pitch), None) for line in timelines]
+
+
 def final_chord_has_third(piece: language.Piece) -> bool:
     """Whether a voice above the bass sounds the third of the last chord (each voice's last note;
     three or more voices): a complete close, no open fifth."""
-    last = [next((e for _, e in reversed(piece.voice_events(voice)) if e.pitch), None)
-            for voice in range(piece.num_voices)]
+    last = last_notes([piece.voice_events(voice) for voice in range(piece.num_voices)])
     if len(last) < 3 or any(event is None for event in last):
         return False
     pcs = [language.midi_number(e.pitch) % 12 for e in last]

@@ -121,6 +121,12 @@ def has_third(bass_pc: int, upper_pcs) -> bool:
     return any((pc - bass_pc) % 12 in (3, 4) for pc in upper_pcs)
 
 
+def closing_chord(bass_pc: int, upper_pcs, num_voices: int) -> bool:
+    """What final_chord asks of the last chord over its bass: a root-position triad, its third
+    sounding where there are three or more voices."""
+    return consonant_root_position(bass_pc, upper_pcs) and (num_voices < 3 or has_third(bass_pc, upper_pcs))
+
+
 @dataclass
 class _Event:
     start: int
@@ -340,8 +346,7 @@ class VoiceLeading:
             if v == n - 1:
                 uppers = [self.current[u][-1].midi % 12 for u in range(n - 1)
                           if self.current[u] and self.current[u][-1].midi is not None]
-                good = {root for root in roots if consonant_root_position(root, uppers)
-                        and (n < 3 or has_third(root, uppers))}
+                good = {root for root in roots if closing_chord(root, uppers, n)}
                 spelled_right = np.isin(t.name[ids], [roots[root] for root in good])
             else:  # an inner voice: a note of a triad that holds the finals above and whose root the bass can write
                 above = {self.current[u][-1].midi % 12 for u in range(v)
@@ -399,9 +404,8 @@ class VoiceLeading:
                 return True
         bass = last[-1].midi % 12
         roots = self._final_roots(last[0])
-        uppers = [e.midi % 12 for e in last[:-1]]
-        return roots.get(bass) != last[-1].name or not consonant_root_position(bass, uppers) or \
-            (len(last) >= 3 and not has_third(bass, uppers))
+        return roots.get(bass) != last[-1].name or \
+            not closing_chord(bass, [e.midi % 12 for e in last[:-1]], len(last))
 
     # -- applying the verdict
     def choose(self, mask: np.ndarray, measure_ticks: int, last_measure: bool, fillable: np.ndarray):
