@@ -93,6 +93,25 @@ def test_distances_and_agreement():
                       "matches_bach_bass_percent": 100.0}
 
 
+def test_voices_are_compared_by_what_they_are_when_bach_wrote_five():
+    """Two of the validation chorales have five voices and a harmonization writes four: the
+    soprano, alto, tenor and bass are compared with Bach's soprano, first two inner voices and
+    lowest voice, and his extra inner voice is left out instead of counting as wholly unlike."""
+    four = "| K:0 T:4/4 V1 E5:2 D5:2 V2 G4:2 G4:2 V3 C4:2 B3:2 V4 C3:2 G2:2 | V1 C5:4^ V2 G4:4^ V3 E4:4^ V4 C3:4^ ||"
+    five = ("| K:0 T:4/4 V1 E5:2 D5:2 V2 G4:2 G4:2 V3 C4:2 B3:2 V4 G3:1 A3:1 B3:2 V5 C3:2 G2:2 "
+            "| V1 C5:4^ V2 G4:4^ V3 E4:4^ V4 C4:4^ V5 C3:4^ ||")
+    reference = evaluation.music_statistics([five])
+    assert {role for role, _ in reference["_histograms"]["intervals"]} == {"soprano", "inner 1", "inner 2",
+                                                                            "inner 3", "bass"}
+    assert evaluation.music_statistics([four], reference=reference)["interval_distance"] == 0
+    # what differs is still seen: a bass that leaps by octaves where Bach's moved by fourths and fifths
+    leaping = four.replace("V4 C3:2 G2:2", "V4 C3:2 C2:2")
+    assert evaluation.music_statistics([leaping], reference=reference)["interval_distance"] == pytest.approx(1 / 4)
+    assert evaluation.agreement([four], [five]) == {"matches_bach_alto_percent": 100.0,
+                                                    "matches_bach_tenor_percent": 100.0,
+                                                    "matches_bach_bass_percent": 100.0}
+
+
 def test_music_statistics_of_the_chorales_are_bach_like(chorale_texts):
     texts = list(chorale_texts.values())
     stats = evaluation.music_statistics(texts, evaluation.corpus_pitch_classes(texts))
