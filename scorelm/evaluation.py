@@ -193,7 +193,8 @@ def ending(piece: language.Piece) -> tuple[bool, bool]:
     a chorale in E Phrygian ends on E although its signature says C or A minor)."""
     timelines = [piece.voice_events(voice) for voice in range(piece.num_voices)]
     last = last_notes(timelines)
-    soprano_onset, soprano_last = timelines[0][-1]
+    # the soprano's last note, not a rest after it (bwv261 closes B4:2^ R:1, every voice resting)
+    soprano_onset, soprano_last = next(((o, e) for o, e in reversed(timelines[0]) if e.pitch), timelines[0][-1])
     fermatas = bool(soprano_last.fermata) and all(
         any(onset <= soprano_onset < onset + e.duration and e.fermata for onset, e in line) for line in timelines[1:])
     if any(event is None for event in last):

@@ -330,13 +330,15 @@ class VoiceLeading:
         """In the last measure: each voice ends on a note of a tonic chord with a fermata (the
         bass's the chord's root, consonant with the voices above, and the third sounding: the
         voice just above the bass takes it if no voice above has); the lower voices' last notes
-        begin with the soprano's. Looks ahead so as never to write itself into a corner: a note
-        that does not end the voice must leave room that some final note can close (`fillable`:
-        per remaining tick count, whether the voice can fill it)."""
+        begin and end with the soprano's, and where a given melody rests after its last note (bwv261
+        closes B4:2^ R:1) they rest with it rather than strike a second chord under its rest. Looks
+        ahead so as never to write itself into a corner: a note that does not end the voice must
+        leave room that some final note can close (`fillable`: per remaining tick count, whether
+        the voice can fill it)."""
         v, n, t = self.voice, self.t.num_voices, self.t
         end = onset + ticks
         pcs = np.where(note, midi % 12, -1)
-        soprano = self.current[0][-1] if v > 0 and self.current[0] else None
+        soprano, close_at = self._closing_soprano(measure_ticks) if v > 0 else (None, measure_ticks)
         if v == 0:  # the soprano: a tonic chord's note or a modal final, a quarter or longer
             major, minor = tonic_pitch_classes(self.key)
             good = {major, (major + 4) % 12, (major + 7) % 12, minor, (minor + 3) % 12, (minor + 7) % 12,
@@ -344,19 +346,17 @@ class VoiceLeading:
         else:
             roots = self._final_roots(soprano)
             if v == n - 1:
-                uppers = [self.current[u][-1].midi % 12 for u in range(n - 1)
-                          if self.current[u] and self.current[u][-1].midi is not None]
+                uppers = [e.midi % 12 for e in map(self._last_note, range(n - 1)) if e is not None]
                 good = {root for root in roots if closing_chord(root, uppers, n)}
                 spelled_right = np.isin(t.name[ids], [roots[root] for root in good])
             else:  # an inner voice: a note of a triad that holds the finals above and whose root the bass can write
-                above = {self.current[u][-1].midi % 12 for u in range(v)
-                         if self.current[u] and self.current[u][-1].midi is not None}
+                above = {e.midi % 12 for e in map(self._last_note, range(v)) if e is not None}
                 # the voice just above the bass is the last that can sound the third (Bach's closes
                 # lack it in 2 of 403 chorales)
                 completes = v == n - 2
                 good = set()
                 for root, name in roots.items():
-                    if soprano is not None and not self._bass_can_close(name, measure_ticks - soprano.start):
+                    if soprano is not None and not self._bass_can_close(name, close_at - soprano.start):
                         continue
                     for third in (3, 4):
                         triad = {root, (root + third) % 12, (root + 7) % 12}
@@ -367,20 +367,36 @@ class VoiceLeading:
             low, high = t.ranges[v]
             finals = finals[(t.pitch_midi[finals] >= low) & (t.pitch_midi[finals] <= high)]
         if v > 0 and soprano is not None:  # the final note begins with the soprano's
-            finals = finals[t.ticks[finals] == measure_ticks - soprano.start]
+            finals = finals[t.ticks[finals] == close_at - soprano.start]
         lengths = sorted({int(x) for x in t.ticks[finals]})
-        is_final = (end >= measure_ticks) & note & t.fermata[ids] & np.isin(pcs, sorted(good)) \
+        after = np.asarray(onset >= close_at)  # the soprano rests after its last note: so does this voice
+        closing = ~after & (end >= close_at)
+        is_final = closing & (end == close_at) & note & t.fermata[ids] & np.isin(pcs, sorted(good)) \
             & np.isin(ticks, lengths)
         if v == n - 1 and v > 0:
             is_final &= spelled_right
         # room after a note that is not the last: some final length f with the gap before it fillable
-        room = measure_ticks - end
+        room = close_at - end
         leaves_room = np.zeros(len(ids), dtype=bool)
         for length in lengths:
             gap = room - length
             inside = (gap >= 0) & (gap < len(fillable))
             leaves_room |= inside & fillable[np.clip(gap, 0, len(fillable) - 1)]
-        return ~np.where(end >= measure_ticks, is_final, leaves_room & (room > 0))
+        return ~np.where(after, ~note, np.where(closing, is_final, leaves_room & (room > 0)))
+
+    def _closing_soprano(self, measure_ticks: int) -> tuple[_Event | None, int]:
+        """The soprano's event the final chord sounds under, and the tick where that chord ends:
+        its last note and the measure's end, or, where it rests after its last note, that note
+        and where the rest begins."""
+        events = self.current[0]
+        last_note = next((e for e in reversed(events) if e.midi is not None), None)
+        if last_note is None or last_note is events[-1]:
+            return (events[-1] if events else None), measure_ticks
+        return last_note, last_note.end
+
+    def _last_note(self, voice: int) -> _Event | None:
+        """The voice's last note in this measure (rests after it passed over)."""
+        return next((e for e in reversed(self.current[voice]) if e.midi is not None), None)
 
     def _bass_can_close(self, name: str, length: int) -> bool:
         """Whether the vocabulary holds a final bass note of this spelling and length (fermata, in range)."""

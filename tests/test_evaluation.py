@@ -68,6 +68,14 @@ def test_the_tonic_test_knows_modes_and_inversions(text, on_tonic):
     assert counts["ends_on_tonic"] == on_tonic == counts["ends_on_tonic_with_fermata"]
 
 
+def test_a_close_followed_by_rests_is_judged_by_its_last_chord():
+    # bwv261 ends B4:2^ R:1 in every voice: the fermatas are where the soprano's last note begins
+    closed = piece("| K:0 T:4/4 V1 C5:2^ R:2 V2 E4:2^ R:2 V3 G3:2^ R:2 V4 C3:2^ R:2 ||")
+    assert evaluation.ending(closed) == (True, True)
+    unmarked = piece("| K:0 T:4/4 V1 C5:2^ R:2 V2 E4:2 R:2 V3 G3:2^ R:2 V4 C3:2^ R:2 ||")
+    assert evaluation.ending(unmarked) == (True, False)
+
+
 def test_the_last_chord_sounds_its_third_or_is_an_open_fifth():
     full = evaluation.music_statistics(["| K:0 T:4/4 V1 E5:4^ V2 G4:4^ V3 C4:4^ V4 C3:4^ ||",
                                         "| K:0 T:4/4 V1 C5:4^ V2 G4:4^ V3 C4:4^ V4 C3:4^ ||",

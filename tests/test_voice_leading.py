@@ -18,7 +18,7 @@ WORDS = ("C3 D3 E3 G2 A2 B2 A3 B3 C4 D4 E4 F4 G4 A4 B4 C5 D5 E5 F5 G5 A5 B5 C6 B
 def vocabulary():
     """Every pitch above, in quarters, halves and wholes, with and without fermata."""
     notes = [f"{p}:{d}{f}" for p in WORDS for d in ("1", "2", "4") for f in ("", "^")]
-    text = "| K:0 T:4/4 V1 R:4 V2 R:4 V3 R:4 V4 R:4 || " + " ".join(notes)
+    text = "| K:0 T:4/4 V1 R:4 V2 R:4 V3 R:4 V4 R:4 || R:1 R:2 " + " ".join(notes)
     tokenizer = lm.train_word_tokenizer([text])
     return sampling.Vocabulary.from_tokenizer(tokenizer)
 
@@ -94,6 +94,21 @@ def test_final_chord_sounds_its_third(vocabulary):
     assert "final_chord" not in verdict(vocabulary, "| K:0 T:4/4 V1 C5:4^ V2", "G4:4^", measures=1)  # the tenor can still
     assert "final_chord" in verdict(vocabulary, f"{open_fifth} C4:4^ V4", "C3:4^", measures=1)
     assert "final_chord" not in verdict(vocabulary, f"{open_fifth} E4:4^ V4", "C3:4^", measures=1)
+
+
+def test_a_melody_that_rests_after_its_last_fermata_closes_under_its_last_note(vocabulary):
+    """bwv261 ends B4:2^ R:1: the final chord sounds under the soprano's last note, and the
+    lower voices rest with the soprano instead of striking a second fermata chord under its rest."""
+    melody = "| K:0 T:4/4 V1 C5:2^ R:2 V2"
+    assert "final_chord" not in verdict(vocabulary, melody, "E4:2^", measures=1)
+    assert "final_chord" in verdict(vocabulary, melody, "E4:4^", measures=1)  # held through the rest
+    assert "final_chord" in verdict(vocabulary, f"{melody} E4:2^", "G4:2^", measures=1)  # a chord under the rest
+    assert "final_chord" not in verdict(vocabulary, f"{melody} E4:2^", "R:2", measures=1)
+    bass = f"{melody} E4:2^ R:2 V3 G3:2^ R:2 V4"
+    assert "final_chord" not in verdict(vocabulary, bass, "C3:2^", measures=1)
+    assert "final_chord" in verdict(vocabulary, bass, "G2:2^", measures=1)  # a six-four chord
+    assert "final_chord" in verdict(vocabulary, f"{bass} C3:2^", "C3:2^", measures=1)
+    assert "final_chord" not in verdict(vocabulary, f"{bass} C3:2^", "R:2", measures=1)
 
 
 def test_final_chord_may_close_on_a_modal_final(vocabulary):
