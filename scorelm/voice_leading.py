@@ -387,11 +387,15 @@ class VoiceLeading:
     def _closing_soprano(self, measure_ticks: int) -> tuple[_Event | None, int]:
         """The soprano's event the final chord sounds under, and the tick where that chord ends:
         its last note and the measure's end, or, where it rests after its last note, that note
-        and where the rest begins."""
+        and where the rest begins. A last measure the soprano rests through (seven of Bach's
+        chorales close on an instrumental postlude: bwv171.6, bwv248.9-1) closes at its start:
+        the lower voices rest with it."""
         events = self.current[0]
         last_note = next((e for e in reversed(events) if e.midi is not None), None)
-        if last_note is None or last_note is events[-1]:
-            return (events[-1] if events else None), measure_ticks
+        if last_note is None:
+            return None, (0 if events else measure_ticks)
+        if last_note is events[-1]:
+            return last_note, measure_ticks
         return last_note, last_note.end
 
     def _last_note(self, voice: int) -> _Event | None:

@@ -109,6 +109,11 @@ def test_a_melody_that_rests_after_its_last_fermata_closes_under_its_last_note(v
     assert "final_chord" in verdict(vocabulary, bass, "G2:2^", measures=1)  # a six-four chord
     assert "final_chord" in verdict(vocabulary, f"{bass} C3:2^", "C3:2^", measures=1)
     assert "final_chord" not in verdict(vocabulary, f"{bass} C3:2^", "R:2", measures=1)
+    # a last measure the soprano rests through (an instrumental postlude, as bwv171.6 ends): so do the others
+    postlude = "| K:0 T:4/4 V1 C5:4^ V2 E4:4^ V3 G3:4^ V4 C3:4^ | V1 R:4 V2"
+    assert "final_chord" in verdict(vocabulary, postlude, "E4:4^", measures=2)
+    assert "final_chord" not in verdict(vocabulary, postlude, "R:4", measures=2)
+    assert "final_chord" not in verdict(vocabulary, f"{postlude} R:4 V3 R:4 V4", "R:4", measures=2)
 
 
 def test_final_chord_may_close_on_a_modal_final(vocabulary):
