@@ -339,11 +339,11 @@ def agreement(harmonized: list[str], originals: list[str]) -> dict:
     does (shares of the pieces' total duration; rests count as a pitch). Voices are matched by
     what they are (voice_role): a harmonization's bass against Bach's lowest voice also where
     he wrote five."""
-    shares = {}
-    for name, role in (("alto", "inner 1"), ("tenor", "inner 2"), ("bass", "bass")):
-        same = total = Fraction(0)
-        for ours_text, bach_text in zip(harmonized, originals):
-            ours, bach = language.parse(ours_text)[0][0], language.parse(bach_text)[0][0]
+    roles = {"alto": "inner 1", "tenor": "inner 2", "bass": "bass"}
+    same, total = Counter(), Counter()
+    for ours_text, bach_text in zip(harmonized, originals):
+        ours, bach = language.parse(ours_text)[0][0], language.parse(bach_text)[0][0]
+        for name, role in roles.items():
             voices = [next((v for v in range(p.num_voices) if voice_role(v, p.num_voices) == role), None)
                       for p in (ours, bach)]
             if None in voices:
@@ -357,10 +357,9 @@ def agreement(harmonized: list[str], originals: list[str]) -> dict:
                     i += 1
                 while j + 1 < len(b) and b[j + 1][0] <= start:
                     j += 1
-                total += end - start
-                same += (end - start) * (a[i][1].pitch == b[j][1].pitch)
-        shares[f"matches_bach_{name}_percent"] = float(100 * same / max(total, 1))
-    return shares
+                total[name] += end - start
+                same[name] += (end - start) * (a[i][1].pitch == b[j][1].pitch)
+    return {f"matches_bach_{name}_percent": float(100 * Fraction(same[name]) / max(total[name], 1)) for name in roles}
 
 
 ROWS = [

@@ -391,7 +391,7 @@ class VoiceLeading:
         chorales close on an instrumental postlude: bwv171.6, bwv248.9-1) closes at its start:
         the lower voices rest with it."""
         events = self.current[0]
-        last_note = next((e for e in reversed(events) if e.midi is not None), None)
+        last_note = self._last_note(0)
         if last_note is None:
             return None, (0 if events else measure_ticks)
         if last_note is events[-1]:
