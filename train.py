@@ -77,6 +77,42 @@ def score_metadata(train_records: list[dict]) -> dict:
             "parts": parts}
 
 
+def forbidden_words_by_block(tokenizer, records: list[dict], blocks: list[list[int]], log,
+                             show_progress: bool = True) -> list:
+    """For unlikelihood_weight: where the decoder's hard rules forbid words in the training pieces
+    (sampling.forbidden_notes), as an array of (position, forbidden id) pairs per block. The
+    blocks are lm.pack_texts' cut of the same pieces: consecutive blocks share one token, so block
+    k starts at the sum of the earlier blocks' lengths less one each."""
+    import bisect
+
+    import numpy as np
+    from tqdm import tqdm
+
+    from scorelm import sampling
+    vocabulary = sampling.Vocabulary.from_tokenizer(tokenizer)
+    starts, start = [], 0
+    for block in blocks:
+        starts.append(start)
+        start += len(block) - 1
+    pairs: list[list] = [[] for _ in blocks]
+    offset, places, words = 0, 0, 0
+    for record in tqdm(records, desc="rules over the training pieces", unit="piece", file=sys.stderr,
+                       dynamic_ncols=True, disable=not show_progress or len(records) < 50):
+        ids = lm.piece_ids(tokenizer, record["text"])
+        if any(word.startswith("P:") for word in record["text"].split(" V1 ", 1)[0].split()):
+            offset += len(ids)  # a keyboard's staves of voices: the rules are four-part writing's (as in sampling)
+            continue
+        voices = record.get("voices") or language.parse(record["text"])[0][0].num_voices
+        for position, forbidden in sampling.forbidden_notes(vocabulary, ids, voices):
+            at = offset + position  # in the stream of all pieces; the block that predicts it:
+            block = bisect.bisect_left(starts, at) - 1  # starts[block] < at <= starts[block + 1]
+            pairs[block].append(np.stack([np.full(len(forbidden), at - starts[block]), forbidden], axis=1))
+            places, words = places + 1, words + len(forbidden)
+        offset += len(ids)
+    log(f"unlikelihood: the rules forbid {words} words at {places} positions of the training pieces")
+    return [np.concatenate(p) if p else np.zeros((0, 2), dtype=np.int64) for p in pairs]
+
+
 # ----------------------------------------------------------------------------- model
 
 def prepare_model(cfg, train_texts: list[str], saved_tokenizer: Path | None, log):
@@ -184,8 +220,13 @@ def train(cfg, accelerator, model, tokenizer, data: dict, resume: Path | None, l
 
     output_dir = Path(cfg.output_dir)
     pad = tokenizer.pad_token_id
-    train_loader = DataLoader(data["train"], batch_size=cfg.batchsize, shuffle=True,
-                              collate_fn=lambda b: lm.collate(b, pad))
+    if cfg.unlikelihood_weight:  # each block beside where the rules forbid words in it
+        train_loader = DataLoader(list(zip(data["train"], data["train_forbidden"])), batch_size=cfg.batchsize,
+                                  shuffle=True, collate_fn=lambda b: lm.collate([block for block, _ in b], pad,
+                                                                              [pairs for _, pairs in b]))
+    else:
+        train_loader = DataLoader(data["train"], batch_size=cfg.batchsize, shuffle=True,
+                                  collate_fn=lambda b: lm.collate(b, pad))
     eval_loader = DataLoader(data["validation"], batch_size=cfg.batchsize, collate_fn=lambda b: lm.collate(b, pad))
     if cfg.gradient_checkpointing:
         model.gradient_checkpointing_enable()
@@ -239,7 +280,7 @@ def train(cfg, accelerator, model, tokenizer, data: dict, resume: Path | None, l
     stop = StopRequest()
     progress = accelerate_tqdm(total=total_steps, initial=state["step"], desc="training", unit="step",
                                file=sys.stderr, dynamic_ncols=True)
-    tokens_seen, clock, running_loss, saved_step = 0, time.perf_counter(), [], state["step"]
+    tokens_seen, clock, running_loss, running_penalty, saved_step = 0, time.perf_counter(), [], [], state["step"]
     model.train()
     for epoch in range(state["epoch"], epochs):
         loader = train_loader
@@ -249,8 +290,16 @@ def train(cfg, accelerator, model, tokenizer, data: dict, resume: Path | None, l
         batches_done = state["batches_done"] if epoch == state["epoch"] else 0
         for batch in loader:
             with accelerator.accumulate(model):
-                loss = model(**batch).loss
-                accelerator.backward(loss)
+                forbidden = batch.pop("forbidden", None)
+                outputs = model(**batch)
+                loss = outputs.loss
+                if forbidden is not None:  # the rules' unlikelihood term beside the cross-entropy
+                    penalty = lm.forbidden_mass_penalty(outputs.logits, forbidden) if len(forbidden) \
+                        else outputs.logits.new_zeros(())
+                    running_penalty.append(penalty.detach().float())
+                    accelerator.backward(loss + cfg.unlikelihood_weight * penalty)
+                else:
+                    accelerator.backward(loss)
                 if accelerator.sync_gradients and cfg.max_grad_norm:
                     accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
                 optimizer.step()
@@ -270,10 +319,16 @@ def train(cfg, accelerator, model, tokenizer, data: dict, resume: Path | None, l
             rate = tokens_seen / (time.perf_counter() - clock)
             history["train"].append([step, train_loss])
             progress.update(1)
-            progress.set_postfix(loss=f"{train_loss:.3f}", lr=f"{scheduler.get_last_lr()[0]:.2e}",
-                                 tok_s=f"{rate:.0f}")
-            accelerator.log({"train/loss": train_loss, "train/lr": scheduler.get_last_lr()[0],
-                             "train/tokens_per_second": rate}, step=step)
+            logged = {"train/loss": train_loss, "train/lr": scheduler.get_last_lr()[0],
+                      "train/tokens_per_second": rate}
+            postfix = {"loss": f"{train_loss:.3f}", "lr": f"{scheduler.get_last_lr()[0]:.2e}", "tok_s": f"{rate:.0f}"}
+            if running_penalty:  # the unlikelihood term, apart: the loss stays the cross-entropy
+                penalty = accelerator.reduce(torch.stack(running_penalty).mean(), reduction="mean").item()
+                running_penalty = []
+                history.setdefault("unlikelihood", []).append([step, penalty])
+                logged["train/unlikelihood"], postfix["unlikelihood"] = penalty, f"{penalty:.4f}"
+            progress.set_postfix(**postfix)
+            accelerator.log(logged, step=step)
             if cfg.eval_every and step % cfg.eval_every == 0 and step < total_steps:
                 metrics = validate()
                 history["validation"].append([step, metrics])
@@ -510,6 +565,9 @@ def main(argv: list[str] | None = None) -> int:
         data_info.update({f"{name}_pieces": len(splits[name]), f"{name}_tokens": tokens, f"{name}_blocks": len(blocks)})
         if forced:
             log(f"warning: {forced} {name} blocks cut inside a measure (measure longer than max_length)")
+    if cfg.unlikelihood_weight:
+        data["train_forbidden"] = forbidden_words_by_block(tokenizer, records["train"], data["train"], log,
+                                                           accelerator.is_main_process)
     if not data["validation"]:
         raise UserError(f"{cfg.dataset}/validation.jsonl holds no pieces; generate the dataset with a validation split")
     filled = data_info["train_tokens"] / (len(data["train"]) * cfg.max_length)

@@ -50,6 +50,9 @@ class TrainConfig:
     ema_decay: float = option(0.0, "keep an exponential moving average of the weights, its decay per optimizer "
                                    "step warming up to this (e.g. 0.999); validation reports both, the average "
                                    "is saved (0: off; not with DeepSpeed)")
+    unlikelihood_weight: float = option(0.0, "add this times -log(1 - P) of the words the default "
+                                             "decoder's hard rules forbid (parallel fifths and octaves, the final "
+                                             "chord) where Bach's own word keeps them, to the loss (0: off)")
     eval_every: int = option(200, "optimizer steps between validation runs (0: only at the end)")
     save_every: int = option(500, "optimizer steps between checkpoints (0: only at epoch ends)")
     keep_checkpoints: int = option(2, "checkpoints kept; older ones are deleted")
@@ -72,7 +75,7 @@ class TrainConfig:
             if getattr(self, name) < 1:
                 raise UserError(f"config key {name} must be at least 1, not {getattr(self, name)}")
         for name in ("max_steps", "eval_every", "save_every", "warmup_steps", "weight_decay", "max_grad_norm",
-                     "cpu_threads"):
+                     "cpu_threads", "unlikelihood_weight"):
             if getattr(self, name) < 0:
                 raise UserError(f"config key {name} must not be negative")
         if not 0 <= self.ema_decay < 1:

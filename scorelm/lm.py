@@ -116,8 +116,10 @@ def pack_texts(tokenizer, texts: list[str], max_length: int) -> tuple[list[list[
     return blocks, sum(len(i) for i in ids), forced
 
 
-def collate(blocks: list[list[int]], pad_id: int) -> dict:
-    """Right-padded batch; padded positions are masked and carry no label."""
+def collate(blocks: list[list[int]], pad_id: int, forbidden: list | None = None) -> dict:
+    """Right-padded batch; padded positions are masked and carry no label. forbidden: per block,
+    an array of (position, forbidden id) pairs (from sampling.forbidden_notes), given to the
+    batch as the (row, position, id) triples forbidden_mass_penalty reads."""
     import torch
     width = max(len(b) for b in blocks)
     input_ids = torch.full((len(blocks), width), pad_id, dtype=torch.long)
@@ -126,7 +128,12 @@ def collate(blocks: list[list[int]], pad_id: int) -> dict:
         input_ids[row, :len(block)] = torch.tensor(block)
         attention_mask[row, :len(block)] = 1
     labels = input_ids.masked_fill(attention_mask == 0, -100)
-    return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+    batch = {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+    if forbidden is not None:
+        rows = torch.cat([torch.full((len(pairs),), row) for row, pairs in enumerate(forbidden)])
+        pairs = torch.cat([torch.as_tensor(pairs, dtype=torch.long).reshape(-1, 2) for pairs in forbidden])
+        batch["forbidden"] = torch.cat([rows[:, None], pairs], dim=1)
+    return batch
 
 
 def count_notes(texts) -> int:
@@ -192,6 +199,21 @@ def token_nll(model, batch) -> tuple:
     losses = torch.nn.functional.cross_entropy(logits[:, :-1].float().transpose(1, 2), targets,
                                                ignore_index=-100, reduction="none")
     return losses.sum(dim=1), (targets != -100).sum(dim=1)
+
+
+def forbidden_mass_penalty(logits, forbidden):
+    """The unlikelihood term (Welleck et al., 2019) of train.py's unlikelihood_weight:
+    -log(1 - P(forbidden words)), averaged over the positions that have forbidden words.
+    `forbidden` holds (row, position, token id) triples, one per forbidden word of the word at
+    that position of the batch; the logits one position earlier predict it. Written here because
+    transformers' losses have no term for a set of words to keep probability away from."""
+    import torch
+    places, place_of = torch.unique(forbidden[:, :2], dim=0, return_inverse=True)
+    log_probs = torch.log_softmax(logits[places[:, 0], places[:, 1] - 1].float(), dim=-1)
+    chosen = torch.zeros_like(log_probs, dtype=torch.bool)
+    chosen[place_of, forbidden[:, 2]] = True
+    forbidden_mass = log_probs.masked_fill(~chosen, float("-inf")).logsumexp(dim=-1).exp()
+    return -torch.log1p(-forbidden_mass.clamp(max=1 - 1e-6)).mean()
 
 
 def evaluate_texts(model, tokenizer, texts: list[str], max_length: int, batch_size: int = 8) -> dict:

@@ -868,3 +868,27 @@ def word_surprisals(model, tokenizer, text: str) -> list[float]:
     for (_, finish), value in zip(encoded["offset_mapping"], bits[1:].tolist()):
         totals[min(bisect.bisect_left(word_ends, finish), len(totals) - 1)] += value
     return totals
+
+
+def forbidden_notes(vocabulary: Vocabulary, ids: list[int], num_voices: int) -> list[tuple[int, np.ndarray]]:
+    """Where the rules the default decoder forbids (mixed mode's hard ones: parallel fifths and
+    octaves, the final chord) rule out words the grammar allows, along a piece's ids (as
+    lm.piece_ids gives them): (position, the forbidden ids), at the positions where the piece's
+    own word is not one of them (where Bach wrote a parallel himself, nothing is taught against
+    it). What train.py's unlikelihood_weight teaches the model to leave alone."""
+    hard = tuple(rule.name for rule in voice_leading.RULES if rule.strength == "hard")
+    measures = sum(1 for token_id in ids if (t := vocabulary.symbol.get(token_id)) is not None and t.kind is Kind.BAR)
+    constraint = ScoreConstraint(vocabulary, vocabulary.tables(num_voices), measures,
+                                 rules=vocabulary.rule_tables(num_voices, "hard", hard))
+    found = []
+    for position, token_id in enumerate(ids[1:], start=1):
+        allowed = constraint.allowed()
+        grammar = constraint.grammar_mask
+        if constraint.finished or grammar is None or not grammar[token_id]:
+            break  # the grammar lost the piece (words outside the decoder's vocabulary): teach nothing further
+        if allowed is not grammar and allowed[token_id]:
+            forbidden = np.flatnonzero(grammar & ~allowed)
+            if len(forbidden):
+                found.append((position, forbidden))
+        constraint.advance(token_id)
+    return found

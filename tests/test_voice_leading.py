@@ -370,3 +370,44 @@ def test_windows_of_a_long_piece_each_fit_in_the_context(tiny_model, monkeypatch
     pieces, repairs = language.parse(text)
     assert repairs.total == 0 and len(pieces[0].measures) == 12
     assert len(calls) >= 2 and all(tokens <= context for tokens in calls), calls
+
+
+def test_the_words_train_py_teaches_against_are_what_the_decoder_forbids(vocabulary):
+    """sampling.forbidden_notes, what unlikelihood_weight penalizes: where soprano C5 -> D5 over
+    a bass on C3, a bass D3 (octaves) is forbidden beside the B2 written; where the piece writes
+    the octaves itself, nothing is taught there; at the close, a six-four chord is forbidden."""
+    def places(bass_note):
+        text = (f"| K:0 T:4/4 V1 C5:2 D5:2 V2 E4:2 F4:2 V3 G3:2 A3:2 V4 C3:2 {bass_note} "
+                "| V1 C5:4^ V2 E4:4^ V3 G3:4^ V4 C3:4^ ||")
+        words = text.split()
+        found = dict(sampling.forbidden_notes(vocabulary, [0] + [vocabulary.ids_of[w] for w in words], 4))
+        named = {position: {vocabulary.symbol[i].text for i in ids} for position, ids in found.items()}
+        return words, named
+
+    words, named = places("B2:2")
+    bass = words.index("B2:2") + 1  # after the piece start
+    assert {"D3:2", "D2:2"} <= named[bass] and "B2:2" not in named[bass]
+    assert "G2:2" not in named[bass]  # octave to fifth: no parallel
+    close = len(words) - 1  # the bass's last note
+    assert "G2:4^" in named[close] and "C3:4^" not in named[close]
+    assert all(words[position - 1] not in forbidden for position, forbidden in named.items())
+
+    words, named = places("D3:2")  # the octaves written
+    assert words.index("D3:2") + 1 not in named
+
+
+def test_the_unlikelihood_term_is_minus_log_of_what_the_forbidden_words_leave():
+    import math
+
+    import torch
+    logits = torch.zeros(2, 4, 5)
+    logits[0, 1] = torch.tensor([0.0, 1.0, 2.0, 0.0, -1.0])
+    logits[1, 2] = torch.tensor([3.0, 0.0, 0.0, 0.0, 0.0])
+    # row 0, position 2 (predicted by position 1): words 1 and 2; row 1, position 3: word 0
+    forbidden = torch.tensor([[0, 2, 1], [0, 2, 2], [1, 3, 0]])
+    first = torch.softmax(logits[0, 1], -1)[1:3].sum().item()
+    second = torch.softmax(logits[1, 2], -1)[0].item()
+    expected = -(math.log(1 - first) + math.log(1 - second)) / 2
+    assert lm.forbidden_mass_penalty(logits, forbidden).item() == pytest.approx(expected, rel=1e-6)
+    batch = lm.collate([[5, 6, 7, 8], [5, 6, 7, 8]], 0, [np.array([[2, 1], [2, 2]]), np.array([[3, 0]])])
+    assert batch["forbidden"].tolist() == forbidden.tolist()
