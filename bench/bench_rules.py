@@ -27,6 +27,7 @@ COLUMNS = [("fifths", "parallel_fifths_per_100_beats"), ("octaves", "parallel_oc
            ("crossings", "voice_crossings_per_100_beats"), ("spacing", "spacing_errors_per_100_beats"),
            ("range %", "notes_out_of_range_percent"), ("tonic %", "ending_on_tonic_percent"),
            ("+fermatas %", "ending_on_tonic_with_fermata_percent"), ("third %", "final_chord_third_percent"),
+           ("signature %", "ending_on_signature_tonic_percent"),
            ("intervals", "interval_distance"),
            ("chords", "chord_quality_distance"), ("rhythm", "rhythm_distance")]
 

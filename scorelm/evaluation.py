@@ -155,6 +155,11 @@ def piece_statistics(piece: language.Piece) -> dict:
     counts["ends_with_third"] = int(final_chord_has_third(piece))
     counts["ends_with_fermata_in_every_voice"] = int(with_fermatas)
     counts["ends_on_tonic_with_fermata"] = int(on_tonic and with_fermatas)
+    # of those closes, the ones on the signature's own major or minor tonic: not a church mode's
+    # final (which the tonic test must accept for Bach's modal melodies), nor the analysed key
+    bass = last_notes(timelines)[-1]
+    counts["ends_on_signature_tonic"] = int(on_tonic and bass is not None and voice_leading.spelled_name(bass.pitch)
+                                            in voice_leading.tonic_names(piece.measures[0].key or 0))
     return {"counts": counts, "pitch_classes": pitch_classes_of(piece), "intervals": intervals,
             "chords": chords, "rhythm": rhythm}
 
@@ -278,6 +283,7 @@ def music_statistics(texts: list[str], reference_pitch_classes: Counter | None =
         "ending_on_tonic_percent": 100 * totals["ends_on_tonic"] / max(pieces, 1),
         "ending_on_tonic_with_fermata_percent": 100 * totals["ends_on_tonic_with_fermata"] / max(pieces, 1),
         "final_chord_third_percent": 100 * totals["ends_with_third"] / max(pieces, 1),
+        "ending_on_signature_tonic_percent": 100 * totals["ends_on_signature_tonic"] / max(pieces, 1),
         "valid_measures_percent": 100 * (1 - repaired_measures / max(measures, 1)),
     }
     if reference_pitch_classes is not None:
@@ -372,6 +378,7 @@ ROWS = [
     ("ends on the tonic %", "ending_on_tonic_percent"),
     ("... with a fermata in every voice %", "ending_on_tonic_with_fermata_percent"),
     ("last chord sounds its third %", "final_chord_third_percent"),
+    ("... on the signature's major or minor tonic %", "ending_on_signature_tonic_percent"),
     ("pitch-class distance to training", "pitch_class_distance"),
     ("melodic-interval distance to Bach", "interval_distance"),
     ("chord-quality distance to Bach", "chord_quality_distance"),

@@ -68,6 +68,20 @@ def test_the_tonic_test_knows_modes_and_inversions(text, on_tonic):
     assert counts["ends_on_tonic"] == on_tonic == counts["ends_on_tonic_with_fermata"]
 
 
+def test_closes_on_a_church_mode_final_are_counted_apart():
+    """A Phrygian close on E or a Mixolydian one on G under no signature ends on the tonic (as
+    Bach's modal melodies do) but not on the signature's own tonic, C or A."""
+    closes = ["| K:0 T:4/4 V1 E5:4^ V2 G4:4^ V3 C4:4^ V4 C3:4^ ||",  # C major
+              "| K:0 T:4/4 V1 C5:4^ V2 E4:4^ V3 A3:4^ V4 A2:4^ ||",  # A minor
+              "| K:0 T:4/4 V1 E5:4^ V2 G#4:4^ V3 B3:4^ V4 E3:4^ ||",  # E Phrygian
+              "| K:0 T:4/4 V1 G5:4^ V2 D5:4^ V3 B3:4^ V4 G2:4^ ||"]  # G Mixolydian
+    statistics = evaluation.music_statistics(closes)
+    assert statistics["ending_on_tonic_percent"] == 100
+    assert statistics["ending_on_signature_tonic_percent"] == 50
+    half_cadence = "| K:0 T:4/4 V1 D5:4^ V2 G4:4^ V3 B3:4^ V4 G2:4^ ||"  # a D over G: no modal final, no tonic
+    assert evaluation.music_statistics([half_cadence])["ending_on_signature_tonic_percent"] == 0
+
+
 def test_a_close_followed_by_rests_is_judged_by_its_last_chord():
     # bwv261 ends B4:2^ R:1 in every voice: the fermatas are where the soprano's last note begins
     closed = piece("| K:0 T:4/4 V1 C5:2^ R:2 V2 E4:2^ R:2 V3 G3:2^ R:2 V4 C3:2^ R:2 ||")

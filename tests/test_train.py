@@ -100,10 +100,11 @@ def test_moving_average_of_the_weights_is_what_gets_saved(tmp_path, tiny_dataset
         .endswith("config key ema_decay must be in [0, 1), not 1.0")
 
 
-@pytest.mark.parametrize("ema_decay", [0.0, 0.9])
-def test_exact_resume_after_sigkill(tmp_path, tiny_dataset, ema_decay):
+@pytest.mark.parametrize("ema_decay, unlikelihood_weight", [(0.0, 0.0), (0.9, 1.0)])
+def test_exact_resume_after_sigkill(tmp_path, tiny_dataset, ema_decay, unlikelihood_weight):
     settings = dict(dataset=str(tiny_dataset), max_steps=24, save_every=3, keep_checkpoints=20, epochs=3,
-                    gradient_accumulation_steps=2, eval_every=5, ema_decay=ema_decay)
+                    gradient_accumulation_steps=2, eval_every=5, ema_decay=ema_decay,
+                    unlikelihood_weight=unlikelihood_weight)
     reference = tmp_path / "reference"
     assert run_script("train.py", "--config", write_config(tmp_path, output_dir=str(reference), **settings)).returncode == 0
 
