@@ -155,6 +155,7 @@ def test_ctrl_c_saves_a_checkpoint(tmp_path, tiny_dataset):
     (["--dataset", "/no/such/dataset"], "run python generate_data.py first"),
     (["--config", "/no/such.json"], "no such config file"),
     (["--scratch_model", '{"hidden_sise": 8}'], "scratch_model"),
+    (["--unlikelihood_weight", "-1"], "unlikelihood_weight must not be negative"),
 ])
 def test_configuration_errors_are_one_line(tmp_path, tiny_dataset, args, message):
     config = write_config(tmp_path, dataset=str(tiny_dataset), output_dir=str(tmp_path / "out"))
