@@ -53,20 +53,30 @@ def load_splits(folder: Path) -> dict[str, list[dict]]:
     return splits
 
 
+def fill_voices(records: list[dict]) -> None:
+    """Give records from datasets that predate the "voices" and "voice_ranges" fields both, parsed
+    from the text (each record once)."""
+    for record in records:
+        if "voice_ranges" not in record or "voices" not in record:
+            piece = language.parse(record["text"])[0][0]
+            record.update(voices=piece.num_voices, voice_ranges=language.voice_ranges(piece))
+
+
+def part_words(text: str) -> tuple[str, ...]:
+    """The P words of a piece's first measure: its layout of parts and staves (none in a chorale)."""
+    return tuple(word for word in text.split(" V1 ", 1)[0].split() if word.startswith("P:"))
+
+
 def score_metadata(train_records: list[dict]) -> dict:
     """What sampling needs to know of the training data: the usual number of voices, each
     voice's pitch range (the constrained decoder keeps voices inside them) and the usual layout of
     parts and staves for each number of voices."""
     from collections import Counter
-    for record in train_records:
-        if "voice_ranges" not in record or "voices" not in record:
-            piece = language.parse(record["text"])[0][0]
-            record.update(voices=piece.num_voices, voice_ranges=language.voice_ranges(piece))
+    fill_voices(train_records)
     ranges = dataset.corpus_voice_ranges(train_records)
     layouts: dict[int, Counter] = {}
-    for record in train_records:  # the first measure's P words (none in a chorale)
-        header = record["text"].split(" V1 ", 1)[0].split()
-        layouts.setdefault(record["voices"], Counter())[tuple(w for w in header if w.startswith("P:"))] += 1
+    for record in train_records:
+        layouts.setdefault(record["voices"], Counter())[part_words(record["text"])] += 1
     parts = {}
     for voices, counts in layouts.items():
         words = counts.most_common(1)[0][0]
@@ -96,14 +106,14 @@ def forbidden_words_by_block(tokenizer, records: list[dict], blocks: list[list[i
         start += len(block) - 1
     pairs: list[list] = [[] for _ in blocks]
     offset, places, words = 0, 0, 0
+    fill_voices(records)
     for record in tqdm(records, desc="rules over the training pieces", unit="piece", file=sys.stderr,
                        dynamic_ncols=True, disable=not show_progress or len(records) < 50):
         ids = lm.piece_ids(tokenizer, record["text"])
-        if any(word.startswith("P:") for word in record["text"].split(" V1 ", 1)[0].split()):
+        if part_words(record["text"]):
             offset += len(ids)  # a keyboard's staves of voices: the rules are four-part writing's (as in sampling)
             continue
-        voices = record.get("voices") or language.parse(record["text"])[0][0].num_voices
-        for position, forbidden in sampling.forbidden_notes(vocabulary, ids, voices):
+        for position, forbidden in sampling.forbidden_notes(vocabulary, ids, record["voices"]):
             at = offset + position  # in the stream of all pieces; the block that predicts it:
             block = bisect.bisect_left(starts, at) - 1  # starts[block] < at <= starts[block + 1]
             pairs[block].append(np.stack([np.full(len(forbidden), at - starts[block]), forbidden], axis=1))
@@ -294,8 +304,7 @@ def train(cfg, accelerator, model, tokenizer, data: dict, resume: Path | None, l
                 outputs = model(**batch)
                 loss = outputs.loss
                 if forbidden is not None:  # the rules' unlikelihood term beside the cross-entropy
-                    penalty = lm.forbidden_mass_penalty(outputs.logits, forbidden) if len(forbidden) \
-                        else outputs.logits.new_zeros(())
+                    penalty = lm.forbidden_mass_penalty(outputs.logits, forbidden)
                     running_penalty.append(penalty.detach().float())
                     accelerator.backward(loss + cfg.unlikelihood_weight * penalty)
                 else:

@@ -203,11 +203,14 @@ def token_nll(model, batch) -> tuple:
 
 def forbidden_mass_penalty(logits, forbidden):
     """The unlikelihood term (Welleck et al., 2019) of train.py's unlikelihood_weight:
-    -log(1 - P(forbidden words)), averaged over the positions that have forbidden words.
+    -log(1 - P(forbidden words)), averaged over the positions that have forbidden words (0 for
+    a batch with none).
     `forbidden` holds (row, position, token id) triples, one per forbidden word of the word at
     that position of the batch; the logits one position earlier predict it. Written here because
     transformers' losses have no term for a set of words to keep probability away from."""
     import torch
+    if not len(forbidden):
+        return logits.new_zeros((), dtype=torch.float32)
     places, place_of = torch.unique(forbidden[:, :2], dim=0, return_inverse=True)
     log_probs = torch.log_softmax(logits[places[:, 0], places[:, 1] - 1].float(), dim=-1)
     chosen = torch.zeros_like(log_probs, dtype=torch.bool)

@@ -409,5 +409,6 @@ def test_the_unlikelihood_term_is_minus_log_of_what_the_forbidden_words_leave():
     second = torch.softmax(logits[1, 2], -1)[0].item()
     expected = -(math.log(1 - first) + math.log(1 - second)) / 2
     assert lm.forbidden_mass_penalty(logits, forbidden).item() == pytest.approx(expected, rel=1e-6)
+    assert lm.forbidden_mass_penalty(logits, torch.zeros((0, 3), dtype=torch.long)).item() == 0  # none in the batch
     batch = lm.collate([[5, 6, 7, 8], [5, 6, 7, 8]], 0, [np.array([[2, 1], [2, 2]]), np.array([[3, 0]])])
     assert batch["forbidden"].tolist() == forbidden.tolist()
