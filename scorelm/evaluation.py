@@ -214,7 +214,7 @@ def ending(piece: language.Piece) -> tuple[bool, bool]:
     if melody in voice_leading.modal_finals(key):
         tonics.add(names[0])
     if names[-1] not in tonics:
-        tonics.add(analysed_tonic(piece))
+        tonics.add(voice_leading.analysed_tonic(piece))
     return names[-1] in tonics, fermatas
 
 
@@ -231,11 +231,6 @@ def final_chord_has_third(piece: language.Piece) -> bool:
         return False
     pcs = [language.midi_number(e.pitch) % 12 for e in last]
     return voice_leading.has_third(pcs[-1], pcs[:-1])
-
-
-def analysed_tonic(piece: language.Piece) -> str:
-    """The spelled tonic of the key music21 finds for the piece (Krumhansl-Schmuckler)."""
-    return language.score_from_piece(piece).analyze("key").tonic.name.replace("-", "b")
 
 
 def _tonic(piece: language.Piece) -> int:

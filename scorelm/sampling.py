@@ -218,6 +218,8 @@ class ScoreConstraint:
         # the voice-leading rules narrow (hard ones) or weigh (soft ones) what the grammar allows
         self.music = voice_leading.VoiceLeading(rules) \
             if rules is not None and rules.mode != "off" and rules.enabled else None
+        if self.music is not None:
+            self.music.free = not forced_measures  # a given melody decides its own mode's close
         self.penalty: np.ndarray | None = None  # soft rules: nats off each id's logit this step
         # particle sampling weighs each step by the mass the rules leave of what the grammar allows:
         # with weigh_steps, allowed() keeps the grammar's own mask (before the rules)
@@ -621,12 +623,19 @@ def generate_texts(model, tokenizer, prompt: str, num_samples: int = 1, *, const
             if not text.endswith(language.END):
                 texts[row] = _write_in_windows(model, tokenizer, text, measures, forced_measures, seed, row,
                                                rule_report, **settings)
-    if constrain and rules != "off" and "final_chord" not in skip_rules and measures is None \
-            and not forced_measures and stop_at_end:
-        rewrite = [row for row, c in enumerate(constraints)
-                   if c.music is not None and texts[row].endswith(language.END) and c.music.end_breaks()]
-        for row in rewrite:
-            texts[row] = _rewrite_ending(model, tokenizer, texts[row], prompt, seed, row, rule_report, **settings)
+    if constrain and rules != "off" and measures is None and not forced_measures and stop_at_end:
+        faults = {row: _ending_faults(c.music, texts[row]) for row, c in enumerate(constraints)
+                  if c.music is not None and texts[row].endswith(language.END)}
+        for row, broken in faults.items():
+            if broken:
+                texts[row] = _rewrite_ending(model, tokenizer, texts[row], prompt, seed, row, rule_report,
+                                             modal_only=broken == {"signature_tonic"}, **settings)
+    if constrain and rule_report is not None and measures is not None and not forced_measures:
+        # a piece of known measures (an ending written again reads these): does it close as the rules want
+        for row, c in enumerate(constraints):
+            if c.music is not None and texts[row].endswith(language.END):
+                for name in _ending_faults(c.music, texts[row]):
+                    rule_report[ENDING_FAULTS[name]] = rule_report.get(ENDING_FAULTS[name], 0) + 1
     return texts
 
 
@@ -805,34 +814,64 @@ def _copies(constraints: list, order: list[int]) -> list:
     return result
 
 
+ENDING_FAULTS = {"final_chord": "closes off the tonic", "signature_tonic": "closes on a mode's final"}
+
+
+def _ending_faults(music: voice_leading.VoiceLeading, text: str) -> set[str]:
+    """The rules the close of a piece (its text, `music` having followed it) breaks: final_chord,
+    and (no melody given) signature_tonic, unless the bass closes on the tonic of the key music21
+    finds for the whole piece; each only where enabled."""
+    enabled, faults = music.t.enabled, set()
+    if "final_chord" in enabled and music.end_breaks():
+        faults.add("final_chord")
+    if "signature_tonic" in enabled and music.free and music.closes_off_signature():
+        if music.closing_bass() != voice_leading.analysed_tonic(language.parse(text)[0][0]):
+            faults.add("signature_tonic")
+    return faults
+
+
 ENDING_TRIES = 3
 
 
-def _rewrite_ending(model, tokenizer, text: str, prompt: str, seed: int | None, row: int, rule_report, **settings) -> str:
+def _rewrite_ending(model, tokenizer, text: str, prompt: str, seed: int | None, row: int, rule_report,
+                    modal_only: bool = False, **settings) -> str:
     """A piece closes where the model closes it; a model cannot know that the rules want a tonic
-    chord with fermatas there, so when the last chord breaks final_chord, the last measure is
-    written again knowing that it is the last (the final_chord rule then shapes the soprano's last
-    note and the chord under it). Up to ENDING_TRIES times; the first that ends properly wins,
-    else the original stays. Never touches the user's prompt."""
+    chord with fermatas there, so when the last chord breaks final_chord (or, with no melody
+    given, closes on a church mode's final: signature_tonic), the last measure is written again
+    knowing that it is the last (those rules then shape the soprano's last note and the chord
+    under it). Up to ENDING_TRIES times; the first that closes as the rules want wins. Where none
+    does, the first that closes on a mode's final is still better than an ending off any tonic
+    (not so where that is what the model wrote: modal_only); else the original stays. Never
+    touches the user's prompt."""
     words = text.split()
     last_bar = len(words) - 1 - words[::-1].index(language.BAR)
     if len(prompt.split()) > last_bar + 1:
         return text  # the last measure is (partly) the user's own
     measures = words.count(language.BAR)
+    fallback = None
     for attempt in range(ENDING_TRIES):
         report: dict = {}
         candidate = generate_texts(model, tokenizer, " ".join(words[:last_bar + 1]), 1, measures=measures,
                                    seed=None if seed is None else seed * 1009 + row * 31 + attempt,
                                    rule_report=report, **settings)[0]
-        if "final_chord" not in report:  # the final chord rule held all the way
-            if rule_report is not None:
-                for name, count in report.items():
-                    rule_report[name] = rule_report.get(name, 0) + count
-                rule_report["endings written again"] = rule_report.get("endings written again", 0) + 1
-            return candidate
+        if "final_chord" in report or ENDING_FAULTS["final_chord"] in report:
+            continue
+        if ENDING_FAULTS["signature_tonic"] not in report:
+            return _written_again(candidate, report, rule_report)
+        fallback = fallback or (candidate, report)
+    if fallback is not None and not modal_only:
+        return _written_again(*fallback, rule_report)
     if rule_report is not None:
         rule_report["endings left as the model wrote them"] = rule_report.get("endings left as the model wrote them", 0) + 1
     return text
+
+
+def _written_again(candidate: str, report: dict, rule_report: dict | None) -> str:
+    if rule_report is not None:
+        for name, count in report.items():
+            rule_report[name] = rule_report.get(name, 0) + count
+        rule_report["endings written again"] = rule_report.get("endings written again", 0) + 1
+    return candidate
 
 
 # ----------------------------------------------------------------------------- surprisal

@@ -24,6 +24,19 @@ default: each rule at its own strength in RULES, hard where Bach (nearly) never 
 (the final chord, consecutive fifths and octaves: together 0.7% of his notes), soft where he or
 his editors do (fermatas marked in the soprano only, crossings, spacing, range, overlap: 4.3% of
 his notes together), so that the decoder can still write what he wrote.
+
+signature_tonic is the one rule about a piece as a whole rather than its lines. final_chord
+accepts a close on a church mode's final (a Phrygian melody under a signature of C ends on E),
+as Bach's modal melodies need; but a piece the model writes freely has no such melody, and left
+to itself it closes on a mode's final two or three times as often as Bach (on the fifth degree,
+a close that sounds like a half cadence, seven to nine times as often). So where no melody is
+given (free samples, continuations), in a last measure known to be the last, the closing notes
+that belong to no tonic chord of the signature break it; and a free sample that the model
+closes off the signature's tonic has its last measure written again (sampling._rewrite_ending),
+as one that breaks final_chord has, unless it closes on the key music21 finds for the whole
+piece (the model sometimes writes a piece in A major under a signature of D: its close on A is
+its tonic, and a B major chord after it would be foreign). A harmonization follows its melody's
+mode.
 """
 from __future__ import annotations
 
@@ -62,6 +75,8 @@ RULES = (
     Rule("range", "a note outside its voice's textbook range (four voices: "
                   "soprano C4-G5, alto G3-D5, tenor C3-G4, bass E2-C4)", 2.0, "soft"),
     Rule("voice_overlap", "a voice moves past the note the voice above it has just left", 1.0, "soft"),
+    Rule("signature_tonic", "a piece with no given melody closes on its key signature's own major or minor "
+                            "tonic, not on a church mode's final", 2.0, "soft"),
 )
 RULE_NAMES = tuple(rule.name for rule in RULES)
 
@@ -96,6 +111,11 @@ def tonic_names(key: int) -> tuple[str, str]:
     from music21 import key as music21_key
     signature = music21_key.KeySignature(key)
     return tuple(signature.asKey(mode).tonic.name.replace("-", "b") for mode in ("major", "minor"))
+
+
+def analysed_tonic(piece: "language.Piece") -> str:
+    """The spelled tonic of the key music21 finds for the piece (Krumhansl-Schmuckler)."""
+    return language.score_from_piece(piece).analyze("key").tonic.name.replace("-", "b")
 
 
 def spelled_name(spelled: str) -> str:
@@ -190,6 +210,7 @@ class VoiceLeading:
         self.voice = -1
         self.key: int | None = None
         self.dropped: dict[str, int] = {}  # hard mode: how often each rule had to be dropped
+        self.free = True  # no melody is given (signature_tonic weighs only such pieces' closes)
 
     # -- following the text
     def bar(self) -> None:
@@ -308,7 +329,35 @@ class VoiceLeading:
             out["fermata"] = (t.fermata[ids] != wanted) | across
         if "final_chord" in enabled and last_measure:
             out["final_chord"] = self._final_chord_breaks(ids, onset, ticks, midi, note, measure_ticks, fillable)
+        if "signature_tonic" in enabled and last_measure and self.free and self.key is not None:
+            out["signature_tonic"] = self._off_signature_close(onset, ticks, midi, note, measure_ticks)
         return out
+
+    def _off_signature_close(self, onset, ticks, midi, note, measure_ticks) -> np.ndarray:
+        """signature_tonic in a last measure: the closing notes (those sounding at the final
+        chord) that belong to no tonic chord of the signature: the bass off its major and minor
+        tonic, an upper voice off their triads (the minor's with either third: a Picardy close
+        is a close on the tonic)."""
+        v, n = self.voice, self.t.num_voices
+        major, minor = tonic_pitch_classes(self.key)
+        if v == n - 1 and n > 1:
+            good = [major, minor]
+        else:
+            good = sorted({major, (major + 4) % 12, (major + 7) % 12, minor, (minor + 3) % 12, (minor + 4) % 12,
+                           (minor + 7) % 12})
+        close_at = measure_ticks if v == 0 else self._closing_soprano(measure_ticks)[1]
+        closing = note & (onset < close_at) & (onset + ticks >= close_at)
+        return closing & ~np.isin(midi % 12, good)
+
+    def closing_bass(self) -> str:
+        """The spelled name of the bass's last note in this measure ("" if it has none)."""
+        bass = self._last_note(self.t.num_voices - 1)
+        return bass.name if bass is not None else ""
+
+    def closes_off_signature(self) -> bool:
+        """signature_tonic at the piece's end: the bass's last note is not on the signature's
+        major or minor tonic (spelled as that tonic)."""
+        return self.key is not None and self.closing_bass() not in tonic_names(self.key)
 
     def _final_roots(self, soprano: _Event | None) -> dict[int, str]:
         """Roots a final chord may have under this soprano note, pitch class -> spelling: a tonic

@@ -11,7 +11,7 @@ import pytest
 from scorelm import evaluation, language, lm, sampling, voice_leading
 
 WORDS = ("C3 D3 E3 G2 A2 B2 A3 B3 C4 D4 E4 F4 G4 A4 B4 C5 D5 E5 F5 G5 A5 B5 C6 Bb3 F#4 G#4 E3 F3 G3 C2 "
-         "D2 E2 F2 G3").split()
+         "D2 E2 F2 G3 C#5 C#4").split()
 
 
 @pytest.fixture(scope="module")
@@ -126,6 +126,39 @@ def test_final_chord_may_close_on_a_modal_final(vocabulary):
     assert "final_chord" in verdict(vocabulary, dorian, "F2:4^", measures=1)  # a first inversion
 
 
+def test_signature_tonic_weighs_a_free_close_on_a_church_modes_final(vocabulary):
+    """Under no signature, a close on D (Dorian) or on a G chord (Mixolydian, which sounds like a
+    half cadence) is a close final_chord accepts; signature_tonic weighs it where no melody is
+    given: the last measure's closing notes off C major's and A minor's tonic chords. A given
+    melody keeps its own mode's close."""
+    last = "| K:0 T:4/4 V1"
+    assert verdict(vocabulary, last, "D5:4^", measures=1) == {"signature_tonic"}  # Dorian: final_chord allows it
+    assert "signature_tonic" not in verdict(vocabulary, last, "C5:4^", measures=1)
+    assert "signature_tonic" not in verdict(vocabulary, last, "D5:2", measures=1)  # not the closing note
+    assert "signature_tonic" not in verdict(vocabulary, last, "D5:4^")  # not the last measure
+    mixolydian = "| K:0 T:4/4 V1 G5:4^ V2 B4:4^ V3 D4:4^ V4"
+    assert verdict(vocabulary, mixolydian, "G2:4^", measures=1) == {"signature_tonic"}
+    assert verdict(vocabulary, "| K:0 T:4/4 V1 G5:4^ V2", "B4:4^", measures=1) == {"signature_tonic"}
+    assert verdict(vocabulary, "| K:0 T:4/4 V1 G5:4^ V2 E4:4^ V3 C4:4^ V4", "C3:4^", measures=1) == set()
+    # over a soprano E: C# is the Picardy third of A minor's tonic chord, G# the third of an E major
+    # (Phrygian) close
+    assert "signature_tonic" not in verdict(vocabulary, "| K:0 T:4/4 V1 E5:4^ V2", "C#5:4^", measures=1)
+    assert "signature_tonic" in verdict(vocabulary, "| K:0 T:4/4 V1 E5:4^ V2", "G#4:4^", measures=1)
+    constraint = sampling.ScoreConstraint(vocabulary, vocabulary.tables(4), forced_measures=[["V1", "G5:4^"]],
+                                          rules=vocabulary.rule_tables(4, "hard", voice_leading.RULE_NAMES))
+    assert constraint.music.free is False  # a harmonization: its melody decides the close
+
+
+def test_readme_lists_every_rule_at_its_strength():
+    """README's table of rules is the one users read: every rule of RULES, in its order, with its
+    strength in mixed mode."""
+    from pathlib import Path
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    table = readme[readme.index("#### Voice-leading rules"):].split("\n\n")[2]
+    rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in table.splitlines()[2:]]
+    assert [(row[0].strip("`"), row[-1]) for row in rows] == [(rule.name, rule.strength) for rule in voice_leading.RULES]
+
+
 def test_mixed_mode_forbids_the_hard_rules_and_weighs_the_soft_ones(vocabulary):
     """In mixed mode (the default) the rules RULES marks hard narrow the mask and the others
     take their penalty off the logits; hard mode forbids both."""
@@ -181,6 +214,97 @@ def test_samples_under_rules_are_valid_and_hard_ones_break_none(tiny_model, mode
         ended = [language.parse(text)[0][0] for text in texts if text.endswith(language.END)]
         assert all(evaluation.ending(piece)[0] and evaluation.final_chord_has_third(piece) for piece in ended) \
             or report.get("final_chord", 0) + report.get("endings left as the model wrote them", 0) > 0, report
+        if mode == "hard":  # no melody given: the close is on the signature's own tonic, not a mode's final
+            assert all(evaluation.piece_statistics(piece)["counts"]["ends_on_signature_tonic"] for piece in ended) \
+                or report.get("signature_tonic", 0) + report.get("final_chord", 0) \
+                + report.get("endings left as the model wrote them", 0) > 0, report
+
+
+@pytest.mark.parametrize("mode", ["hard", "mixed"])
+def test_a_free_close_on_a_church_modes_final_is_written_again(tiny_model, mode):
+    """A new piece in C major that closes on a G major chord with fermatas keeps final_chord (G
+    is the Mixolydian final under the soprano's G) but breaks signature_tonic: its last measure
+    is written again, and the close that wins is on C or A, or the piece is left as written
+    (counted). With the rule switched off it is left alone."""
+    model, tokenizer, metadata = sampling.load_model_dir(tiny_model)
+    vocabulary = sampling.Vocabulary.from_tokenizer(tokenizer)
+    text = ("| K:0 T:4/4 V1 E5:2 D5:2 V2 C5:2 B4:2 V3 G4:2 G4:2 V4 C4:2 G3:2 "
+            "| V1 C5:2 G4:2^ V2 E4:1 D4:1 D4:2^ V3 G3:1 G3:1 B3:2^ V4 C3:1 C3:1 G2:2^ ||")
+    settings = dict(num_voices=4, voice_ranges=metadata["voice_ranges"]["4"], parts=None, temperature=1.0, top_k=0,
+                    top_p=1.0, vocabulary=vocabulary, rules=mode, particles=1)
+    music = voice_leading.VoiceLeading(vocabulary.rule_tables(4, mode, voice_leading.RULE_NAMES))
+    for word in text.split()[:-1]:
+        token = vocabulary.symbol[vocabulary.ids_of[word]]
+        music.advance(token, vocabulary.ids_of[word])
+    assert sampling._ending_faults(music, text) == {"signature_tonic"}  # final_chord holds: G is a Mixolydian final
+    report: dict = {}
+    written = sampling._rewrite_ending(model, tokenizer, text, "|", 3, 0, report, modal_only=True, skip_rules=(),
+                                       **settings)
+    if report.get("endings left as the model wrote them"):
+        assert written == text
+    else:
+        assert report["endings written again"] == 1 and written.split("|")[:2] == text.split("|")[:2]
+        piece = language.parse(written)[0][0]
+        assert len(piece.measures) == 2 and evaluation.ending(piece) == (True, True)
+        assert evaluation.piece_statistics(piece)["counts"]["ends_on_signature_tonic"] == 1
+    music = voice_leading.VoiceLeading(vocabulary.rule_tables(4, mode, [n for n in voice_leading.RULE_NAMES
+                                                                       if n != "signature_tonic"]))
+    for word in text.split()[:-1]:
+        music.advance(vocabulary.symbol[vocabulary.ids_of[word]], vocabulary.ids_of[word])
+    assert sampling._ending_faults(music, text) == set()
+
+
+IN_C = ("| K:0 T:4/4 V1 E5:2 F5:2 V2 C5:2 C5:2 V3 G4:2 F4:2 V4 C4:2 F3:2 "
+        "| V1 E5:2 D5:2 V2 C5:2 B4:2 V3 G4:2 G4:2 V4 C4:2 G3:2 ")  # two measures in C major before the close
+
+
+@pytest.mark.parametrize("text, faults", [
+    # C major closing on a G major chord: a Mixolydian final, which sounds like a half cadence
+    (IN_C + "| V1 G4:4^ V2 D4:4^ V3 B3:4^ V4 G2:4^ ||",
+     {"signature_tonic"}),
+    (IN_C + "| V1 G4:4^ V2 E4:4^ V3 C4:4^ V4 C3:4^ ||",
+     set()),
+    # a piece in A major (G sharps) under a signature of D: its close on A is its own tonic
+    ("| K:2 T:4/4 V1 C#5:2 B4:2 V2 E4:2 G#4:2 V3 A3:2 E4:2 V4 A2:2 E3:2 | V1 A4:4^ V2 E4:4^ V3 C#4:4^ V4 A2:4^ ||",
+     set()),
+    # no tonic at all: a six-four chord
+    (IN_C + "| V1 E5:4^ V2 C5:4^ V3 E4:4^ V4 G2:4^ ||",
+     {"final_chord", "signature_tonic"}),
+])
+def test_which_free_closes_are_written_again(vocabulary, text, faults):
+    music = voice_leading.VoiceLeading(vocabulary.rule_tables(4, "mixed", voice_leading.RULE_NAMES))
+    for word in text.split()[:-1]:
+        music.advance(vocabulary.symbol[vocabulary.ids_of[word]], vocabulary.ids_of[word])
+    assert sampling._ending_faults(music, text) == faults
+    music.free = False  # a harmonization: its melody decides the mode
+    assert sampling._ending_faults(music, text) == faults - {"signature_tonic"}
+
+
+@pytest.mark.parametrize("tries, modal_only, wins", [
+    ([{"closes off the tonic": 1}, {"closes on a mode's final": 1}, {}], False, 2),  # the first to close right
+    ([{"closes off the tonic": 1}, {"closes on a mode's final": 1}, {"closes on a mode's final": 1}], False, 1),
+    ([{"closes on a mode's final": 1}] * 3, True, None),  # what the model wrote was a modal close already
+    ([{"final_chord": 1}] * 3, False, None),  # the rule had to be given up: no close at all
+])
+def test_which_ending_written_again_wins(monkeypatch, tries, modal_only, wins):
+    """An ending written again replaces the model's only if it closes as the rules want, or, where
+    the model's own close is off any tonic, if it at least closes on a church mode's final."""
+    calls = iter(range(len(tries)))
+
+    def fake_generate(model, tokenizer, prompt, count, *, rule_report, **settings):
+        attempt = next(calls)
+        rule_report.update(tries[attempt])
+        return [f"{prompt} try{attempt} ||"]
+
+    monkeypatch.setattr(sampling, "generate_texts", fake_generate)
+    text = "| K:0 T:4/4 V1 C5:4 | V1 G4:4^ ||"
+    report: dict = {}
+    written = sampling._rewrite_ending(None, None, text, "|", 0, 0, report, modal_only=modal_only)
+    if wins is None:
+        assert written == text and report == {"endings left as the model wrote them": 1}
+    else:
+        assert written == f"| K:0 T:4/4 V1 C5:4 | try{wins} ||"
+        assert report == {**tries[wins], "endings written again": 1}
 
 
 def test_a_piece_of_one_measure_that_closes_off_the_tonic_is_written_again(tiny_model):
