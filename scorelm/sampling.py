@@ -618,11 +618,13 @@ def generate_texts(model, tokenizer, prompt: str, num_samples: int = 1, *, const
     settings = dict(num_voices=num_voices, voice_ranges=voice_ranges, parts=parts, temperature=temperature,
                     top_k=top_k, top_p=top_p, vocabulary=vocabulary, rules=rules, skip_rules=skip_rules,
                     particles=particles)
+    windowed = set()  # rows whose constraint followed only their first window
     if windows:
         for row, text in enumerate(texts):
             if not text.endswith(language.END):
                 texts[row] = _write_in_windows(model, tokenizer, text, measures, forced_measures, seed, row,
                                                rule_report, **settings)
+                windowed.add(row)
     if constrain and rules != "off" and measures is None and not forced_measures and stop_at_end:
         faults = {row: _ending_faults(c.music, texts[row]) for row, c in enumerate(constraints)
                   if c.music is not None and texts[row].endswith(language.END)}
@@ -633,7 +635,7 @@ def generate_texts(model, tokenizer, prompt: str, num_samples: int = 1, *, const
     if constrain and rule_report is not None and measures is not None and not forced_measures:
         # a piece of known measures (an ending written again reads these): does it close as the rules want
         for row, c in enumerate(constraints):
-            if c.music is not None and texts[row].endswith(language.END):
+            if c.music is not None and texts[row].endswith(language.END) and row not in windowed:
                 for name in _ending_faults(c.music, texts[row]):
                     rule_report[ENDING_FAULTS[name]] = rule_report.get(ENDING_FAULTS[name], 0) + 1
     return texts
