@@ -123,6 +123,13 @@ def spelled_name(spelled: str) -> str:
     return spelled[:-1]
 
 
+def tonic_triad_tones(key: int) -> set[int]:
+    """Pitch classes of the key signature's two tonic triads: its major key's and its relative
+    minor's."""
+    major, minor = tonic_pitch_classes(key)
+    return {major, (major + 4) % 12, (major + 7) % 12, minor, (minor + 3) % 12, (minor + 7) % 12}
+
+
 def modal_finals(key: int) -> tuple[int, ...]:
     """The finals of the church modes a chorale melody in this signature may close on besides
     the two tonics: Dorian (2nd degree), Phrygian (3rd) and Mixolydian (5th)."""
@@ -343,8 +350,7 @@ class VoiceLeading:
         if v == n - 1 and n > 1:
             good = [major, minor]
         else:
-            good = sorted({major, (major + 4) % 12, (major + 7) % 12, minor, (minor + 3) % 12, (minor + 4) % 12,
-                           (minor + 7) % 12})
+            good = sorted(tonic_triad_tones(self.key) | {(minor + 4) % 12})
         close_at = measure_ticks if v == 0 else self._closing_soprano(measure_ticks)[1]
         closing = note & (onset < close_at) & (onset + ticks >= close_at)
         return closing & ~np.isin(midi % 12, good)
@@ -389,9 +395,7 @@ class VoiceLeading:
         pcs = np.where(note, midi % 12, -1)
         soprano, close_at = self._closing_soprano(measure_ticks) if v > 0 else (None, measure_ticks)
         if v == 0:  # the soprano: a tonic chord's note or a modal final, a quarter or longer
-            major, minor = tonic_pitch_classes(self.key)
-            good = {major, (major + 4) % 12, (major + 7) % 12, minor, (minor + 3) % 12, (minor + 7) % 12,
-                    *modal_finals(self.key)}
+            good = tonic_triad_tones(self.key) | set(modal_finals(self.key))
         else:
             roots = self._final_roots(soprano)
             if v == n - 1:
