@@ -20,6 +20,7 @@ import csv
 import itertools
 import re
 import sys
+from fractions import Fraction
 from pathlib import Path
 
 from scorelm import language, notation, render, sampling, voice_leading
@@ -103,6 +104,44 @@ def read_melody(path: str) -> language.Piece:
     if melody.num_voices != 1:
         print(f"note: {path} has several parts; harmonizing the top one", file=sys.stderr)
     return melody.top_voice()
+
+
+# A time signature is the model's own when at least this share of its training pieces use it.
+KNOWN_METER_SHARE = 0.01
+
+
+def meter_for_the_model(text: str, metadata: dict) -> Fraction:
+    """How the note values of a melody or prompt (its text) are scaled for the model to write
+    with it (what it writes is written back): 1, or 1/2 or 1/4 where the text is in half- or
+    whole-note beats (T:3/2, T:4/1) that the training split hardly used but the same meter in
+    quarter-note beats is the model's own (the chorales' 3/4 and 4/4). A model that never saw a
+    melody's meter writes the lower voices against its note values as if they were quarters:
+    sixteenth-note runs and strings of rests under a hymn tune's half notes. 1 for a model whose
+    scorelm.json predates the count."""
+    counts = metadata.get("time_signatures")
+    meters = {word[2:] for word in text.split() if word.startswith("T:")}
+    if not counts or not meters:
+        return Fraction(1)
+    total = sum(counts.values())
+    known = {word[2:] for word, count in counts.items() if count >= KNOWN_METER_SHARE * total}
+    if meters <= known:
+        return Fraction(1)
+    for factor in (Fraction(1, 2), Fraction(1, 4)):
+        scaled = {language.scale_durations(f"T:{meter}", factor) for meter in meters}
+        if all(word and word[2:] in known for word in scaled) and language.scale_durations(text, factor) is not None:
+            return factor
+    return Fraction(1)
+
+
+def renotated(melody: language.Piece, factor: Fraction) -> language.Piece:
+    """The melody with its note values scaled by `factor` (meter_for_the_model)."""
+    return melody if factor == 1 else language.parse(language.scale_durations(melody.to_text(), factor))[0][0]
+
+
+def written_back(text: str, factor: Fraction) -> str:
+    """What the constrained decoder wrote from a renotated melody or prompt, in their own note
+    values (never out of the language: each measure as long as the given meter's)."""
+    return text if factor == 1 else language.scale_durations(text, 1 / factor)
 
 
 def melody_plan(melody: language.Piece, vocabulary) -> list[list[str]]:
@@ -370,14 +409,15 @@ def harmonize_all(model, tokenizer, metadata, vocabulary, texts: list[str], *, s
     harmonized, originals, report = [], [], {}
     for index, text in enumerate(tqdm(texts, desc="harmonizing", unit="piece", file=sys.stderr)):
         piece = language.parse(text)[0][0]
+        factor = meter_for_the_model(text, metadata)
         try:
-            forced = melody_plan(piece, vocabulary)
+            forced = melody_plan(renotated(piece, factor), vocabulary)
         except UserError as error:
             tqdm.write(f"note: piece {index + 1} not harmonized: {error}", file=sys.stderr)
             continue
         originals.append(text)
         budget = harmonization_budget(forced, voices)
-        harmonized += [restore_melody(written, piece) for written in sampling.generate_texts(
+        harmonized += [restore_melody(written_back(written, factor), piece) for written in sampling.generate_texts(
             model, tokenizer, "", 1, num_voices=voices, voice_ranges=metadata.get("voice_ranges", {}).get(str(voices)),
             forced_measures=forced, max_new_tokens=budget, seed=seed + index, vocabulary=vocabulary,
             rule_report=report, **settings)]
@@ -453,8 +493,18 @@ def main(argv: list[str] | None = None) -> int:
     num_voices = metadata["voices"]
     vocabulary = sampling.Vocabulary.from_tokenizer(tokenizer)
     melody = read_melody(args.harmonize) if args.harmonize else None
-    forced = melody_plan(melody, vocabulary) if melody else None
-    prompt = "" if forced else build_prompt(args)
+    prompt = "" if melody else build_prompt(args)
+    given = melody.to_text() if melody else prompt
+    # renotated only for the constrained decoder, whose every word can be written back
+    factor = Fraction(1) if args.no_constrain else meter_for_the_model(given, metadata)
+    if factor != 1:
+        meter = next(word[2:] for word in given.split() if word.startswith("T:"))
+        print(f"note: the model hardly knows {meter}; {'harmonizing the melody' if melody else 'writing'} in "
+              f"{language.scale_durations(f'T:{meter}', factor)[2:]} (every note value "
+              f"{'halved' if factor == Fraction(1, 2) else 'a quarter as long'}) and writing it back in {meter}",
+              file=sys.stderr)
+        prompt = prompt and language.scale_durations(prompt, factor)
+    forced = melody_plan(renotated(melody, factor), vocabulary) if melody else None
     if prompt:
         check_prompt(prompt, vocabulary, num_voices)
     if forced and args.no_constrain:
@@ -484,6 +534,7 @@ def main(argv: list[str] | None = None) -> int:
         forced_measures=forced, max_new_tokens=max_new_tokens, temperature=args.temperature, top_k=args.top_k,
         top_p=args.top_p, seed=args.seed, vocabulary=vocabulary, rules="off" if args.no_constrain else args.rules,
         skip_rules=args.skip_rule, rule_report=rule_report, particles=args.particles)
+    texts = [written_back(text, factor) for text in texts]
     if melody is not None:
         texts = [restore_melody(text, melody) for text in texts]
     if rule_report:

@@ -69,8 +69,9 @@ def part_words(text: str) -> tuple[str, ...]:
 
 def score_metadata(train_records: list[dict]) -> dict:
     """What sampling needs to know of the training data: the usual number of voices, each
-    voice's pitch range (the constrained decoder keeps voices inside them) and the usual layout of
-    parts and staves for each number of voices."""
+    voice's pitch range (the constrained decoder keeps voices inside them), the usual layout of
+    parts and staves for each number of voices, and how many pieces use each time signature (a
+    melody in one the model hardly knows is harmonized renotated: infer.meter_for_the_model)."""
     from collections import Counter
     fill_voices(train_records)
     ranges = dataset.corpus_voice_ranges(train_records)
@@ -84,7 +85,10 @@ def score_metadata(train_records: list[dict]) -> dict:
     return {"format_version": language.FORMAT_VERSION,
             "voices": Counter(r["voices"] for r in train_records).most_common(1)[0][0],
             "voice_ranges": {str(n): [list(r) for r in per_voice] for n, per_voice in ranges.items()},
-            "parts": parts}
+            "parts": parts,
+            "time_signatures": dict(Counter(word for r in train_records
+                                            for word in {w for w in r["text"].split() if w.startswith("T:")})
+                                    .most_common())}
 
 
 def forbidden_words_by_block(tokenizer, records: list[dict], blocks: list[list[int]], log,

@@ -125,6 +125,71 @@ def test_harmonization_keeps_the_melody(tiny_model, tiny_dataset, tmp_path):
     assert all(any(e.pitch for _, e in harmonized.voice_events(v)) for v in (1, 2, 3))
 
 
+def test_which_meters_are_renotated_for_the_model():
+    from fractions import Fraction
+    import infer
+    chorales = {"time_signatures": {"T:4/4": 294, "T:3/4": 35, "T:12/8": 1}}
+    half, quarter = Fraction(1, 2), Fraction(1, 4)
+    expected = {"4/2": half, "3/2": half, "4/1": quarter, "3/1": quarter,
+                "4/4": 1, "3/4": 1, "2/2": 1, "6/4": 1, "12/8": 1}  # 2/4, 3/8 and 12/8: under 1% of the chorales
+    for meter, factor in expected.items():
+        melody = f"| K:0 T:{meter} V1 C5:{language.format_duration(language.bar_length(meter))} ||"
+        assert infer.meter_for_the_model(melody, chorales) == factor, meter
+    hymn = "| K:0 T:3/2 V1 C5:6 | T:4/2 V1 C5:8 | T:2/2 V1 C5:4 ||"
+    assert infer.meter_for_the_model(hymn, chorales) == 1  # its 2/2 would be 2/4: none of it renotated
+    assert infer.meter_for_the_model(hymn, {"time_signatures": {"T:3/2": 5, "T:4/2": 5, "T:2/2": 5}}) == 1
+    assert infer.meter_for_the_model(hymn.replace(" | T:2/2 V1 C5:4", ""), chorales) == Fraction(1, 2)
+    assert infer.meter_for_the_model("| K:0 T:4/2 V1 C5:1/96 ||", chorales) == 1  # 1/192: out of the language
+    assert infer.meter_for_the_model(hymn, {"voices": 4}) == 1  # a model saved before the count
+
+
+def test_a_melody_in_half_note_beats_is_harmonized_in_quarters_and_written_back(tiny_model, tiny_dataset, tmp_path):
+    """A 4/4 chorale melody written in 4/2 (every value doubled; no training piece is in 4/2) is
+    harmonized as the 4/4 one is, note for note at the same seed, and written back in 4/2 with
+    its melody exact."""
+    import json
+    from collections import Counter
+    texts = training_texts(tiny_dataset)
+    meters = json.loads((tiny_model / "scorelm.json").read_text())["time_signatures"]
+    assert meters == dict(Counter(w for t in texts for w in {w for w in t.split() if w.startswith("T:")}))
+    assert "T:4/2" not in meters and meters["T:4/4"] > 0.5 * len(texts)
+    text = next(t for t in texts if "T:4/4" in t.split()[:4] and t.count("T:") == 1)
+    melody = language.parse(text)[0][0].top_voice()
+    path = tmp_path / "melody.musicxml"
+    language.score_from_piece(melody).write("musicxml", fp=str(path))
+    slow = language.parse(language.scale_durations(melody.to_text(), 2))[0][0]
+    assert slow.measures[0].time == "4/2"
+    slow_path = tmp_path / "slow.musicxml"
+    language.score_from_piece(slow).write("musicxml", fp=str(slow_path))
+    result = run_script("infer.py", "--harmonize", slow_path, "--model", tiny_model, "--seed", 5, "-o", tmp_path / "slow.txt")
+    assert result.returncode == 0, result.stderr
+    assert "harmonizing the melody in 4/4 (every note value halved) and writing it back in 4/2" in result.stderr
+    pieces, report = language.parse((tmp_path / "slow.txt").read_text())
+    assert report.total == 0, report.lines()
+    assert pieces[0].num_voices == 4 and pieces[0].measures[0].time == "4/2"
+    assert pieces[0].voice_events(0) == slow.voice_events(0)  # the melody as given
+    result = run_script("infer.py", "--harmonize", path, "--model", tiny_model, "--seed", 5, "-o", tmp_path / "h.txt")
+    assert result.returncode == 0 and "harmonizing the melody in" not in result.stderr
+    from fractions import Fraction
+    assert language.scale_durations((tmp_path / "slow.txt").read_text(), Fraction(1, 2)) == \
+        (tmp_path / "h.txt").read_text().strip()
+
+
+def test_a_new_piece_in_half_note_beats_is_written_in_quarters_and_written_back(tiny_model, tmp_path):
+    from fractions import Fraction
+    slow = run_script("infer.py", "|", "--time", "4/2", "--key", "G", "--model", tiny_model, "--seed", 3,
+                      "--measures", 3, "-o", tmp_path / "slow.txt")
+    assert slow.returncode == 0, slow.stderr
+    assert "note: the model hardly knows 4/2; writing in 4/4 (every note value halved)" in slow.stderr
+    written = (tmp_path / "slow.txt").read_text()
+    pieces, report = language.parse(written)
+    assert report.total == 0 and pieces[0].measures[0].time == "4/2" and len(pieces[0].measures) == 3
+    usual = run_script("infer.py", "|", "--time", "4/4", "--key", "G", "--model", tiny_model, "--seed", 3,
+                       "--measures", 3, "-o", tmp_path / "usual.txt")
+    assert usual.returncode == 0 and "hardly knows" not in usual.stderr
+    assert language.scale_durations(written, Fraction(1, 2)) == (tmp_path / "usual.txt").read_text().strip()
+
+
 def test_surprisal_covers_every_note(tiny_model, tmp_path):
     from music21 import corpus
     source = tmp_path / "bwv66.6.musicxml"

@@ -192,6 +192,23 @@ def test_transposed_chorale_keeps_rhythm_and_moves_every_pitch(chorale_texts):
             assert old == new
 
 
+def test_scale_durations_renotates_in_other_note_values(chorale_texts):
+    from fractions import Fraction
+    half = Fraction(1, 2)
+    text = "| K:2 T:3/2 L:2 P:2 V1 D5:1.5^~ +A4~ E5:0 F#5:1/3 R:1/6 V2 D4:2 | V1 D5:6 V2 D4:4 A3:2~ ||"
+    assert language.scale_durations(text, half) == \
+        "| K:2 T:3/4 L:1 P:2 V1 D5:0.75^~ +A4~ E5:0 F#5:1/6 R:1/12 V2 D4:1 | V1 D5:3 V2 D4:2 A3:1~ ||"
+    assert language.scale_durations("| K:0 T:4/1 V1 C5:16 ||", Fraction(1, 4)) == "| K:0 T:4/4 V1 C5:4 ||"
+    # out of the language: a note longer than 64 quarters, a lower number 64, a value finer than 1/128
+    assert language.scale_durations("| K:0 T:4/1 V1 C5:16 ||", 8) is None
+    assert language.scale_durations("| K:0 T:4/32 V1 C5:0.5 ||", half) is None
+    assert language.scale_durations("| K:0 T:1/32 V1 C5:1/96 R:1/24 ||", half) is None
+    for name, chorale in chorale_texts.items():  # pickups, meter changes, ties, fermatas: exact both ways
+        longer = language.scale_durations(chorale, 2)
+        assert parse(longer)[1].total == 0, name
+        assert language.scale_durations(longer, half) == chorale
+
+
 def test_select_parts_keeps_vocal_parts_in_order():
     from music21 import stream
     score = stream.Score()

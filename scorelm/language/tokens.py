@@ -207,3 +207,30 @@ def transpose_text(text: str, interval_name: str) -> str | None:
         else:
             words.append(word)
     return " ".join(words)
+
+
+_TIMED_WORD = re.compile(r"(?P<head>(?:[A-G](?:##?|bb?)?\d|R):|L:)(?P<duration>[^\^~]+)(?P<tail>\^?~?)$")
+
+
+def scale_durations(text: str, factor: Fraction) -> str | None:
+    """The same music written in note values `factor` times as long, in the text domain: every
+    duration and measure length multiplied, each time signature's lower number divided (T:4/2 at
+    1/2 is T:4/4, a half note a quarter). Grace notes stay grace notes. None if a value falls
+    outside the language (longer than 64 quarters, finer than 1/128, a lower number not 1-32)."""
+    factor = Fraction(factor)
+    words = []
+    for word in text.split():
+        timed = _TIMED_WORD.match(word)
+        if word.startswith("T:"):
+            numerator, denominator = word[2:].split("/")
+            lower = Fraction(int(denominator)) / factor
+            word = f"T:{numerator}/{lower.numerator}" if lower.denominator == 1 else "T:?"
+        elif timed and timed["duration"] != "0":
+            word = timed["head"] + format_duration(Fraction(timed["duration"]) * factor) + timed["tail"]
+        else:
+            words.append(word)
+            continue
+        if parse_token(word) is None:
+            return None
+        words.append(word)
+    return " ".join(words)
