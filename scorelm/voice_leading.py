@@ -64,8 +64,9 @@ class Rule:
 # In priority order: when every candidate breaks some rule, hard mode drops rules from the end. The
 # final chord comes first: a piece that closes off the tonic is worse than one parallel at its cadence.
 RULES = (
-    Rule("final_chord", "the piece ends on a root-position tonic chord with a fermata in every voice, its third "
-                        "sounding (three or more voices)", 4.0, "hard"),
+    Rule("final_chord", "the piece ends on a root-position tonic chord with a fermata in every voice (none under "
+                        "a given melody whose last note has none), its third sounding (three or more voices)",
+         4.0, "hard"),
     Rule("parallel_fifths", "consecutive perfect fifths between two voices, in parallel or contrary motion", 4.0, "hard"),
     Rule("parallel_octaves", "consecutive octaves or unisons between two voices, in parallel or contrary motion",
          4.0, "hard"),
@@ -194,8 +195,11 @@ class RuleTables:
         self.interval_table = np.array([[interval_class_of(um, us, lm, ls) for lm, ls in numbers]
                                         for um, us in numbers] or [[0]], dtype=np.int8)
         self.pitch_class = np.where(self.is_note, v.midi % 12, -1)
-        # notes that can end a piece: untied, with a fermata, a quarter or longer
-        self.final_notes = np.flatnonzero(self.is_note & self.fermata & ~v.tie & (v.ticks * v.tick >= 1))
+        # notes that can end a piece: untied, a quarter or longer, with a fermata (without one, the
+        # lower voices' under a given melody whose last note has none)
+        closing = self.is_note & ~v.tie & (v.ticks * v.tick >= 1)
+        self.final_notes = np.flatnonzero(closing & self.fermata)
+        self.plain_final_notes = np.flatnonzero(closing & ~self.fermata)
         self.ticks = v.ticks
         self.timed = v.ticks > 0  # notes and rests
         self.candidates: dict[int, tuple] = {}  # id(mask) -> (mask, its note and rest ids)
@@ -394,6 +398,7 @@ class VoiceLeading:
         end = onset + ticks
         pcs = np.where(note, midi % 12, -1)
         soprano, close_at = self._closing_soprano(measure_ticks) if v > 0 else (None, measure_ticks)
+        fermata = self._closing_fermata(soprano)
         if v == 0:  # the soprano: a tonic chord's note or a modal final, a quarter or longer
             good = tonic_triad_tones(self.key) | set(modal_finals(self.key))
         else:
@@ -409,13 +414,14 @@ class VoiceLeading:
                 completes = v == n - 2
                 good = set()
                 for root, name in roots.items():
-                    if soprano is not None and not self._bass_can_close(name, close_at - soprano.start):
+                    if soprano is not None and not self._bass_can_close(name, close_at - soprano.start, fermata):
                         continue
                     for third in (3, 4):
                         triad = {root, (root + third) % 12, (root + 7) % 12}
                         if above <= triad:
                             good |= {(root + third) % 12} if completes and (root + third) % 12 not in above else triad
-        finals = t.final_notes[np.isin(t.pitch_class[t.final_notes], sorted(good))]
+        pool = self._final_pool(fermata)
+        finals = pool[np.isin(t.pitch_class[pool], sorted(good))]
         if t.ranges:
             low, high = t.ranges[v]
             finals = finals[(t.pitch_midi[finals] >= low) & (t.pitch_midi[finals] <= high)]
@@ -424,7 +430,8 @@ class VoiceLeading:
         lengths = sorted({int(x) for x in t.ticks[finals]})
         after = np.asarray(onset >= close_at)  # the soprano rests after its last note: so does this voice
         closing = ~after & (end >= close_at)
-        is_final = closing & (end == close_at) & note & t.fermata[ids] & np.isin(pcs, sorted(good)) \
+        with_fermata = True if fermata is None else t.fermata[ids] == fermata
+        is_final = closing & (end == close_at) & note & with_fermata & np.isin(pcs, sorted(good)) \
             & np.isin(ticks, lengths)
         if v == n - 1 and v > 0:
             is_final &= spelled_right
@@ -436,6 +443,22 @@ class VoiceLeading:
             inside = (gap >= 0) & (gap < len(fillable))
             leaves_room |= inside & fillable[np.clip(gap, 0, len(fillable) - 1)]
         return ~np.where(after, ~note, np.where(closing, is_final, leaves_room & (room > 0)))
+
+    def _closing_fermata(self, soprano: _Event | None) -> bool | None:
+        """Whether this voice's closing note holds a fermata: always where no melody is given;
+        under a given melody, as its last note does (a folk tune's has none, and lower voices
+        that held a fermata under it would stop where the tune goes on); None for the given
+        melody's own last note, whichever it is."""
+        if self.free:
+            return True
+        if self.voice == 0:
+            return None
+        return soprano is None or soprano.fermata
+
+    def _final_pool(self, fermata: bool | None) -> np.ndarray:
+        t = self.t
+        return {True: t.final_notes, False: t.plain_final_notes}.get(
+            fermata, np.union1d(t.final_notes, t.plain_final_notes))
 
     def _closing_soprano(self, measure_ticks: int) -> tuple[_Event | None, int]:
         """The soprano's event the final chord sounds under, and the tick where that chord ends:
@@ -455,10 +478,12 @@ class VoiceLeading:
         """The voice's last note in this measure (rests after it passed over)."""
         return next((e for e in reversed(self.current[voice]) if e.midi is not None), None)
 
-    def _bass_can_close(self, name: str, length: int) -> bool:
-        """Whether the vocabulary holds a final bass note of this spelling and length (fermata, in range)."""
+    def _bass_can_close(self, name: str, length: int, fermata: bool | None = True) -> bool:
+        """Whether the vocabulary holds a final bass note of this spelling and length (with a
+        fermata or without, as _closing_fermata says; in range)."""
         t = self.t
-        finals = t.final_notes[(t.name[t.final_notes] == name) & (t.ticks[t.final_notes] == length)]
+        pool = self._final_pool(fermata)
+        finals = pool[(t.name[pool] == name) & (t.ticks[pool] == length)]
         if t.ranges:
             low, high = t.ranges[t.num_voices - 1]
             finals = finals[(t.pitch_midi[finals] >= low) & (t.pitch_midi[finals] <= high)]
@@ -466,14 +491,15 @@ class VoiceLeading:
 
     def end_breaks(self) -> bool:
         """Whether closing the piece now breaks final_chord: every voice's last event a note, each
-        voice with a fermata where the soprano's last note begins, the bass on a root from
+        voice with a fermata where the soprano's last note begins (under a given melody whose last
+        note has none, none; _closing_fermata), the bass on a root from
         _final_roots, consonant below the rest, its third sounding above it (three or more voices)."""
         last = [events[-1] if events else None for events in self.current]
-        if any(event is None or event.midi is None for event in last) or not last[0].fermata:
+        if any(event is None or event.midi is None for event in last) or (self.free and not last[0].fermata):
             return True
         for voice in range(1, len(last)):
             under = self._at(voice, last[0].start)
-            if under is None or not under.fermata:
+            if under is None or under.fermata != last[0].fermata:
                 return True
         bass = last[-1].midi % 12
         roots = self._final_roots(last[0])

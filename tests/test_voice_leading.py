@@ -539,3 +539,32 @@ def test_the_unlikelihood_term_is_minus_log_of_what_the_forbidden_words_leave():
     assert lm.forbidden_mass_penalty(logits, torch.zeros((0, 3), dtype=torch.long)).item() == 0  # none in the batch
     batch = lm.collate([[5, 6, 7, 8], [5, 6, 7, 8]], 0, [np.array([[2, 1], [2, 2]]), np.array([[3, 0]])])
     assert batch["forbidden"].tolist() == forbidden.tolist()
+
+
+def test_under_a_melody_that_ends_without_a_fermata_the_close_has_none(vocabulary):
+    """A folk tune's last note has no fermata: under it the lower voices close on the tonic chord
+    without one (a fermata there would hold them where the tune goes on). A free piece, and a
+    melody that ends with a fermata, still close with one in every voice."""
+    def given(prefix, candidate, melody_word):
+        rules = vocabulary.rule_tables(4, "hard", voice_leading.RULE_NAMES)
+        constraint = sampling.ScoreConstraint(vocabulary, vocabulary.tables(4),
+                                              forced_measures=[["|", "K:0", "T:4/4", "V1", melody_word]], rules=rules)
+        for word in prefix.split():
+            constraint.advance(vocabulary.ids_of[word])
+        g = constraint.grammar
+        broken = constraint.music.broken(np.array([vocabulary.ids_of[candidate]]), int(g.measure_length / vocabulary.tick),
+                                         constraint._last_measure(), constraint.tables.fillable[g.voice])
+        return {name for name, where in broken.items() if where[0]}, constraint
+
+    tune = "| K:0 T:4/4 V1 C5:4 V2"
+    assert "final_chord" not in given(tune, "E4:4", "C5:4")[0]
+    assert "final_chord" in given(tune, "E4:4^", "C5:4")[0]
+    assert "final_chord" in given(tune, "F4:4", "C5:4")[0]  # still the tonic chord
+    assert "final_chord" in given("| K:0 T:4/4 V1 C5:4^ V2", "E4:4", "C5:4^")[0]
+    assert "final_chord" not in given("| K:0 T:4/4 V1 C5:4^ V2", "E4:4^", "C5:4^")[0]
+    bass = f"{tune} E4:4 V3 G3:4 V4"
+    assert "final_chord" not in given(bass, "C3:4", "C5:4")[0]
+    assert "final_chord" in given(bass, "C3:4^", "C5:4")[0]
+    _, closed = given(f"{bass} C3:4", "||", "C5:4")
+    assert closed.music.end_breaks() is False
+    assert "final_chord" in verdict(vocabulary, "| K:0 T:4/4 V1 C5:4^ V2", "E4:4", measures=1)  # free: a fermata
