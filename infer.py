@@ -110,32 +110,29 @@ def read_melody(path: str) -> language.Piece:
 KNOWN_METER_SHARE = 0.01
 
 
-def meter_for_the_model(text: str, metadata: dict) -> Fraction:
+def meter_for_the_model(text: str, metadata: dict) -> tuple[Fraction, str]:
     """How the note values of a melody or prompt (its text) are scaled for the model to write
-    with it (what it writes is written back): 1, or 1/2 or 1/4 where the text is in half- or
-    whole-note beats (T:3/2, T:4/1) that the training split hardly used but the same meter in
-    quarter-note beats is the model's own (the chorales' 3/4 and 4/4). A model that never saw a
+    with it, and the text so scaled (what the model writes is written back): 1, or 1/2 or 1/4
+    where the text is in half- or whole-note beats (T:3/2, T:4/1) that the training split hardly
+    used but the same meter in quarter-note beats is the model's own (the chorales' 3/4 and 4/4). A model that never saw a
     melody's meter writes the lower voices against its note values as if they were quarters:
     sixteenth-note runs and strings of rests under a hymn tune's half notes. 1 for a model whose
     scorelm.json predates the count."""
     counts = metadata.get("time_signatures")
     meters = {word[2:] for word in text.split() if word.startswith("T:")}
     if not counts or not meters:
-        return Fraction(1)
+        return Fraction(1), text
     total = sum(counts.values())
     known = {word[2:] for word, count in counts.items() if count >= KNOWN_METER_SHARE * total}
     if meters <= known:
-        return Fraction(1)
+        return Fraction(1), text
     for factor in (Fraction(1, 2), Fraction(1, 4)):
         scaled = {language.scale_durations(f"T:{meter}", factor) for meter in meters}
-        if all(word and word[2:] in known for word in scaled) and language.scale_durations(text, factor) is not None:
-            return factor
-    return Fraction(1)
-
-
-def renotated(melody: language.Piece, factor: Fraction) -> language.Piece:
-    """The melody with its note values scaled by `factor` (meter_for_the_model)."""
-    return melody if factor == 1 else language.parse(language.scale_durations(melody.to_text(), factor))[0][0]
+        if all(word and word[2:] in known for word in scaled):
+            shown = language.scale_durations(text, factor)
+            if shown is not None:
+                return factor, shown
+    return Fraction(1), text
 
 
 def written_back(text: str, factor: Fraction) -> str:
@@ -409,9 +406,9 @@ def harmonize_all(model, tokenizer, metadata, vocabulary, texts: list[str], *, s
     harmonized, originals, report = [], [], {}
     for index, text in enumerate(tqdm(texts, desc="harmonizing", unit="piece", file=sys.stderr)):
         piece = language.parse(text)[0][0]
-        factor = meter_for_the_model(text, metadata)
+        factor, shown = meter_for_the_model(text, metadata)
         try:
-            forced = melody_plan(renotated(piece, factor), vocabulary)
+            forced = melody_plan(piece if factor == 1 else language.parse(shown)[0][0], vocabulary)
         except UserError as error:
             tqdm.write(f"note: piece {index + 1} not harmonized: {error}", file=sys.stderr)
             continue
@@ -496,15 +493,17 @@ def main(argv: list[str] | None = None) -> int:
     prompt = "" if melody else build_prompt(args)
     given = melody.to_text() if melody else prompt
     # renotated only for the constrained decoder, whose every word can be written back
-    factor = Fraction(1) if args.no_constrain else meter_for_the_model(given, metadata)
+    factor, shown = (Fraction(1), given) if args.no_constrain else meter_for_the_model(given, metadata)
     if factor != 1:
         meter = next(word[2:] for word in given.split() if word.startswith("T:"))
         print(f"note: the model hardly knows {meter}; {'harmonizing the melody' if melody else 'writing'} in "
               f"{language.scale_durations(f'T:{meter}', factor)[2:]} (every note value "
               f"{'halved' if factor == Fraction(1, 2) else 'a quarter as long'}) and writing it back in {meter}",
               file=sys.stderr)
-        prompt = prompt and language.scale_durations(prompt, factor)
-    forced = melody_plan(renotated(melody, factor), vocabulary) if melody else None
+    if melody:
+        forced = melody_plan(melody if factor == 1 else language.parse(shown)[0][0], vocabulary)
+    else:
+        forced, prompt = None, shown
     if prompt:
         check_prompt(prompt, vocabulary, num_voices)
     if forced and args.no_constrain:

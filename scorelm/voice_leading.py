@@ -199,7 +199,9 @@ class RuleTables:
         # lower voices' under a given melody whose last note has none)
         closing = self.is_note & ~v.tie & (v.ticks * v.tick >= 1)
         self.final_notes = np.flatnonzero(closing & self.fermata)
-        self.plain_final_notes = np.flatnonzero(closing & ~self.fermata)
+        # by whether the closing note holds a fermata (VoiceLeading._closing_fermata; None: either)
+        self.final_pools = {True: self.final_notes, False: np.flatnonzero(closing & ~self.fermata),
+                            None: np.flatnonzero(closing)}
         self.ticks = v.ticks
         self.timed = v.ticks > 0  # notes and rests
         self.candidates: dict[int, tuple] = {}  # id(mask) -> (mask, its note and rest ids)
@@ -420,7 +422,7 @@ class VoiceLeading:
                         triad = {root, (root + third) % 12, (root + 7) % 12}
                         if above <= triad:
                             good |= {(root + third) % 12} if completes and (root + third) % 12 not in above else triad
-        pool = self._final_pool(fermata)
+        pool = t.final_pools[fermata]
         finals = pool[np.isin(t.pitch_class[pool], sorted(good))]
         if t.ranges:
             low, high = t.ranges[v]
@@ -455,11 +457,6 @@ class VoiceLeading:
             return None
         return soprano is None or soprano.fermata
 
-    def _final_pool(self, fermata: bool | None) -> np.ndarray:
-        t = self.t
-        return {True: t.final_notes, False: t.plain_final_notes}.get(
-            fermata, np.union1d(t.final_notes, t.plain_final_notes))
-
     def _closing_soprano(self, measure_ticks: int) -> tuple[_Event | None, int]:
         """The soprano's event the final chord sounds under, and the tick where that chord ends:
         its last note and the measure's end, or, where it rests after its last note, that note
@@ -478,11 +475,11 @@ class VoiceLeading:
         """The voice's last note in this measure (rests after it passed over)."""
         return next((e for e in reversed(self.current[voice]) if e.midi is not None), None)
 
-    def _bass_can_close(self, name: str, length: int, fermata: bool | None = True) -> bool:
+    def _bass_can_close(self, name: str, length: int, fermata: bool | None) -> bool:
         """Whether the vocabulary holds a final bass note of this spelling and length (with a
         fermata or without, as _closing_fermata says; in range)."""
         t = self.t
-        pool = self._final_pool(fermata)
+        pool = t.final_pools[fermata]
         finals = pool[(t.name[pool] == name) & (t.ticks[pool] == length)]
         if t.ranges:
             low, high = t.ranges[t.num_voices - 1]

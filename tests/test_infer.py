@@ -134,13 +134,14 @@ def test_which_meters_are_renotated_for_the_model():
                 "4/4": 1, "3/4": 1, "2/2": 1, "6/4": 1, "12/8": 1}  # 2/4, 3/8 and 12/8: under 1% of the chorales
     for meter, factor in expected.items():
         melody = f"| K:0 T:{meter} V1 C5:{language.format_duration(language.bar_length(meter))} ||"
-        assert infer.meter_for_the_model(melody, chorales) == factor, meter
+        assert infer.meter_for_the_model(melody, chorales)[0] == factor, meter
     hymn = "| K:0 T:3/2 V1 C5:6 | T:4/2 V1 C5:8 | T:2/2 V1 C5:4 ||"
-    assert infer.meter_for_the_model(hymn, chorales) == 1  # its 2/2 would be 2/4: none of it renotated
-    assert infer.meter_for_the_model(hymn, {"time_signatures": {"T:3/2": 5, "T:4/2": 5, "T:2/2": 5}}) == 1
-    assert infer.meter_for_the_model(hymn.replace(" | T:2/2 V1 C5:4", ""), chorales) == Fraction(1, 2)
-    assert infer.meter_for_the_model("| K:0 T:4/2 V1 C5:1/96 ||", chorales) == 1  # 1/192: out of the language
-    assert infer.meter_for_the_model(hymn, {"voices": 4}) == 1  # a model saved before the count
+    assert infer.meter_for_the_model(hymn, chorales) == (1, hymn)  # its 2/2 would be 2/4: none of it renotated
+    assert infer.meter_for_the_model(hymn, {"time_signatures": {"T:3/2": 5, "T:4/2": 5, "T:2/2": 5}}) == (1, hymn)
+    assert infer.meter_for_the_model(hymn.replace(" | T:2/2 V1 C5:4", ""), chorales) == \
+        (Fraction(1, 2), "| K:0 T:3/4 V1 C5:3 | T:4/4 V1 C5:4 ||")
+    assert infer.meter_for_the_model("| K:0 T:4/2 V1 C5:1/96 ||", chorales)[0] == 1  # 1/192: out of the language
+    assert infer.meter_for_the_model(hymn, {"voices": 4}) == (1, hymn)  # a model saved before the count
 
 
 def test_a_melody_in_half_note_beats_is_harmonized_in_quarters_and_written_back(tiny_model, tiny_dataset, tmp_path):

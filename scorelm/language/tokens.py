@@ -209,7 +209,7 @@ def transpose_text(text: str, interval_name: str) -> str | None:
     return " ".join(words)
 
 
-_TIMED_WORD = re.compile(r"(?P<head>(?:[A-G](?:##?|bb?)?\d|R):|L:)(?P<duration>[^\^~]+)(?P<tail>\^?~?)$")
+_TIMED_WORD = re.compile(rf"(?P<head>(?:{_PITCH}|R):|L:)(?P<duration>{_DUR})(?P<tail>\^?~?)$")
 
 
 def scale_durations(text: str, factor: Fraction) -> str | None:
@@ -224,7 +224,9 @@ def scale_durations(text: str, factor: Fraction) -> str | None:
         if word.startswith("T:"):
             numerator, denominator = word[2:].split("/")
             lower = Fraction(int(denominator)) / factor
-            word = f"T:{numerator}/{lower.numerator}" if lower.denominator == 1 else "T:?"
+            if lower.denominator != 1:
+                return None
+            word = f"T:{numerator}/{lower.numerator}"
         elif timed and timed["duration"] != "0":
             word = timed["head"] + format_duration(Fraction(timed["duration"]) * factor) + timed["tail"]
         else:
