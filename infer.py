@@ -68,9 +68,20 @@ def build_prompt(args) -> str:
 
 
 def read_piece(path: str) -> language.Piece:
+    """The piece in a score file music21 reads, or in a text file of the score language (.txt:
+    the first piece, which must need no repair)."""
     from music21 import converter
     if not Path(path).is_file():
         raise UserError(f"no such file: {path}")
+    if Path(path).suffix.lower() == ".txt":
+        pieces, report = language.parse(Path(path).read_text(errors="replace"))
+        if not pieces:
+            raise UserError(f"{path} holds no piece in the score language")
+        if report.total:
+            raise UserError(f"{path} is not valid score text: {report.repairs.most_common(1)[0][0]}")
+        if len(pieces) > 1:
+            print(f"note: {path} holds {len(pieces)} pieces; reading the first", file=sys.stderr)
+        return pieces[0]
     try:
         score = converter.parse(path)
     except Exception as error:
@@ -106,8 +117,8 @@ def read_melody(path: str) -> language.Piece:
     return melody.top_voice()
 
 
-# A time signature is the model's own when at least this share of its training pieces use it.
-KNOWN_METER_SHARE = 0.01
+# A time or key signature is the model's own when at least this share of its training pieces use it.
+KNOWN_SHARE = 0.01
 
 
 def meter_for_the_model(text: str, metadata: dict) -> tuple[Fraction, str]:
@@ -123,7 +134,7 @@ def meter_for_the_model(text: str, metadata: dict) -> tuple[Fraction, str]:
     if not counts or not meters:
         return Fraction(1), text
     total = sum(counts.values())
-    known = {word[2:] for word, count in counts.items() if count >= KNOWN_METER_SHARE * total}
+    known = {word[2:] for word, count in counts.items() if count >= KNOWN_SHARE * total}
     if meters <= known:
         return Fraction(1), text
     for factor in (Fraction(1, 2), Fraction(1, 4)):
@@ -135,10 +146,67 @@ def meter_for_the_model(text: str, metadata: dict) -> tuple[Fraction, str]:
     return Fraction(1), text
 
 
-def written_back(text: str, factor: Fraction) -> str:
-    """What the constrained decoder wrote from a renotated melody or prompt, in their own note
-    values (never out of the language: each measure as long as the given meter's)."""
+def key_for_the_model(text: str, metadata: dict, vocabulary: sampling.Vocabulary) -> tuple[str | None, str]:
+    """The interval by which a melody (the top voice of `text`) is moved for the model to
+    harmonize it, and the text so moved (what the model writes is moved back): None where the
+    model has a word for each of its notes, or for the same sound in tied notes (melody_plan),
+    and knows its key signature (at least KNOWN_SHARE of the training pieces use it, where
+    scorelm.json counts them). Otherwise the smallest move, within an octave either way, that
+    leaves both, the melody kept inside the soprano's range in the training split where it fits
+    there: a folk tune climbing to B flat 5 or C6, which the chorales' sopranos never reach,
+    goes down a step or a third; one in seven flats, a key signature no training piece is in (a
+    word whose embedding the model never learned), goes to one that some are. Raises
+    melody_plan's error where no move helps (a duration the model has no words for, as a
+    sixteenth rest)."""
+    counts = metadata.get("key_signatures")
+    known = {word for word, count in counts.items() if count >= KNOWN_SHARE * sum(counts.values())} \
+        if counts else None
+
+    def writable(shown: str) -> bool:
+        if known is not None and not {word for word in shown.split() if word.startswith("K:")} <= known:
+            return False
+        try:
+            melody_plan(language.parse(shown)[0][0], vocabulary)
+        except UserError:
+            return False
+        return True
+
+    if writable(text):
+        return None, text
+    lowest, highest = language.voice_ranges(language.parse(text)[0][0].top_voice())[0] or (60, 60)
+    ranges = metadata.get("voice_ranges", {}).get(str(metadata.get("voices")))
+    low, high = ranges[0] if ranges else (lowest, highest)
+
+    def outside(semitones: int) -> int:  # semitones beyond the soprano's range
+        return max(0, low - lowest - semitones) + max(0, highest + semitones - high)
+
+    for semitones in sorted((s for s in range(-12, 13) if s), key=lambda s: (outside(s), abs(s), s)):
+        moved = language.transposed_by(text, semitones)
+        if moved is not None and writable(moved[1]):
+            return moved
+    melody_plan(language.parse(text)[0][0], vocabulary)  # its error says which word is missing
+    raise UserError("the melody's key signature is one the model hardly knows, in every key it could be moved to")
+
+
+def written_back(text: str, factor: Fraction, interval: str | None = None) -> str:
+    """What the constrained decoder wrote from a renotated or transposed melody or prompt, in
+    their own note values and key (never out of the language: each measure as long as the given
+    meter's, and moving back what was moved leaves every spelling inside it but for a triple
+    sharp or flat, which is an error)."""
+    if interval is not None:
+        moved = language.transpose_text(text, language.inverse_interval(interval))
+        if moved is None:
+            raise UserError(f"what the model wrote {interval_words(interval)} cannot be moved back")
+        text = moved
     return text if factor == 1 else language.scale_durations(text, 1 / factor)
+
+
+def interval_words(interval: str) -> str:
+    """'M-2' -> 'a major second lower'."""
+    from music21 import interval as m21interval
+    moved = m21interval.Interval(interval)
+    name = moved.niceName.lower()
+    return f"{'an' if name[0] in 'aeiou' else 'a'} {name} {'lower' if moved.direction < 0 else 'higher'}"
 
 
 def melody_plan(melody: language.Piece, vocabulary) -> list[list[str]]:
@@ -408,16 +476,18 @@ def harmonize_all(model, tokenizer, metadata, vocabulary, texts: list[str], *, s
         piece = language.parse(text)[0][0]
         factor, shown = meter_for_the_model(text, metadata)
         try:
-            forced = melody_plan(piece if factor == 1 else language.parse(shown)[0][0], vocabulary)
+            interval, shown = key_for_the_model(shown, metadata, vocabulary)
+            forced = melody_plan(language.parse(shown)[0][0], vocabulary)
         except UserError as error:
             tqdm.write(f"note: piece {index + 1} not harmonized: {error}", file=sys.stderr)
             continue
         originals.append(text)
         budget = harmonization_budget(forced, voices)
-        harmonized += [restore_melody(written_back(written, factor), piece) for written in sampling.generate_texts(
+        written = sampling.generate_texts(
             model, tokenizer, "", 1, num_voices=voices, voice_ranges=metadata.get("voice_ranges", {}).get(str(voices)),
             forced_measures=forced, max_new_tokens=budget, seed=seed + index, vocabulary=vocabulary,
-            rule_report=report, **settings)]
+            rule_report=report, **settings)
+        harmonized += [restore_melody(written_back(one, factor, interval), piece) for one in written]
     return harmonized, originals, report
 
 
@@ -500,8 +570,14 @@ def main(argv: list[str] | None = None) -> int:
               f"{language.scale_durations(f'T:{meter}', factor)[2:]} (every note value "
               f"{'halved' if factor == Fraction(1, 2) else 'a quarter as long'}) and writing it back in {meter}",
               file=sys.stderr)
+    interval = None
     if melody:
-        forced = melody_plan(melody if factor == 1 else language.parse(shown)[0][0], vocabulary)
+        interval, shown = key_for_the_model(shown, metadata, vocabulary)
+        if interval:
+            print(f"note: the model hardly knows the melody's key signature or has no words for some of its "
+                  f"notes; harmonizing it {interval_words(interval)} and writing it back at its own pitch",
+                  file=sys.stderr)
+        forced = melody_plan(language.parse(shown)[0][0], vocabulary)
     else:
         forced, prompt = None, shown
     if prompt:
@@ -533,7 +609,7 @@ def main(argv: list[str] | None = None) -> int:
         forced_measures=forced, max_new_tokens=max_new_tokens, temperature=args.temperature, top_k=args.top_k,
         top_p=args.top_p, seed=args.seed, vocabulary=vocabulary, rules="off" if args.no_constrain else args.rules,
         skip_rules=args.skip_rule, rule_report=rule_report, particles=args.particles)
-    texts = [written_back(text, factor) for text in texts]
+    texts = [written_back(text, factor, interval) for text in texts]
     if melody is not None:
         texts = [restore_melody(text, melody) for text in texts]
     if rule_report:

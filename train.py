@@ -70,8 +70,9 @@ def part_words(text: str) -> tuple[str, ...]:
 def score_metadata(train_records: list[dict]) -> dict:
     """What sampling needs to know of the training data: the usual number of voices, each
     voice's pitch range (the constrained decoder keeps voices inside them), the usual layout of
-    parts and staves for each number of voices, and how many pieces use each time signature (a
-    melody in one the model hardly knows is harmonized renotated: infer.meter_for_the_model)."""
+    parts and staves for each number of voices, and how many pieces use each time signature and
+    key signature (a melody in a meter or a key the model hardly knows is harmonized renotated or
+    moved: infer.meter_for_the_model, infer.key_for_the_model)."""
     from collections import Counter
     fill_voices(train_records)
     ranges = dataset.corpus_voice_ranges(train_records)
@@ -86,9 +87,15 @@ def score_metadata(train_records: list[dict]) -> dict:
             "voices": Counter(r["voices"] for r in train_records).most_common(1)[0][0],
             "voice_ranges": {str(n): [list(r) for r in per_voice] for n, per_voice in ranges.items()},
             "parts": parts,
-            "time_signatures": dict(Counter(word for r in train_records
-                                            for word in {w for w in r["text"].split() if w.startswith("T:")})
-                                    .most_common())}
+            "time_signatures": header_counts(train_records, "T:"),
+            "key_signatures": header_counts(train_records, "K:")}
+
+
+def header_counts(records: list[dict], prefix: str) -> dict[str, int]:
+    """How many pieces use each header word of a kind ("T:3/4", "K:-2"), most used first."""
+    from collections import Counter
+    return dict(Counter(word for r in records for word in {w for w in r["text"].split() if w.startswith(prefix)})
+                .most_common())
 
 
 def forbidden_words_by_block(tokenizer, records: list[dict], blocks: list[list[int]], log,

@@ -172,11 +172,6 @@ def split_records(records: list[dict], fractions: tuple[float, float, float], se
 
 # Semitone shifts tried by --transpose: every key within a tritone (6 up covers 6 down).
 TRANSPOSE_SEMITONES = (-5, -4, -3, -2, -1, 1, 2, 3, 4, 5, 6)
-# For each shift, the two spellings of the interval; the one giving the simpler key is taken.
-_INTERVAL_SPELLINGS = {
-    -5: ("P-4", "A-3"), -4: ("M-3", "d-4"), -3: ("m-3", "A-2"), -2: ("M-2", "d-3"), -1: ("m-2", "A-1"),
-    1: ("m2", "A1"), 2: ("M2", "d3"), 3: ("m3", "A2"), 4: ("M3", "d4"), 5: ("P4", "A3"), 6: ("A4", "d5"),
-}
 
 
 def corpus_voice_ranges(records: list[dict]) -> dict[int, list[tuple[int, int]]]:
@@ -199,16 +194,9 @@ def transposed_records(record: dict, ranges: list[tuple[int, int]]) -> list[dict
                    for vr, (lo, hi) in zip(record["voice_ranges"], ranges))
         if not fits:
             continue
-        candidates = []
-        for interval_name in _INTERVAL_SPELLINGS[semitones]:
-            sharps = record["key_signature"] + language.key_signature_shift(interval_name)
-            if -7 <= sharps <= 7:
-                candidates.append((abs(sharps), interval_name))
-        for _, interval_name in sorted(candidates):
-            text = language.transpose_text(record["text"], interval_name)
-            if text is not None:
-                out.append(_transposed_record(record, text, interval_name, semitones))
-                break
+        moved = language.transposed_by(record["text"], semitones)
+        if moved is not None:
+            out.append(_transposed_record(record, moved[1], moved[0], semitones))
     return out
 
 

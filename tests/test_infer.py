@@ -191,6 +191,72 @@ def test_a_new_piece_in_half_note_beats_is_written_in_quarters_and_written_back(
     assert language.scale_durations(written, Fraction(1, 2)) == (tmp_path / "usual.txt").read_text().strip()
 
 
+def test_which_melodies_are_moved_for_the_model(tiny_model, tiny_dataset):
+    """A melody with notes the model has no words for, or in a key signature it hardly knows, is
+    moved (the smallest move, the soprano's training range kept) to where it has and knows them;
+    one it can be shown as it is stays; one whose durations no move helps is an error naming the
+    word."""
+    import json
+    import infer
+    from scorelm import sampling
+    _, tokenizer, metadata = sampling.load_model_dir(tiny_model)
+    vocabulary = sampling.Vocabulary.from_tokenizer(tokenizer)
+    texts = training_texts(tiny_dataset)
+    keys = json.loads((tiny_model / "scorelm.json").read_text())["key_signatures"]
+    assert keys == {k: sum(k in t.split() for t in texts) for k in keys} and sum(keys.values()) >= len(texts)
+    melody = language.parse(next(t for t in texts if t.count("K:") == 1))[0][0].top_voice().to_text()
+    assert infer.key_for_the_model(melody, metadata, vocabulary) == (None, melody)
+    high = language.transpose_text(melody, "P8")
+    with pytest.raises(infer.UserError):  # an octave up: above every pitch word the model has
+        infer.melody_plan(language.parse(high)[0][0], vocabulary)
+    interval, shown = infer.key_for_the_model(high, metadata, vocabulary)
+    assert interval is not None and interval.startswith(("P-", "M-", "m-", "A-", "d-"))
+    infer.melody_plan(language.parse(shown)[0][0], vocabulary)  # every note now a word it has
+    low, top = metadata["voice_ranges"]["4"][0]
+    lowest, highest = language.voice_ranges(language.parse(melody)[0][0])[0]
+    shown_range = language.voice_ranges(language.parse(shown)[0][0])[0]
+    assert low <= lowest and highest <= top  # the melody as written fits the soprano's range: so must the move
+    assert low <= shown_range[0] and shown_range[1] <= top
+    assert language.transpose_text(shown, language.inverse_interval(interval)) == high
+    key = next(w for w in melody.split() if w.startswith("K:"))
+    others = {k: n for k, n in keys.items() if k != key}
+    interval, shown = infer.key_for_the_model(melody, metadata | {"key_signatures": others}, vocabulary)
+    assert interval is not None and next(w for w in shown.split() if w.startswith("K:")) in others
+    with pytest.raises(infer.UserError, match="C5:1/12"):  # a triplet sixteenth has no word at any pitch
+        infer.key_for_the_model("| K:0 T:4/4 V1 C5:1/12 C5:11/12 C5:3 ||", metadata, vocabulary)
+
+
+def test_a_melody_above_the_model_s_words_is_harmonized_lower_and_moved_back(tiny_model, tiny_dataset, tmp_path):
+    """A chorale melody an octave up, given as score text: harmonized where the model has its
+    words, written back at its own pitch, the same as harmonizing the moved melody and moving the
+    result back; a text file that is not valid score text is a one-line error."""
+    import infer
+    from scorelm import sampling
+    texts = training_texts(tiny_dataset)
+    melody = language.parse(next(t for t in texts if t.count("K:") == 1))[0][0].top_voice().to_text()
+    high = language.transpose_text(melody, "P8")
+    (tmp_path / "high.txt").write_text(high + "\n")
+    result = run_script("infer.py", "--harmonize", tmp_path / "high.txt", "--model", tiny_model, "--seed", 4,
+                        "-o", tmp_path / "out.txt")
+    assert result.returncode == 0, result.stderr
+    _, tokenizer, metadata = sampling.load_model_dir(tiny_model)
+    interval, shown = infer.key_for_the_model(high, metadata, sampling.Vocabulary.from_tokenizer(tokenizer))
+    assert f"harmonizing it {infer.interval_words(interval)} and writing it back at its own pitch" in result.stderr
+    pieces, report = language.parse((tmp_path / "out.txt").read_text())
+    assert report.total == 0 and pieces[0].num_voices == 4
+    assert pieces[0].voice_events(0) == language.parse(high)[0][0].voice_events(0)  # the melody as given
+    (tmp_path / "shown.txt").write_text(shown + "\n")
+    result = run_script("infer.py", "--harmonize", tmp_path / "shown.txt", "--model", tiny_model, "--seed", 4,
+                        "-o", tmp_path / "shown_out.txt")
+    assert result.returncode == 0 and "harmonizing it" not in result.stderr
+    assert language.transpose_text((tmp_path / "shown_out.txt").read_text().strip(),
+                                   language.inverse_interval(interval)) == (tmp_path / "out.txt").read_text().strip()
+    (tmp_path / "bad.txt").write_text("| K:0 T:4/4 V1 C5:3 ||\n")  # a measure one beat short
+    result = run_script("infer.py", "--harmonize", tmp_path / "bad.txt", "--model", tiny_model)
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("infer.py: error: ") and "not valid score text" in result.stderr
+
+
 def test_surprisal_covers_every_note(tiny_model, tmp_path):
     from music21 import corpus
     source = tmp_path / "bwv66.6.musicxml"

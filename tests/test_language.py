@@ -209,6 +209,23 @@ def test_scale_durations_renotates_in_other_note_values(chorale_texts):
         assert language.scale_durations(longer, half) == chorale
 
 
+def test_transposed_by_takes_the_simpler_key_and_moves_back_exactly(chorale_texts):
+    assert language.transposed_by("| K:-2 T:4/4 V1 Bb4:4 ||", -1) == ("m-2", "| K:3 T:4/4 V1 A4:4 ||")
+    assert language.transposed_by("| K:0 T:4/4 V1 C5:4 +E4 ||", 6) == ("A4", "| K:6 T:4/4 V1 F#5:4 +A#4 ||")
+    assert language.transposed_by("| K:0 T:4/4 V1 C5:4 ||", -12) == ("P-8", "| K:0 T:4/4 V1 C4:4 ||")
+    assert language.transposed_by("| K:7 T:4/4 V1 B#4:4 ||", 1) == ("m2", "| K:2 T:4/4 V1 C#5:4 ||")
+    # neither spelling stays in the language: a triple flat (m2) or 14 sharps (A1)
+    assert language.transposed_by("| K:7 T:4/4 V1 Fbb4:4 ||", 1) is None
+    assert [language.inverse_interval(name) for name in ("M2", "m-3", "P-4", "A1", "P8")] == \
+        ["M-2", "m3", "P4", "A-1", "P-8"]
+    for name, chorale in list(chorale_texts.items())[:3]:  # every shift within an octave moves back exactly
+        for semitones in (s for s in range(-12, 13) if s):
+            moved = language.transposed_by(chorale, semitones)
+            assert moved is not None, (name, semitones)
+            assert parse(moved[1])[1].total == 0
+            assert language.transpose_text(moved[1], language.inverse_interval(moved[0])) == chorale, (name, semitones)
+
+
 def test_select_parts_keeps_vocal_parts_in_order():
     from music21 import stream
     score = stream.Score()

@@ -66,6 +66,28 @@ def test_each_rule_fires_where_it_must_and_not_on_its_twin(vocabulary, prefix, f
     assert rule not in verdict(vocabulary, prefix, quiet)
 
 
+def test_a_lower_voice_falls_silent_under_a_given_melody_s_note(vocabulary):
+    """`rest` fires where a lower voice begins a rest under a sung note of a given melody; not
+    under the melody's own rest, not for the melody, and not in a free piece."""
+    melody = [["|", "K:0", "T:4/4", "V1", "C5:2", "R:2"]]  # forced measures: the rule knows a melody is given
+    def under_melody(prefix: str, candidate: str) -> bool:
+        rules = vocabulary.rule_tables(4, "hard", voice_leading.RULE_NAMES)
+        constraint = sampling.ScoreConstraint(vocabulary, vocabulary.tables(4), None, rules=rules,
+                                              forced_measures=melody)
+        assert not constraint.music.free
+        for word in prefix.split():
+            constraint.advance(vocabulary.ids_of[word])
+        g = constraint.grammar
+        return bool(constraint.music.broken(np.array([vocabulary.ids_of[candidate]]),
+                                            int(g.measure_length / vocabulary.tick), constraint._last_measure(),
+                                            constraint.tables.fillable[g.voice]).get("rest", [False])[0])
+    assert under_melody("| K:0 T:4/4 V1 C5:2 R:2 V2", "R:2")  # silent under C5
+    assert not under_melody("| K:0 T:4/4 V1 C5:2 R:2 V2", "A4:2")
+    assert not under_melody("| K:0 T:4/4 V1 C5:2 R:2 V2 A4:2", "R:2")  # under the melody's own rest
+    assert not under_melody("| K:0 T:4/4 V1 C5:2", "R:2")  # the melody's own
+    assert "rest" not in verdict(vocabulary, "| K:0 T:4/4 V1 C5:4 V2", "R:4")  # a free piece
+
+
 def test_final_chord_in_a_last_measure(vocabulary):
     last = "| K:0 T:4/4 V1"
     # F: in no tonic chord of C major or A minor, and no church mode's final (D, E, G)

@@ -70,8 +70,8 @@ part in score order, top to bottom. Parts left out are counted.
 """
 from scorelm.language.tokens import (  # noqa: F401  (the package's public names)
     BAR, END, FORMAT_VERSION, HEADER_WORDS, MAX_DENOMINATOR, MAX_QUARTERS, MAX_VOICES, Kind, Token, bar_length,
-    format_duration, key_signature_shift, midi_number, music21_pitch_name, parse_token, parts_word, pitch_rank,
-    scale_durations, transpose_pitch, transpose_text)
+    INTERVAL_SPELLINGS, format_duration, inverse_interval, key_signature_shift, midi_number, music21_pitch_name,
+    parse_token, parts_word, pitch_rank, scale_durations, transpose_pitch, transpose_text, transposed_by)
 from scorelm.language.piece import Event, Measure, Piece, voice_ranges  # noqa: F401
 from scorelm.language.grammar import (  # noqa: F401
     EVENT_KINDS, FOLLOWS, HEADER_KINDS, Grammar, ParseReport, Violation, parse, validate)

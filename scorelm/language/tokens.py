@@ -209,6 +209,36 @@ def transpose_text(text: str, interval_name: str) -> str | None:
     return " ".join(words)
 
 
+# The two spellings of each shift in semitones (music21 interval names); transposed_by takes the
+# one whose key signature has fewer accidentals.
+INTERVAL_SPELLINGS = {
+    -12: ("P-8",), -11: ("M-7", "d-8"), -10: ("m-7", "A-6"), -9: ("M-6", "d-7"), -8: ("m-6", "A-5"),
+    -7: ("P-5", "d-6"), -6: ("A-4", "d-5"), -5: ("P-4", "A-3"), -4: ("M-3", "d-4"), -3: ("m-3", "A-2"),
+    -2: ("M-2", "d-3"), -1: ("m-2", "A-1"), 1: ("m2", "A1"), 2: ("M2", "d3"), 3: ("m3", "A2"), 4: ("M3", "d4"),
+    5: ("P4", "A3"), 6: ("A4", "d5"), 7: ("P5", "d6"), 8: ("m6", "A5"), 9: ("M6", "d7"), 10: ("m7", "A6"),
+    11: ("M7", "d8"), 12: ("P8",),
+}
+
+
+def transposed_by(text: str, semitones: int) -> tuple[str, str] | None:
+    """`text` moved by `semitones` (-12..12, not 0), spelled with the interval that leaves its
+    first key signature with fewer accidentals: (interval name, text), None if neither spelling
+    stays in the language."""
+    first_key = next((int(word[2:]) for word in text.split() if word.startswith("K:")), 0)
+    spellings = sorted(INTERVAL_SPELLINGS[semitones], key=lambda name: abs(first_key + key_signature_shift(name)))
+    for interval_name in spellings:
+        moved = transpose_text(text, interval_name)
+        if moved is not None:
+            return interval_name, moved
+    return None
+
+
+def inverse_interval(interval_name: str) -> str:
+    """The music21 interval name that undoes `interval_name` ("M2" -> "M-2", "P-4" -> "P4")."""
+    quality, size = interval_name[0], interval_name[1:]
+    return quality + (size[1:] if size.startswith("-") else "-" + size)
+
+
 _TIMED_WORD = re.compile(rf"(?P<head>(?:{_PITCH}|R):|L:)(?P<duration>{_DUR})(?P<tail>\^?~?)$")
 
 
