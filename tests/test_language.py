@@ -213,6 +213,8 @@ def test_transposed_by_takes_the_simpler_key_and_moves_back_exactly(chorale_text
     assert language.transposed_by("| K:-2 T:4/4 V1 Bb4:4 ||", -1) == ("m-2", "| K:3 T:4/4 V1 A4:4 ||")
     assert language.transposed_by("| K:0 T:4/4 V1 C5:4 +E4 ||", 6) == ("A4", "| K:6 T:4/4 V1 F#5:4 +A#4 ||")
     assert language.transposed_by("| K:0 T:4/4 V1 C5:4 ||", -12) == ("P-8", "| K:0 T:4/4 V1 C4:4 ||")
+    # six sharps or six flats: a tie, taken by name (A1 before m2) as the datasets always had it
+    assert language.transposed_by("| K:-1 T:4/4 V1 F4:4 ||", 1) == ("A1", "| K:6 T:4/4 V1 F#4:4 ||")
     assert language.transposed_by("| K:7 T:4/4 V1 B#4:4 ||", 1) == ("m2", "| K:2 T:4/4 V1 C#5:4 ||")
     # neither spelling stays in the language: a triple flat (m2) or 14 sharps (A1)
     assert language.transposed_by("| K:7 T:4/4 V1 Fbb4:4 ||", 1) is None

@@ -225,7 +225,8 @@ def transposed_by(text: str, semitones: int) -> tuple[str, str] | None:
     first key signature with fewer accidentals: (interval name, text), None if neither spelling
     stays in the language."""
     first_key = next((int(word[2:]) for word in text.split() if word.startswith("K:")), 0)
-    spellings = sorted(INTERVAL_SPELLINGS[semitones], key=lambda name: abs(first_key + key_signature_shift(name)))
+    # ties (six sharps or six flats) go to the name first in order: A1 before m2, as the datasets always had it
+    spellings = sorted(INTERVAL_SPELLINGS[semitones], key=lambda name: (abs(first_key + key_signature_shift(name)), name))
     for interval_name in spellings:
         moved = transpose_text(text, interval_name)
         if moved is not None:
