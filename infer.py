@@ -121,6 +121,16 @@ def read_melody(path: str) -> language.Piece:
 KNOWN_SHARE = 0.01
 
 
+def known_headers(metadata: dict, kind: str) -> set[str] | None:
+    """The header words ("T:3/4", "K:-2") of `kind` ("time_signatures" or "key_signatures") that
+    the model knows by its scorelm.json's counts; None for a model saved before the count."""
+    counts = metadata.get(kind)
+    if not counts:
+        return None
+    total = sum(counts.values())
+    return {word for word, count in counts.items() if count >= KNOWN_SHARE * total}
+
+
 def meter_for_the_model(text: str, metadata: dict) -> tuple[Fraction, str]:
     """How the note values of a melody or prompt (its text) are scaled for the model to write
     with it, and the text so scaled (what the model writes is written back): 1, or 1/2 or 1/4
@@ -129,12 +139,11 @@ def meter_for_the_model(text: str, metadata: dict) -> tuple[Fraction, str]:
     melody's meter writes the lower voices against its note values as if they were quarters:
     sixteenth-note runs and strings of rests under a hymn tune's half notes. 1 for a model whose
     scorelm.json predates the count."""
-    counts = metadata.get("time_signatures")
+    known_words = known_headers(metadata, "time_signatures")
     meters = {word[2:] for word in text.split() if word.startswith("T:")}
-    if not counts or not meters:
+    if not known_words or not meters:
         return Fraction(1), text
-    total = sum(counts.values())
-    known = {word[2:] for word, count in counts.items() if count >= KNOWN_SHARE * total}
+    known = {word[2:] for word in known_words}
     if meters <= known:
         return Fraction(1), text
     for factor in (Fraction(1, 2), Fraction(1, 4)):
@@ -158,9 +167,7 @@ def key_for_the_model(text: str, metadata: dict, vocabulary: sampling.Vocabulary
     word whose embedding the model never learned), goes to one that some are. Raises
     melody_plan's error where no move helps (a duration the model has no words for, as a
     sixteenth rest)."""
-    counts = metadata.get("key_signatures")
-    known = {word for word, count in counts.items() if count >= KNOWN_SHARE * sum(counts.values())} \
-        if counts else None
+    known = known_headers(metadata, "key_signatures")
 
     def writable(shown: str) -> bool:
         if known is not None and not {word for word in shown.split() if word.startswith("K:")} <= known:
