@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import itertools
 import re
 import sys
@@ -164,21 +165,22 @@ def key_for_the_model(text: str, metadata: dict, vocabulary: sampling.Vocabulary
     leaves both, the melody kept inside the soprano's range in the training split where it fits
     there: a folk tune climbing to B flat 5 or C6, which the chorales' sopranos never reach,
     goes down a step or a third; one in seven flats, a key signature no training piece is in (a
-    word whose embedding the model never learned), goes to one that some are. Raises
-    melody_plan's error where no move helps (a duration the model has no words for, as a
-    sixteenth rest)."""
+    word whose embedding the model never learned), goes to one that some are. Where no move
+    shows every note as written (a duration the model has no words for, as a sixteenth rest),
+    the move, or none, whose melody_plan joins fewest notes to a neighbour; melody_plan's error
+    where none can."""
     known = known_headers(metadata, "key_signatures")
 
-    def writable(shown: str) -> bool:
+    def writable(shown: str, approximate: bool) -> bool:
         if known is not None and not {word for word in shown.split() if word.startswith("K:")} <= known:
             return False
         try:
-            melody_plan(language.parse(shown)[0][0], vocabulary)
+            melody_plan(language.parse(shown)[0][0], vocabulary, approximate)
         except UserError:
             return False
         return True
 
-    if writable(text):
+    if writable(text, False):
         return None, text
     lowest, highest = language.voice_ranges(language.parse(text)[0][0].top_voice())[0] or (60, 60)
     ranges = metadata.get("voice_ranges", {}).get(str(metadata.get("voices")))
@@ -187,10 +189,15 @@ def key_for_the_model(text: str, metadata: dict, vocabulary: sampling.Vocabulary
     def outside(semitones: int) -> int:  # semitones beyond the soprano's range
         return max(0, low - lowest - semitones) + max(0, highest + semitones - high)
 
-    for semitones in sorted((s for s in range(-12, 13) if s), key=lambda s: (outside(s), abs(s), s)):
-        moved = language.transposed_by(text, semitones)
-        if moved is not None and writable(moved[1]):
-            return moved
+    order = sorted((s for s in range(-12, 13) if s), key=lambda s: (outside(s), abs(s), s))
+    moves = [moved for moved in (language.transposed_by(text, semitones) for semitones in order) if moved is not None]
+    exact = next((moved for moved in moves if writable(moved[1], False)), None)
+    if exact is not None:
+        return exact
+    # no move shows every note as written: the one that joins fewest to a neighbour (melody_plan)
+    joinable = [moved for moved in [(None, text)] + moves if writable(moved[1], True)]
+    if joinable:
+        return min(joinable, key=lambda moved: len(joined_words(language.parse(moved[1])[0][0], vocabulary)))
     melody_plan(language.parse(text)[0][0], vocabulary)  # its error says which word is missing
     raise UserError("the melody's key signature is one the model hardly knows, in every key it could be moved to")
 
@@ -216,24 +223,139 @@ def interval_words(interval: str) -> str:
     return f"{'an' if name[0] in 'aeiou' else 'a'} {name} {'lower' if moved.direction < 0 else 'higher'}"
 
 
-def melody_plan(melody: language.Piece, vocabulary) -> list[list[str]]:
+def melody_plan(melody: language.Piece, vocabulary, approximate: bool = True) -> list[list[str]]:
     """The forced words of each measure (bar line, header, V1 and the melody's notes) of the
     piece's top voice. A note or rest the model has no word for is shown to it as the same sound
-    in tied notes it knows (tied_respelling), and a grace note it does not know is left out of
-    its view; restore_melody puts the melody's own words back into what is written."""
-    melody = melody.top_voice()
-    plan = []
-    for word, event in melody.annotated_words()[:-1]:
-        if word == language.BAR:
-            plan.append([])
-        if word in vocabulary.ids_of:
-            plan[-1].append(word)
-            continue
-        respelled = tied_respelling(word, vocabulary)
-        if respelled is None:
-            raise UserError(f"the melody's {word!r} is not in the model's vocabulary")
-        plan[-1].extend(respelled)
+    in words it knows (shown_words: tied notes, or the pitch spelled otherwise), and a grace note
+    it does not know is left out of its view. Where none write it (a sixteenth rest, a dotted
+    sixteenth) and `approximate`, its measure is shown with such notes joined to a neighbour
+    (joined_rhythm). restore_melody puts the melody's own words back into what is written."""
+    plan, tied_in = [], None
+    for measure in _measures([word for word, _ in melody.top_voice().annotated_words()[:-1]]):
+        start = measure.index("V1") + 1 if "V1" in measure else len(measure)
+        for word in measure[:start]:
+            if word not in vocabulary.ids_of:
+                raise UserError(f"the melody's {word!r} is not in the model's vocabulary")
+        notes = measure[start:]
+        missing = [word for word in notes if shown_words(word, vocabulary) is None]
+        if missing and approximate:
+            notes = joined_rhythm(notes, vocabulary, tied_in) or notes
+        words = []
+        for word in notes:
+            respelled = shown_words(word, vocabulary)
+            if respelled is None:
+                raise UserError(f"the melody's {missing[0] if missing else word!r} is not in the model's vocabulary")
+            words += respelled
+        plan.append(measure[:start] + words)
+        last = language.parse_token(words[-1]) if words else None
+        tied_in = last.pitch if last is not None and last.kind is language.Kind.NOTE and last.tie else None
     return plan
+
+
+def _measures(words: list[str]) -> list[list[str]]:
+    """Words grouped by measure, each list beginning with its bar line."""
+    out = []
+    for word in words:
+        if word == language.BAR:
+            out.append([])
+        out[-1].append(word)
+    return out
+
+
+def joined_rhythm(words: list[str], vocabulary: sampling.Vocabulary, tied_in: str | None = None) -> list[str] | None:
+    """One measure of a melody (its note and rest words) shown to the model in note values it has
+    words for, where some have none even as tied notes: each such note or rest is joined to the
+    neighbour whose join the model can write (rather the join that keeps the earlier onset, then
+    the shorter neighbour; joined again where need be), the join sounding the pitch of the note
+    rather than a rest, of the longer of two notes, of the earlier if they are as long, and keeping
+    a fermata either had. A dotted eighth and a sixteenth rest become a quarter; a dotted
+    sixteenth and a thirty-second, an eighth. The lower voices are written against that outline
+    and the melody's own words are put back (restore_melody), so the measure's length, and every
+    voice's, is unchanged. `tied_in`: the pitch a tie from the
+    measure before holds into this one (the join that begins the measure keeps it). None where a
+    word is no note or rest, or the whole measure joined is still not writable."""
+    events = []  # [pitch or None for a rest, duration, fermata, tie]
+    for word in words:
+        token = language.parse_token(word)
+        if token is None or token.kind not in (language.Kind.NOTE, language.Kind.REST):
+            return None
+        if not token.grace:
+            events.append([token.pitch if token.kind is language.Kind.NOTE else None, token.duration,
+                           token.fermata, token.tie])
+
+    def word_of(event) -> str:
+        pitch, duration, fermata, tie = event
+        return f"{pitch or 'R'}:{language.format_duration(duration)}{'^' if fermata else ''}{'~' if tie and pitch else ''}"
+
+    def writable(event) -> bool:
+        return shown_words(word_of(event), vocabulary) is not None
+
+    def joined(first, second, index: int):
+        if index == 0 and tied_in is not None:
+            pitch = first[0]  # the tie into the measure goes on sounding
+        elif first[3] and first[0] == second[0]:
+            pitch = first[0]  # a note tied to its own continuation: joined exactly
+        else:
+            pitch = max((first, second), key=lambda e: (e[0] is not None, e[1], e is first))[0]
+        return [pitch, first[1] + second[1], first[2] or second[2], second[3] and pitch == second[0]]
+
+    while True:
+        bad = next((index for index, event in enumerate(events) if not writable(event)), None)
+        if bad is None:
+            return [word_of(event) for event in events]
+        if len(events) == 1:
+            return None
+        options = []
+        for other in (bad - 1, bad + 1):
+            if 0 <= other < len(events):
+                first = min(bad, other)
+                merged = joined(events[first], events[first + 1], first)
+                # rather one the model can write, then one whose later onset goes (no note begins
+                # earlier than written), then the shorter neighbour
+                options.append((not writable(merged), merged[0] != events[first][0], events[other][1], first, merged))
+        *_, first, merged = min(options, key=lambda option: option[:4])
+        events[first:first + 2] = [merged]
+
+
+def joined_words(melody: language.Piece, vocabulary: sampling.Vocabulary) -> list[str]:
+    """The melody's words that the model is shown joined to a neighbour (melody_plan)."""
+    return [word for word, _ in melody.top_voice().annotated_words()
+            if (token := language.parse_token(word)) is not None
+            and token.kind in (language.Kind.NOTE, language.Kind.REST)
+            and shown_words(word, vocabulary) is None]
+
+
+def shown_words(word: str, vocabulary: sampling.Vocabulary) -> list[str] | None:
+    """The words a melody's note or rest is shown to the model as, the same sound: the word itself
+    where the model has it, else tied notes (tied_respelling), spelled as written or else
+    enharmonically with one accidental fewer or more (E4 for a source's F flat 4, which the
+    chorales never write: rather than the whole tune moved for that one spelling). None where
+    none of these are words the model has."""
+    if word in vocabulary.ids_of:
+        return [word]
+    respelled = tied_respelling(word, vocabulary)
+    if respelled is not None:
+        return respelled
+    token = language.parse_token(word)
+    if token is None or token.kind is not language.Kind.NOTE:
+        return None
+    for spelling in enharmonic_spellings(token.pitch):
+        other = spelling + word[len(token.pitch):]
+        if other in vocabulary.ids_of:
+            return [other]
+        respelled = tied_respelling(other, vocabulary)
+        if respelled is not None:
+            return respelled
+    return None
+
+
+@functools.lru_cache(maxsize=None)
+def enharmonic_spellings(pitch: str) -> tuple[str, ...]:
+    """The same key on the keyboard spelled otherwise, with at most one sharp or flat: Fb4 ->
+    (E4,), C#5 -> (Db5,), in music21's order."""
+    from music21 import pitch as music21_pitch
+    return tuple(other.nameWithOctave.replace("-", "b") for other in
+                 music21_pitch.Pitch(language.music21_pitch_name(pitch)).getAllCommonEnharmonics(alterLimit=1))
 
 
 def tied_respelling(word: str, vocabulary: sampling.Vocabulary, depth: int = 3) -> list[str] | None:
@@ -271,15 +393,8 @@ def tied_respelling(word: str, vocabulary: sampling.Vocabulary, depth: int = 3) 
 def restore_melody(text: str, melody: language.Piece) -> str:
     """A harmonization with the melody's own words in its top voice, measure by measure (see
     melody_plan: the model may have been shown some of them respelled)."""
-    def measures(words: list[str]) -> list[list[str]]:
-        out = []
-        for word in words:
-            if word == language.BAR:
-                out.append([])
-            out[-1].append(word)
-        return out
-    written = measures(text.split())
-    given = measures(melody.top_voice().to_text().split())
+    written = _measures(text.split())
+    given = _measures(melody.top_voice().to_text().split())
     if len(written) != len(given):
         return text  # not finished as planned: left as it is
     words = []
@@ -585,6 +700,11 @@ def main(argv: list[str] | None = None) -> int:
                   f"notes; harmonizing it {interval_words(interval)} and writing it back at its own pitch",
                   file=sys.stderr)
         forced = melody_plan(language.parse(shown)[0][0], vocabulary)
+        joined = joined_words(language.parse(shown)[0][0], vocabulary)
+        if joined:
+            print(f"note: the model has no words for {len(joined)} of the melody's notes and rests even as tied "
+                  f"notes ({', '.join(sorted(set(joined))[:3])}{', ...' if len(set(joined)) > 3 else ''}): it "
+                  f"harmonizes them joined to a neighbouring note, and the melody is written as it is", file=sys.stderr)
     else:
         forced, prompt = None, shown
     if prompt:

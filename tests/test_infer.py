@@ -222,8 +222,14 @@ def test_which_melodies_are_moved_for_the_model(tiny_model, tiny_dataset):
     others = {k: n for k, n in keys.items() if k != key}
     interval, shown = infer.key_for_the_model(melody, metadata | {"key_signatures": others}, vocabulary)
     assert interval is not None and next(w for w in shown.split() if w.startswith("K:")) in others
+    triplet = "| K:0 T:4/4 V1 C5:1/12 C5:11/12 C5:1 C5:2 ||"
     with pytest.raises(infer.UserError, match="C5:1/12"):  # a triplet sixteenth has no word at any pitch
-        infer.key_for_the_model("| K:0 T:4/4 V1 C5:1/12 C5:11/12 C5:3 ||", metadata, vocabulary)
+        infer.melody_plan(language.parse(triplet)[0][0], vocabulary, approximate=False)
+    assert "C5:1" in vocabulary.ids_of and "C5:2" in vocabulary.ids_of
+    # no move helps, so it is shown joined to its neighbour, at its own pitch
+    assert infer.key_for_the_model(triplet, metadata, vocabulary) == (None, triplet)
+    assert infer.melody_plan(language.parse(triplet)[0][0], vocabulary)[0][-3:] == ["C5:1", "C5:1", "C5:2"]
+    assert infer.joined_words(language.parse(triplet)[0][0], vocabulary) == ["C5:1/12", "C5:11/12"]  # now one C5:1
 
 
 def test_a_melody_above_the_model_s_words_is_harmonized_lower_and_moved_back(tiny_model, tiny_dataset, tmp_path):
@@ -388,6 +394,72 @@ def test_tied_respelling():
     assert infer.tied_respelling("R:6^", known) == ["R:2^", "R:4"]
     assert infer.tied_respelling("D5:0", known) == []  # a grace note: left out of the model's view
     assert infer.tied_respelling("G4:3", known) is None and infer.tied_respelling("V1", known) is None
+
+
+def test_shown_words_spell_a_pitch_otherwise_before_moving_a_melody():
+    """A source's F flat or B sharp, which the model has no word for, is shown as the same key on
+    the keyboard spelled as the model knows it (tied too), before any other spelling is tried."""
+    import infer
+    from scorelm import lm, sampling
+    words = ["E4:1", "C5:1~", "C5:1", "E4:2", "Fb4:2"]
+    known = sampling.Vocabulary.from_tokenizer(lm.train_word_tokenizer([" ".join(words)]))
+    assert infer.shown_words("Fb4:1", known) == ["E4:1"]
+    assert infer.shown_words("B#4:2", known) == ["C5:1~", "C5:1"]  # spelled otherwise, then tied
+    assert infer.shown_words("Fb4:2", known) == ["Fb4:2"] and infer.shown_words("E4:3", known) is None
+    assert infer.enharmonic_spellings("Cb5") == ("B4",) and infer.enharmonic_spellings("C#5") == ("Db5",)
+
+
+def test_joined_rhythm():
+    """A note or rest no words of the model write, even tied, is joined to a neighbour: to the
+    note rather than a rest, the longer note, the one it is tied to, keeping a fermata and a tie
+    held into the measure."""
+    import infer
+    from scorelm import lm, sampling
+    words = ["C5:1", "D5:0.5", "C5:0.5", "G4:2^", "E5:1", "D5:1", "R:1"]
+    known = sampling.Vocabulary.from_tokenizer(lm.train_word_tokenizer([" ".join(words)]))
+    assert infer.joined_rhythm(["C5:0.75", "R:0.25", "R:1"], known) == ["C5:1", "R:1"]  # a sixteenth rest
+    assert infer.joined_rhythm(["D5:0.375", "E5:0.125", "C5:0.5"], known) == ["D5:0.5", "C5:0.5"]  # dotted 16th, 32nd
+    assert infer.joined_rhythm(["R:0.25", "G4:1.75^"], known) == ["G4:2^"]  # the note's fermata kept
+    assert infer.joined_rhythm(["C5:0.25", "D5:0.75"], known) == ["D5:1"]  # the longer note
+    assert infer.joined_rhythm(["C5:0.25", "D5:0.75"], known, tied_in="C5") == ["C5:1"]  # a tie into it holds
+    assert infer.joined_rhythm(["E5:0.75~", "E5:0.25", "D5:1"], known) == ["E5:1", "D5:1"]  # its own continuation
+    assert infer.joined_rhythm(["C5:1", "D5:0.5"], known) == ["C5:1", "D5:0.5"]  # nothing to join
+    assert infer.joined_rhythm(["G#6:4^"], known) is None and infer.joined_rhythm(["V2"], known) is None
+
+
+def test_a_melody_rhythm_the_model_has_no_words_for_is_harmonized_and_kept(tiny_model, tiny_dataset, tmp_path):
+    """A melody with a sixteenth rest the tiny model has no word for (nor any tied rests that
+    write it): harmonized with the rest joined to the note before it, said on stderr, and the
+    melody written as given, every voice filling every measure."""
+    import infer
+    from scorelm import sampling
+    _, tokenizer, _ = sampling.load_model_dir(tiny_model)
+    known = sampling.Vocabulary.from_tokenizer(tokenizer)
+    rest = next(r for r in ("R:0.25", "R:0.125", "R:0.375") if r not in known.ids_of and not infer.tied_respelling(r, known))
+    text = next(t for t in training_texts(tiny_dataset) if "T:4/4" in t.split()[:4] and t.count("T:") == 1)
+    short = language.parse_token(rest).duration
+    measures = language.parse(text)[0][0].top_voice().to_text().split(" | ")  # the first holds the headers
+
+    def fits(words):
+        note = language.parse_token(words[1])
+        return note.kind is language.Kind.NOTE and note.duration > short and not note.tie and not note.fermata
+    index = next(i for i in range(1, len(measures) - 1) if fits(measures[i].split()))
+    words = measures[index].split()
+    note = language.parse_token(words[1])
+    cut = f"{note.pitch}:{language.format_duration(note.duration - short)}"
+    measures[index] = " ".join([words[0], cut, rest] + words[2:])
+    melody = language.parse(" | ".join(measures))[0][0]
+    assert language.validate(melody.to_text()) == [] and f"{cut} {rest}" in melody.to_text()
+    assert infer.melody_plan(melody, known)[index][1:] == words  # shown the measure as the chorale has it
+    (tmp_path / "melody.txt").write_text(melody.to_text() + "\n")
+    result = run_script("infer.py", "--harmonize", tmp_path / "melody.txt", "--model", tiny_model, "--seed", 5,
+                        "-o", tmp_path / "h.txt")
+    assert result.returncode == 0, result.stderr
+    assert f"no words for 1 of the melody's notes and rests even as tied notes ({rest})" in result.stderr
+    pieces, report = language.parse((tmp_path / "h.txt").read_text())
+    assert report.total == 0, report.lines()
+    assert pieces[0].voice_events(0) == melody.voice_events(0)  # the melody as given, its rest too
+    assert pieces[0].num_voices == 4 and len(pieces[0].measures) == len(melody.measures)
 
 
 def test_a_melody_note_no_known_words_can_write_is_a_one_line_error(tiny_model, tiny_dataset, tmp_path):
