@@ -156,6 +156,33 @@ def meter_for_the_model(text: str, metadata: dict) -> tuple[Fraction, str]:
     return Fraction(1), text
 
 
+# A meter the chorales lack that is two measures of one they have: a melody in it is harmonized
+# with each two measures shown as one (2/4, the meter of 158 of 530 Essen tunes, as 4/4).
+PAIRED_METERS = {"2/4": "4/4"}
+
+
+def measures_for_the_model(text: str, metadata: dict) -> tuple[tuple[str, list] | None, str]:
+    """How a melody's measures are shown to the model, and the text so shown: None where its meter
+    is the model's own (or it changes key or meter in mid-piece); else (its meter, the lengths of
+    the measures each shown measure holds), with each two measures after a pickup written as one
+    of PAIRED_METERS' meter where the model knows that one and hardly knows the melody's. Under 40
+    Essen tunes in 2/4 (`T:2/4` a word the one-hour model never learned) the lower voices' chords
+    came 10% closer to Bach's shown in 4/4, with fewer notes outside the key signature's scale
+    (9.2% against 10.3%) and fewer consecutive fifths and octaves (README: folk tunes)."""
+    known = known_headers(metadata, "time_signatures")
+    meters = {word[2:] for word in text.split() if word.startswith("T:")}
+    if not known or len(meters) != 1:
+        return None, text
+    meter = meters.pop()
+    target = PAIRED_METERS.get(meter)
+    if target is None or f"T:{meter}" in known or f"T:{target}" not in known:
+        return None, text
+    paired = language.paired_measures(language.parse(text)[0][0], target)
+    if paired is None:
+        return None, text
+    return (meter, paired[1]), paired[0].to_text()
+
+
 def key_for_the_model(text: str, metadata: dict, vocabulary: sampling.Vocabulary) -> tuple[str | None, str]:
     """The interval by which a melody (the top voice of `text`) is moved for the model to
     harmonize it, and the text so moved (what the model writes is moved back): None where the
@@ -202,16 +229,21 @@ def key_for_the_model(text: str, metadata: dict, vocabulary: sampling.Vocabulary
     raise UserError("the melody's key signature is one the model hardly knows, in every key it could be moved to")
 
 
-def written_back(text: str, factor: Fraction, interval: str | None = None) -> str:
-    """What the constrained decoder wrote from a renotated or transposed melody or prompt, in
-    their own note values and key (never out of the language: each measure as long as the given
-    meter's, and moving back what was moved leaves every spelling inside it but for a triple
-    sharp or flat, which is an error)."""
+def written_back(text: str, factor: Fraction, interval: str | None = None, pairing: tuple | None = None) -> str:
+    """What the constrained decoder wrote from a renotated, transposed or paired melody or prompt,
+    in their own note values, key and measures (never out of the language: each measure as long
+    as the given meter's, and moving back what was moved leaves every spelling inside it but for
+    a triple sharp or flat, which is an error). Paired measures that were not all written (a
+    harmonization cut short) are left as written."""
     if interval is not None:
         moved = language.transpose_text(text, language.inverse_interval(interval))
         if moved is None:
             raise UserError(f"what the model wrote {interval_words(interval)} cannot be moved back")
         text = moved
+    if pairing is not None:
+        pieces, report = language.parse(text)
+        split = language.split_measures(pieces[0], pairing[1], pairing[0]) if pieces and not report.total else None
+        text = split.to_text() if split is not None else text
     return text if factor == 1 else language.scale_durations(text, 1 / factor)
 
 
@@ -597,6 +629,7 @@ def harmonize_all(model, tokenizer, metadata, vocabulary, texts: list[str], *, s
     for index, text in enumerate(tqdm(texts, desc="harmonizing", unit="piece", file=sys.stderr)):
         piece = language.parse(text)[0][0]
         factor, shown = meter_for_the_model(text, metadata)
+        pairing, shown = measures_for_the_model(shown, metadata)
         try:
             interval, shown = key_for_the_model(shown, metadata, vocabulary)
             forced = melody_plan(language.parse(shown)[0][0], vocabulary)
@@ -609,7 +642,7 @@ def harmonize_all(model, tokenizer, metadata, vocabulary, texts: list[str], *, s
             model, tokenizer, "", 1, num_voices=voices, voice_ranges=metadata.get("voice_ranges", {}).get(str(voices)),
             forced_measures=forced, max_new_tokens=budget, seed=seed + index, vocabulary=vocabulary,
             rule_report=report, **settings)
-        harmonized += [restore_melody(written_back(one, factor, interval), piece) for one in written]
+        harmonized += [restore_melody(written_back(one, factor, interval, pairing), piece) for one in written]
     return harmonized, originals, report
 
 
@@ -692,8 +725,12 @@ def main(argv: list[str] | None = None) -> int:
               f"{language.scale_durations(f'T:{meter}', factor)[2:]} (every note value "
               f"{'halved' if factor == Fraction(1, 2) else 'a quarter as long'}) and writing it back in {meter}",
               file=sys.stderr)
-    interval = None
+    interval = pairing = None
     if melody:
+        pairing, shown = measures_for_the_model(shown, metadata)
+        if pairing:
+            print(f"note: the model hardly knows {pairing[0]}; harmonizing the melody in {PAIRED_METERS[pairing[0]]}, "
+                  f"two measures as one, and writing it back in {pairing[0]}", file=sys.stderr)
         interval, shown = key_for_the_model(shown, metadata, vocabulary)
         if interval:
             print(f"note: the model hardly knows the melody's key signature or has no words for some of its "
@@ -736,7 +773,7 @@ def main(argv: list[str] | None = None) -> int:
         forced_measures=forced, max_new_tokens=max_new_tokens, temperature=args.temperature, top_k=args.top_k,
         top_p=args.top_p, seed=args.seed, vocabulary=vocabulary, rules="off" if args.no_constrain else args.rules,
         skip_rules=args.skip_rule, rule_report=rule_report, particles=args.particles)
-    texts = [written_back(text, factor, interval) for text in texts]
+    texts = [written_back(text, factor, interval, pairing) for text in texts]
     if melody is not None:
         texts = [restore_melody(text, melody) for text in texts]
     if rule_report:

@@ -232,6 +232,40 @@ def test_which_melodies_are_moved_for_the_model(tiny_model, tiny_dataset):
     assert infer.joined_words(language.parse(triplet)[0][0], vocabulary) == ["C5:1/12", "C5:11/12"]  # now one C5:1
 
 
+def test_a_melody_in_2_4_is_harmonized_two_measures_as_one(tiny_model, tiny_dataset, tmp_path):
+    """A melody in 2/4, which no chorale is in: shown to the model with each two measures as one
+    of 4/4, which it knows, and written back in 2/4; the same as harmonizing the paired melody
+    and parting its measures again, the melody exact, every measure valid."""
+    import infer
+    from fractions import Fraction
+    from scorelm import sampling
+    _, _, metadata = sampling.load_model_dir(tiny_model)
+    assert "T:4/4" in metadata["time_signatures"] and "T:2/4" not in metadata["time_signatures"]
+    text = next(t for t in training_texts(tiny_dataset) if t.split()[2] == "T:4/4" and t.count("T:") == 1
+                and t.count("K:") == 1 and " L:" not in t)
+    melody = language.parse(text)[0][0].top_voice()
+    two = Fraction(2)
+    halves = language.split_measures(melody, [[two, two]] * len(melody.measures), "2/4").to_text()
+    pairing, shown = infer.measures_for_the_model(halves, metadata)
+    assert pairing == ("2/4", [[two, two]] * len(melody.measures)) and shown == melody.to_text()
+    assert infer.measures_for_the_model(melody.to_text(), metadata) == (None, melody.to_text())  # its own meter
+    (tmp_path / "halves.txt").write_text(halves + "\n")
+    result = run_script("infer.py", "--harmonize", tmp_path / "halves.txt", "--model", tiny_model, "--seed", 6,
+                        "-o", tmp_path / "out.txt")
+    assert result.returncode == 0, result.stderr
+    assert "harmonizing the melody in 4/4, two measures as one, and writing it back in 2/4" in result.stderr
+    pieces, report = language.parse((tmp_path / "out.txt").read_text())
+    assert report.total == 0 and pieces[0].num_voices == 4 and pieces[0].measures[0].time == "2/4"
+    assert len(pieces[0].measures) == 2 * len(melody.measures)
+    assert pieces[0].voice_events(0) == language.parse(halves)[0][0].voice_events(0)
+    (tmp_path / "whole.txt").write_text(shown + "\n")
+    result = run_script("infer.py", "--harmonize", tmp_path / "whole.txt", "--model", tiny_model, "--seed", 6,
+                        "-o", tmp_path / "whole_out.txt")
+    assert result.returncode == 0 and "two measures as one" not in result.stderr
+    whole = language.parse((tmp_path / "whole_out.txt").read_text())[0][0]
+    assert language.split_measures(whole, pairing[1], "2/4").to_text() == (tmp_path / "out.txt").read_text().strip()
+
+
 def test_a_melody_above_the_model_s_words_is_harmonized_lower_and_moved_back(tiny_model, tiny_dataset, tmp_path):
     """A chorale melody an octave up, given as score text: harmonized where the model has its
     words, written back at its own pitch, the same as harmonizing the moved melody and moving the

@@ -228,6 +228,38 @@ def test_transposed_by_takes_the_simpler_key_and_moves_back_exactly(chorale_text
             assert language.transpose_text(moved[1], language.inverse_interval(moved[0])) == chorale, (name, semitones)
 
 
+def test_measures_paired_and_split_again(chorale_texts):
+    """Two measures of 2/4 written as one of 4/4 (a pickup alone, the last one left over alone)
+    and parted again exactly; a 4/4 chorale cut into 2/4 halves keeps every
+    sounding note, the notes across a cut tied."""
+    from fractions import Fraction
+    from scorelm.roundtrip import sounding_notes
+    two = Fraction(2)
+    text = ("| K:-1 T:2/4 L:0.5 V1 C5:0.5 V2 A4:0.5 | V1 F5:1 E5:1 V2 A4:2~ | V1 D5:2 V2 A4:2 "
+            "| V1 C5:1.5^ R:0.5 V2 F4:1.5^ R:0.5 | V1 A4:1 Bb4:1 V2 F4:2 | L:1.5 V1 C5:1.5^ V2 E4:1.5^ ||")
+    piece = parse(text)[0][0]
+    paired, lengths = language.paired_measures(piece, "4/4")
+    assert paired.to_text() == ("| K:-1 T:4/4 L:0.5 V1 C5:0.5 V2 A4:0.5 | V1 F5:1 E5:1 D5:2 V2 A4:2~ A4:2 "
+                                "| V1 C5:1.5^ R:0.5 A4:1 Bb4:1 V2 F4:1.5^ R:0.5 F4:2 | L:1.5 V1 C5:1.5^ V2 E4:1.5^ ||")
+    assert lengths == [[Fraction(1, 2)], [two, two], [two, two], [Fraction(3, 2)]]
+    assert language.split_measures(paired, lengths, "2/4").to_text() == text
+    assert language.split_measures(paired, lengths[1:], "2/4") is None  # not those measures
+    assert language.paired_measures(piece, "3/4") is None  # 2/4 twice is no 3/4
+    assert language.paired_measures(parse("| K:0 T:2/4 V1 C5:2 | K:1 V1 D5:2 ||")[0][0], "4/4") is None  # a key change
+    # the model's 4/4, notes sounding across the middle of a measure: tied there, fermata first, a grace after
+    written = parse("| K:0 T:4/4 V1 C5:1 D5:2^ E5:0 E5:1 V2 A4:1.5 +F4 R:2.5 ||")[0][0]
+    halves = language.split_measures(written, [[two, two]], "2/4")
+    assert halves.to_text() == "| K:0 T:2/4 V1 C5:1 D5:1^~ V2 A4:1.5 +F4 R:0.5 | V1 D5:1 E5:0 E5:1 V2 R:2 ||"
+    for name, chorale in chorale_texts.items():
+        piece = parse(chorale)[0][0]
+        lengths = [[m.length] if m.length != 4 else [two, two] for m in piece.measures]
+        halves = language.split_measures(piece, lengths, "2/4")
+        if any(m.time for m in piece.measures[1:]) or piece.measures[0].time != "4/4":
+            continue
+        assert parse(halves.to_text())[1].total == 0, name
+        assert sounding_notes(halves) == sounding_notes(piece), name
+
+
 def test_select_parts_keeps_vocal_parts_in_order():
     from music21 import stream
     score = stream.Score()

@@ -72,7 +72,7 @@ from scorelm.language.tokens import (  # noqa: F401  (the package's public names
     BAR, END, FORMAT_VERSION, HEADER_WORDS, MAX_DENOMINATOR, MAX_QUARTERS, MAX_VOICES, Kind, Token, bar_length,
     INTERVAL_SPELLINGS, format_duration, inverse_interval, key_signature_shift, midi_number, music21_pitch_name,
     parse_token, parts_word, pitch_rank, scale_durations, transpose_pitch, transpose_text, transposed_by)
-from scorelm.language.piece import Event, Measure, Piece, voice_ranges  # noqa: F401
+from scorelm.language.piece import Event, Measure, Piece, paired_measures, split_measures, voice_ranges  # noqa: F401
 from scorelm.language.grammar import (  # noqa: F401
     EVENT_KINDS, FOLLOWS, HEADER_KINDS, Grammar, ParseReport, Violation, parse, validate)
 from scorelm.language.encoder import (  # noqa: F401

@@ -138,3 +138,67 @@ def voice_ranges(piece: Piece) -> list[tuple[int, int] | None]:
         numbers = [midi_number(p) for m in piece.measures for e in m.voices[voice] for p in e.pitches]
         ranges.append((min(numbers), max(numbers)) if numbers else None)
     return ranges
+
+
+def paired_measures(piece: Piece, time: str) -> tuple[Piece, list[list[Fraction]]] | None:
+    """The piece with each two measures after a pickup written as one measure of `time` (two
+    measures of 2/4 as one of 4/4), and the lengths of the measures each one holds, for
+    split_measures to write it back. A pickup (a first measure shorter than the others) stands
+    alone, as does a last measure left over, so that every measure of `time` begins where an odd
+    measure after the pickup did. None where the piece changes key or meter after its first measure, or its
+    measures are not two to a measure of `time`."""
+    if any(m.key is not None or m.time is not None for m in piece.measures[1:]) or not piece.measures:
+        return None
+    full = bar_length(piece.measures[0].time) if piece.measures[0].time else None
+    if full is None or 2 * full != bar_length(time):
+        return None
+    groups, index = [], 0
+    if piece.measures[0].length < full:
+        groups.append([piece.measures[0]])
+        index = 1
+    groups += [piece.measures[start:start + 2] for start in range(index, len(piece.measures), 2)]
+    measures = []
+    for number, group in enumerate(groups):
+        voices = [[event for measure in group for event in measure.voices[voice]]
+                  for voice in range(len(group[0].voices))]
+        first = group[0]
+        measures.append(Measure(sum((m.length for m in group), Fraction(0)), voices, first.key,
+                                time if number == 0 else None))
+    return Piece(measures, piece.parts), [[m.length for m in group] for group in groups]
+
+
+def split_measures(piece: Piece, lengths: list[list[Fraction]], time: str) -> Piece | None:
+    """What paired_measures joined, parted again: each measure of the piece cut into measures of
+    the given lengths, in the meter `time`. A note sounding across a cut becomes two tied notes
+    (its fermata on the first, its own tie on the second), a rest two rests; a grace note at a
+    cut goes with the note after it. None where the piece's measures are not those lengths."""
+    if len(piece.measures) != len(lengths) or any(m.length != sum(parts, Fraction(0))
+                                                  for m, parts in zip(piece.measures, lengths)):
+        return None
+    measures = []
+    for number, (measure, parts) in enumerate(zip(piece.measures, lengths)):
+        cut_voices = [[[] for _ in parts] for _ in measure.voices]
+        for voice, events in enumerate(measure.voices):
+            offset, part, part_end = Fraction(0), 0, parts[0]
+            for event in events:
+                while part < len(parts) - 1 and offset >= part_end:  # a grace note at a cut goes after it
+                    part += 1
+                    part_end += parts[part]
+                remaining = event
+                while offset + remaining.duration > part_end:
+                    before = part_end - offset
+                    head = Event(remaining.pitch, before, remaining.pitch is not None, remaining.fermata,
+                                 False, tuple((pitch, True) for pitch, _ in remaining.chord))
+                    cut_voices[voice][part].append(head)
+                    offset += before
+                    remaining = Event(remaining.pitch, remaining.duration - before, remaining.tie, False,
+                                      False, remaining.chord)
+                    part += 1
+                    part_end += parts[part]
+                cut_voices[voice][part].append(remaining)
+                offset += remaining.duration
+        for index, length in enumerate(parts):
+            first = number == 0 and index == 0
+            measures.append(Measure(length, [voice[index] for voice in cut_voices],
+                                    measure.key if index == 0 else None, time if first else None))
+    return Piece(measures, piece.parts)
