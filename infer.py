@@ -737,8 +737,8 @@ def main(argv: list[str] | None = None) -> int:
                   f"notes; harmonizing it {interval_words(interval)} and writing it back at its own pitch",
                   file=sys.stderr)
         forced = melody_plan(language.parse(shown)[0][0], vocabulary)
-        joined = joined_words(language.parse(shown)[0][0], vocabulary)
-        if joined:
+        joined = written_back(" ".join(joined_words(language.parse(shown)[0][0], vocabulary)), factor, interval).split()
+        if joined:  # said in the melody's own key and note values
             print(f"note: the model has no words for {len(joined)} of the melody's notes and rests even as tied "
                   f"notes ({', '.join(sorted(set(joined))[:3])}{', ...' if len(set(joined)) > 3 else ''}): it "
                   f"harmonizes them joined to a neighbouring note, and the melody is written as it is", file=sys.stderr)

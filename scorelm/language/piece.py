@@ -145,8 +145,8 @@ def paired_measures(piece: Piece, time: str) -> tuple[Piece, list[list[Fraction]
     measures of 2/4 as one of 4/4), and the lengths of the measures each one holds, for
     split_measures to write it back. A pickup (a first measure shorter than the others) stands
     alone, as does a last measure left over, so that every measure of `time` begins where an odd
-    measure after the pickup did. None where the piece changes key or meter after its first measure, or its
-    measures are not two to a measure of `time`."""
+    measure after the pickup did. None where the piece changes key or meter after its first
+    measure, or its measures are not two to a measure of `time`."""
     if any(m.key is not None or m.time is not None for m in piece.measures[1:]) or not piece.measures:
         return None
     full = bar_length(piece.measures[0].time) if piece.measures[0].time else None
