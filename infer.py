@@ -306,35 +306,31 @@ def joined_rhythm(words: list[str], vocabulary: sampling.Vocabulary, tied_in: st
     voice's, is unchanged. `tied_in`: the pitch a tie from the
     measure before holds into this one (the join that begins the measure keeps it). None where a
     word is no note or rest, or the whole measure joined is still not writable."""
-    events = []  # [pitch or None for a rest, duration, fermata, tie]
+    events = []
     for word in words:
         token = language.parse_token(word)
         if token is None or token.kind not in (language.Kind.NOTE, language.Kind.REST):
             return None
         if not token.grace:
-            events.append([token.pitch if token.kind is language.Kind.NOTE else None, token.duration,
-                           token.fermata, token.tie])
+            events.append(language.Event(token.pitch, token.duration, token.tie, token.fermata))
 
-    def word_of(event) -> str:
-        pitch, duration, fermata, tie = event
-        return f"{pitch or 'R'}:{language.format_duration(duration)}{'^' if fermata else ''}{'~' if tie and pitch else ''}"
+    def writable(event: language.Event) -> bool:
+        return shown_words(event.text, vocabulary) is not None
 
-    def writable(event) -> bool:
-        return shown_words(word_of(event), vocabulary) is not None
-
-    def joined(first, second, index: int):
+    def joined(first: language.Event, second: language.Event, index: int) -> language.Event:
         if index == 0 and tied_in is not None:
-            pitch = first[0]  # the tie into the measure goes on sounding
-        elif first[3] and first[0] == second[0]:
-            pitch = first[0]  # a note tied to its own continuation: joined exactly
+            pitch = first.pitch  # the tie into the measure goes on sounding
+        elif first.tie and first.pitch == second.pitch:
+            pitch = first.pitch  # a note tied to its own continuation: joined exactly
         else:
-            pitch = max((first, second), key=lambda e: (e[0] is not None, e[1], e is first))[0]
-        return [pitch, first[1] + second[1], first[2] or second[2], second[3] and pitch == second[0]]
+            pitch = max((first, second), key=lambda e: (e.pitch is not None, e.duration, e is first)).pitch
+        return language.Event(pitch, first.duration + second.duration,
+                              second.tie and pitch is not None and pitch == second.pitch, first.fermata or second.fermata)
 
     while True:
         bad = next((index for index, event in enumerate(events) if not writable(event)), None)
         if bad is None:
-            return [word_of(event) for event in events]
+            return [event.text for event in events]
         if len(events) == 1:
             return None
         options = []
@@ -344,7 +340,8 @@ def joined_rhythm(words: list[str], vocabulary: sampling.Vocabulary, tied_in: st
                 merged = joined(events[first], events[first + 1], first)
                 # rather one the model can write, then one whose later onset goes (no note begins
                 # earlier than written), then the shorter neighbour
-                options.append((not writable(merged), merged[0] != events[first][0], events[other][1], first, merged))
+                options.append((not writable(merged), merged.pitch != events[first].pitch, events[other].duration,
+                                first, merged))
         *_, first, merged = min(options, key=lambda option: option[:4])
         events[first:first + 2] = [merged]
 
