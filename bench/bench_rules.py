@@ -41,8 +41,8 @@ def main() -> None:
     parser.add_argument("--modes", default=",".join(voice_leading.MODES))
     parser.add_argument("--temperatures", default="0.7,0.85,1.0")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--particles", type=int, default=infer.DEFAULT_PARTICLES,
-                        help=f"particles per piece (default {infer.DEFAULT_PARTICLES}, infer.py's)")
+    parser.add_argument("--particles", type=int, default=infer.FREE_PARTICLES,
+                        help=f"particles per piece (default {infer.FREE_PARTICLES}, infer.py's for a free piece)")
     parser.add_argument("--json", type=Path, help="also write every cell's statistics here")
     args = parser.parse_args()
     model, tokenizer, metadata, vocabulary = trained_model(args.model)

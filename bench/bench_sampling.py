@@ -50,8 +50,8 @@ def main() -> None:
     parser.add_argument("--max-new-tokens", type=int, default=512)
     parser.add_argument("--rules", choices=voice_leading.MODES, default=infer.DEFAULT_RULES,
                         help=f"voice-leading rules in the constrained mode (default {infer.DEFAULT_RULES}, infer.py's)")
-    parser.add_argument("--particles", type=int, default=infer.DEFAULT_PARTICLES,
-                        help=f"particles per piece in the constrained mode (default {infer.DEFAULT_PARTICLES}, infer.py's)")
+    parser.add_argument("--particles", type=int, default=infer.FREE_PARTICLES,
+                        help=f"particles per piece in the constrained mode (default {infer.FREE_PARTICLES}, infer.py's for a free piece)")
     args = parser.parse_args()
     model, tokenizer, metadata, vocabulary = trained_model(args.model)
     totals = {mode: {"tokens": 0, "seconds": 0.0, "valid": 0, "closed": 0, "repairs": Counter()}

@@ -165,6 +165,9 @@ def test_evaluate_command(tiny_model, tiny_dataset, tmp_path):
     help_text = run_script("infer.py", "--help").stdout
     default = re.search(r"\(default (\w+)\)", help_text[help_text.index("  --rules {"):]).group(1)
     assert report["settings"]["rules"] == default and default in voice_leading.MODES
+    particles = re.search(r"default (\d+) harmonizing a melody, (\d+) otherwise", " ".join(help_text.split()))
+    assert (report["settings"]["harmonization_particles"], report["settings"]["sample_particles"]) == \
+        tuple(map(int, particles.groups()))
     again = run_script("infer.py", "--evaluate", "--model", tiny_model, "--dataset", folder, "-o", tmp_path / "eval")
     assert again.returncode == 2 and "--overwrite" in again.stderr
     assert (tmp_path / "eval.png").read_bytes()[:4] == b"\x89PNG"

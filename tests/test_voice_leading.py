@@ -449,6 +449,31 @@ def test_harmonization_with_particles_keeps_the_melody(tiny_model, tmp_path):
     assert result.returncode == 2 and "--particles must be at least 1" in result.stderr
 
 
+def test_particles_default_to_one_for_a_free_piece_and_four_under_a_melody(tiny_model, tmp_path, monkeypatch):
+    """infer.py's particles when --particles is not given: one for a new piece or a continuation,
+    four for a harmonization (chosen on validation: README, "Particles"); --particles overrides both."""
+    import infer
+    from music21 import corpus
+    melody = tmp_path / "melody.musicxml"
+    corpus.parse("bach/bwv66.6.mxl").parts[0].measures(0, 3).write("musicxml", fp=str(melody))
+    used, generate = [], sampling.generate_texts
+
+    def recorded(*args, **kwargs):
+        if not kwargs.get("one_window") and "particles" in kwargs:
+            used.append(kwargs["particles"])
+        return generate(*args, **kwargs)
+    monkeypatch.setattr(sampling, "generate_texts", recorded)
+    runs = {"free": ["|", "--measures", "2"], "continued": None, "harmonized": ["--harmonize", str(melody)],
+            "harmonized, 2": ["--harmonize", str(melody), "--particles", "2"]}
+    for name, argv in runs.items():
+        if argv is None:  # the first measure of the free piece, continued
+            words = (tmp_path / "free.txt").read_text().split()
+            argv = [" ".join(words[:words.index("|", 1)]), "--measures", "2"]
+        used.clear()
+        assert infer.main(argv + ["--model", str(tiny_model), "--seed", "1", "-o", str(tmp_path / f"{name}.txt")]) in (0, None)
+        assert used[0] == {"free": 1, "continued": 1, "harmonized": 4, "harmonized, 2": 2}[name], (name, used)
+
+
 def test_a_melody_longer_than_the_context_is_harmonized_in_windows_of_it(tiny_model):
     """The tiny model knows 128 positions; bwv66.6 needs about 300 tokens: written in windows,
     each prompted with the last measures that fit in half the context, key and time restated."""
