@@ -25,6 +25,7 @@ from scorelm import dataset, evaluation, voice_leading  # noqa: E402
 
 COLUMNS = [("fifths", "parallel_fifths_per_100_beats"), ("octaves", "parallel_octaves_per_100_beats"),
            ("crossings", "voice_crossings_per_100_beats"), ("spacing", "spacing_errors_per_100_beats"),
+           ("clashes", "chromatic_clashes_per_100_beats"),
            ("range %", "notes_out_of_range_percent"), ("tonic %", "ending_on_tonic_percent"),
            ("+fermatas %", "ending_on_tonic_with_fermata_percent"), ("third %", "final_chord_third_percent"),
            ("signature %", "ending_on_signature_tonic_percent"),

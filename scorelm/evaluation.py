@@ -96,7 +96,8 @@ def sonorities(timelines: list[list[tuple]], events: bool = False):
 
 def piece_statistics(piece: language.Piece) -> dict:
     """Counts for one piece: parallel fifths and octaves (music21's VoiceLeadingQuartet),
-    crossings, out-of-range notes, spacing errors, quarter-note beats, how it ends, and the
+    crossings, out-of-range notes, spacing errors, chromatic clashes (onsets where two voices
+    sound one letter with two accidentals, A against A flat), quarter-note beats, how it ends, and the
     histograms the distribution distances compare (pitch classes relative to the key
     signature's major tonic, melodic intervals per voice, chord qualities, note values)."""
     from music21 import note, voiceLeading
@@ -117,6 +118,11 @@ def piece_statistics(piece: language.Piece) -> dict:
         midi = [language.midi_number(p) if p else None for p in sounding]
         every = {language.midi_number(p) % 12 for event in events if event for p in event.pitches}  # chords' notes too
         chords[chord_quality(frozenset(every))] += 1
+        letters = {}  # letter -> the accidentals the voices sound it with (A and A flat at once: a clash)
+        for name in sounding:
+            if name:
+                letters.setdefault(name[0], set()).add(name[1:-1])
+        counts["chromatic_clashes"] += any(len(accidentals) > 1 for accidentals in letters.values())
         for upper in range(len(midi) - 1):
             lower = upper + 1
             if midi[upper] is not None and midi[lower] is not None:
@@ -274,6 +280,7 @@ def music_statistics(texts: list[str], reference_pitch_classes: Counter | None =
         "parallel_octaves_per_100_beats": 100 * totals["parallel_octaves"] / beats,
         "voice_crossings_per_100_beats": 100 * totals["voice_crossings"] / beats,
         "spacing_errors_per_100_beats": 100 * totals["spacing_errors"] / beats,
+        "chromatic_clashes_per_100_beats": 100 * totals["chromatic_clashes"] / beats,
         "notes_out_of_range_percent": 100 * totals["out_of_range"] / max(totals["notes"], 1),
         "ending_on_tonic_percent": 100 * totals["ends_on_tonic"] / max(pieces, 1),
         "ending_on_tonic_with_fermata_percent": 100 * totals["ends_on_tonic_with_fermata"] / max(pieces, 1),
@@ -369,6 +376,7 @@ ROWS = [
     ("parallel octaves / 100 beats", "parallel_octaves_per_100_beats"),
     ("voice crossings / 100 beats", "voice_crossings_per_100_beats"),
     ("spacing errors / 100 beats", "spacing_errors_per_100_beats"),
+    ("chromatic clashes / 100 beats", "chromatic_clashes_per_100_beats"),
     ("notes out of range %", "notes_out_of_range_percent"),
     ("ends on the tonic %", "ending_on_tonic_percent"),
     ("... with a fermata in every voice %", "ending_on_tonic_with_fermata_percent"),

@@ -21,7 +21,8 @@ Strengths: hard (a note that breaks a rule is not chosen; if every candidate bre
 rules are dropped from the end of RULES until one remains: counted, never at the cost of a valid
 score), soft (the logits of a note that breaks a rule are lowered by its penalty), and mixed, the
 default: each rule at its own strength in RULES, hard where Bach (nearly) never breaks the rule
-(the final chord, consecutive fifths and octaves: together 0.7% of his notes), soft where he or
+(the final chord, consecutive fifths and octaves, a chromatic clash such as A against A flat:
+together 0.7% of his notes), soft where he or
 his editors do (fermatas marked in the soprano only, crossings, spacing, range, overlap: 4.3% of
 his notes together), so that the decoder can still write what he wrote. The rule against a
 lower voice resting under a given melody's note is soft too, though Bach breaks it in 0.06% of
@@ -73,6 +74,8 @@ RULES = (
     Rule("parallel_fifths", "consecutive perfect fifths between two voices, in parallel or contrary motion", 4.0, "hard"),
     Rule("parallel_octaves", "consecutive octaves or unisons between two voices, in parallel or contrary motion",
          4.0, "hard"),
+    Rule("chromatic_clash", "a note sounds against another voice's note of the same letter with another accidental "
+                            "(A against A flat)", 4.0, "hard"),
     Rule("fermata", "a lower voice has a fermata exactly where the soprano has one", 3.0, "soft"),
     Rule("voice_crossing", "a voice sounds above the voice written above it", 3.0, "soft"),
     Rule("spacing", "more than an octave between soprano and alto, or alto and tenor (four voices)", 2.0, "soft"),
@@ -187,11 +190,13 @@ class RuleTables:
         self.step = np.full(v.size, -1, dtype=np.int64)  # diatonic step per id
         self.fermata = np.zeros(v.size, dtype=bool)
         self.name = np.full(v.size, "", dtype=object)  # spelled pitch without octave per id
+        self.letter = np.full(v.size, -1, dtype=np.int64)  # its letter, 0-6 for C-B
         for token_id, token in v.symbol.items():
             self.fermata[token_id] = token.fermata
             if token.pitch:
                 self.step[token_id] = diatonic_step(token.pitch)
                 self.name[token_id] = spelled_name(token.pitch)
+                self.letter[token_id] = STEPS.index(token.pitch[0])
         self.is_note = v.midi >= 0
         self.pitch_index = v.pitch  # per id: index into v.pitches, -1 for non-notes
         # interval class of every (upper pitch, lower pitch) pair, looked up rather than computed per step
@@ -307,6 +312,17 @@ class VoiceLeading:
                 out["parallel_fifths"] = fifths
             if "parallel_octaves" in enabled:
                 out["parallel_octaves"] = octaves
+        if "chromatic_clash" in enabled and v > 0:
+            # A against A flat at once, in any octaves: Bach writes it at 3 of the 6,681 onsets of his
+            # validation and test chorales; the model left alone, at 5 of every 100 beats
+            clash = np.zeros(len(ids), dtype=bool)
+            letter, name = t.letter[ids], t.name[ids]
+            for upper in range(v):
+                for event in self._overlapping(upper, onset):
+                    if event.midi is not None:
+                        clash |= (letter == STEPS.index(event.name[0])) & (name != event.name) \
+                            & (event.start < onset + ticks)
+            out["chromatic_clash"] = note & clash
         if v > 0 and ("voice_crossing" in enabled or "spacing" in enabled):
             # lowest and highest upper-neighbour pitch sounding while each candidate sounds
             span = max(measure_ticks - onset, 1)

@@ -44,6 +44,11 @@ def test_parallels_crossings_and_spacing_are_counted():
     wide_counts = evaluation.piece_statistics(wide)["counts"]
     assert wide_counts["spacing_errors"] == 1 and wide_counts["out_of_range"] == 1  # soprano C6
     assert wide_counts["ends_on_tonic"] == 1 and wide_counts["ends_on_tonic_with_fermata"] == 0  # alto, tenor: none
+    assert counts["chromatic_clashes"] == 0 and wide_counts["chromatic_clashes"] == 0
+    # the tenor's F4 against the soprano's F#5 (octaves apart) at the first onset, and still at the
+    # alto's second; then F# in both: clashes at two of the three onsets
+    clash = piece("| K:0 T:4/4 V1 F#5:4 V2 A4:2 B4:2 V3 F4:3 F#4:1 V4 D3:4 ||")
+    assert evaluation.piece_statistics(clash)["counts"]["chromatic_clashes"] == 2
 
 
 def test_chord_qualities_count_the_notes_of_chords_and_skip_grace_notes():

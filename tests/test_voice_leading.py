@@ -47,6 +47,11 @@ def verdict(vocabulary, prefix: str, candidate: str, measures: int | None = None
     ("| K:0 T:4/4 V1 G4:2 A4:2 V2 E4:2 F4:2 V3 C4:2", "D4:2", "F4:2", "parallel_fifths"),
     # alto above the soprano
     ("| K:0 T:4/4 V1 E4:4 V2", "F4:4", "E4:4", "voice_crossing"),
+    # A against A flat: the alto's F4 under the soprano's F#4; the tenor's G3 under the soprano's G#4
+    # (octaves apart); a note held into an upper voice's C#5 (a C4 half note does not reach it)
+    ("| K:0 T:4/4 V1 F#4:4 V2", "F4:4", "D4:4", "chromatic_clash"),
+    ("| K:0 T:4/4 V1 G#4:4 V2 E4:4 V3", "G3:4", "B3:4", "chromatic_clash"),
+    ("| K:0 T:4/4 V1 C5:2 C#5:2 V2", "C4:4", "C4:2", "chromatic_clash"),
     # soprano C6 over alto B4: more than an octave
     ("| K:0 T:4/4 V1 C6:4 V2", "B4:4", "C5:4", "spacing"),
     # tenor more than an octave below the alto
