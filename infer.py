@@ -746,8 +746,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"note: the model hardly knows the melody's key signature or has no words for some of its "
                   f"notes; harmonizing it {interval_words(interval)} and writing it back at its own pitch",
                   file=sys.stderr)
-        forced = melody_plan(language.parse(shown)[0][0], vocabulary)
-        joined = written_back(" ".join(joined_words(language.parse(shown)[0][0], vocabulary)), factor, interval).split()
+        shown_melody = language.parse(shown)[0][0]
+        forced = melody_plan(shown_melody, vocabulary)
+        joined = written_back(" ".join(joined_words(shown_melody, vocabulary)), factor, interval).split()
         if joined:  # said in the melody's own key and note values
             print(f"note: the model has no words for {len(joined)} of the melody's notes and rests even as tied "
                   f"notes ({', '.join(sorted(set(joined))[:3])}{', ...' if len(set(joined)) > 3 else ''}): it "

@@ -118,11 +118,11 @@ def piece_statistics(piece: language.Piece) -> dict:
         midi = [language.midi_number(p) if p else None for p in sounding]
         every = {language.midi_number(p) % 12 for event in events if event for p in event.pitches}  # chords' notes too
         chords[chord_quality(frozenset(every))] += 1
-        letters = {}  # letter -> the accidentals the voices sound it with (A and A flat at once: a clash)
+        letters = {}  # letter -> how the voices spell it (A and A flat at once: a clash)
         for name in sounding:
             if name:
-                letters.setdefault(name[0], set()).add(name[1:-1])
-        counts["chromatic_clashes"] += any(len(accidentals) > 1 for accidentals in letters.values())
+                letters.setdefault(name[0], set()).add(voice_leading.spelled_name(name))
+        counts["chromatic_clashes"] += any(len(spellings) > 1 for spellings in letters.values())
         for upper in range(len(midi) - 1):
             lower = upper + 1
             if midi[upper] is not None and midi[lower] is not None:

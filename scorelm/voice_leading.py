@@ -190,13 +190,11 @@ class RuleTables:
         self.step = np.full(v.size, -1, dtype=np.int64)  # diatonic step per id
         self.fermata = np.zeros(v.size, dtype=bool)
         self.name = np.full(v.size, "", dtype=object)  # spelled pitch without octave per id
-        self.letter = np.full(v.size, -1, dtype=np.int64)  # its letter, 0-6 for C-B
         for token_id, token in v.symbol.items():
             self.fermata[token_id] = token.fermata
             if token.pitch:
                 self.step[token_id] = diatonic_step(token.pitch)
                 self.name[token_id] = spelled_name(token.pitch)
-                self.letter[token_id] = STEPS.index(token.pitch[0])
         self.is_note = v.midi >= 0
         self.pitch_index = v.pitch  # per id: index into v.pitches, -1 for non-notes
         # interval class of every (upper pitch, lower pitch) pair, looked up rather than computed per step
@@ -316,12 +314,11 @@ class VoiceLeading:
             # A against A flat at once, in any octaves: Bach writes it at 3 of the 6,681 onsets of his
             # validation and test chorales; the model left alone, at 5 of every 100 beats
             clash = np.zeros(len(ids), dtype=bool)
-            letter, name = t.letter[ids], t.name[ids]
+            letter, name = t.step[ids] % 7, t.name[ids]  # a diatonic step's letter: its number mod 7
             for upper in range(v):
                 for event in self._overlapping(upper, onset):
                     if event.midi is not None:
-                        clash |= (letter == STEPS.index(event.name[0])) & (name != event.name) \
-                            & (event.start < onset + ticks)
+                        clash |= (letter == event.step % 7) & (name != event.name) & (event.start < onset + ticks)
             out["chromatic_clash"] = note & clash
         if v > 0 and ("voice_crossing" in enabled or "spacing" in enabled):
             # lowest and highest upper-neighbour pitch sounding while each candidate sounds
