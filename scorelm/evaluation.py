@@ -97,8 +97,8 @@ def sonorities(timelines: list[list[tuple]], events: bool = False):
 def piece_statistics(piece: language.Piece) -> dict:
     """Counts for one piece: parallel fifths and octaves (music21's VoiceLeadingQuartet),
     crossings, out-of-range notes, spacing errors, chromatic clashes (onsets where two voices
-    sound one letter with two accidentals, A against A flat), quarter-note beats, how it ends, and the
-    histograms the distribution distances compare (pitch classes relative to the key
+    sound one letter with two accidentals, A against A flat), quarter-note beats, how it ends,
+    and the histograms the distribution distances compare (pitch classes relative to the key
     signature's major tonic, melodic intervals per voice, chord qualities, note values)."""
     from music21 import note, voiceLeading
     counts = Counter()

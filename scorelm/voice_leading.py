@@ -22,9 +22,8 @@ rules are dropped from the end of RULES until one remains: counted, never at the
 score), soft (the logits of a note that breaks a rule are lowered by its penalty), and mixed, the
 default: each rule at its own strength in RULES, hard where Bach (nearly) never breaks the rule
 (the final chord, consecutive fifths and octaves, a chromatic clash such as A against A flat:
-together 0.7% of his notes), soft where he or
-his editors do (fermatas marked in the soprano only, crossings, spacing, range, overlap: 4.3% of
-his notes together), so that the decoder can still write what he wrote. The rule against a
+together 0.7% of his notes), soft where he or his editors do (fermatas marked in the soprano
+only, crossings, spacing, range, overlap: 4.3% of his notes together), so that the decoder can still write what he wrote. The rule against a
 lower voice resting under a given melody's note is soft too, though Bach breaks it in 0.06% of
 his notes: it is there for melodies unlike his (a folk tune's dotted rhythms, under which the
 model falls silent), and as a penalty the particles weigh it like the model's probability.
