@@ -4,11 +4,14 @@
     python generate_data.py --transpose          # ... plus transposed copies of the training split
     python generate_data.py --input my_scores/   # your own files (MusicXML, MIDI, kern, ABC, ...)
     python generate_data.py --corpus palestrina  # a folder of music21's corpus (--corpus list)
+    python generate_data.py --melody             # the chorales' sopranos alone (a melody corpus)
+    python generate_data.py --melody --input kinder0.abc  # any score's top voice; an ABC file of many tunes
 """
 from __future__ import annotations
 
 import argparse
 import difflib
+import functools
 import json
 import multiprocessing
 import sys
@@ -22,12 +25,13 @@ from scorelm import dataset
 from scorelm.cli import UserError, check_can_write, run, worker_count
 
 
-def encode_all(sources: list[str], workers: int) -> tuple[list[dict], list[tuple[str, str]], Counter]:
+def encode_all(sources: list[str], workers: int, melody: bool = False
+               ) -> tuple[list[dict], list[tuple[str, str]], Counter]:
     """Encode files in parallel (music21's parsing is the slow part). Returns the records,
     the (source, error) of each skipped file, and the encoder's losses summed."""
     records, skipped, losses = [], [], Counter()
     with multiprocessing.Pool(workers) as pool:
-        results = pool.imap_unordered(dataset.encode_file, sources, chunksize=4)
+        results = pool.imap_unordered(functools.partial(dataset.encode_file, melody=melody), sources, chunksize=4)
         for result in tqdm(results, total=len(sources), desc="encoding", unit="file", file=sys.stderr):
             losses.update(result.losses)
             if result.error:
@@ -104,6 +108,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--transpose", action="store_true",
                         help="add the training pieces transposed to every key within a tritone that keeps "
                              "each voice in its range")
+    parser.add_argument("--melody", action="store_true",
+                        help="encode the top voice alone (a melody corpus: the chorales' sopranos, a song's tune)")
     parser.add_argument("--limit", type=int, metavar="N", help="encode only the first N files")
     parser.add_argument("--workers", type=int, help="processes (default: one per core)")
     parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
@@ -137,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         check_can_write(args.output / f"{name}.jsonl", args.overwrite)
 
     start = time.perf_counter()
-    records, skipped, losses = encode_all(sources, worker_count(args.workers))
+    records, skipped, losses = encode_all(sources, worker_count(args.workers), args.melody)
     if not records:
         raise UserError(f"none of the {len(sources)} files could be encoded", code=1)
     splits = dataset.split_records(records, fractions, args.seed)

@@ -6,7 +6,7 @@ surprising each note of a piece is to the model.
     python infer.py "|" --num-samples 4 -o out.txt --render
     python infer.py --prompt-score mine.musicxml --prompt-measures 4
     python infer.py --harmonize melody.musicxml --render
-    python infer.py --surprisal bwv66.6.mxl               # writes bwv66.6.surprisal.csv/.png
+    python infer.py --surprisal bwv66.6.mxl               # writes bwv66.6.surprisal.csv, .png, .html
 
 Sampling is constrained by the language's grammar (every sample is a valid score) unless
 --no-constrain is given. Text goes to standard output (or -o); --render writes MusicXML,
@@ -16,7 +16,6 @@ sample.html, with every piece engraved beside a player: open it in any browser.
 from __future__ import annotations
 
 import argparse
-import csv
 import functools
 import itertools
 import re
@@ -447,85 +446,6 @@ def harmonization_budget(forced: list[list[str]], num_voices: int) -> int:
     return sum(len(m) for m in forced) + len(forced) * (num_voices - 1) * 40 + 2
 
 
-def surprisal_report(model, tokenizer, path: str, output: Path | None,
-                     performance: render.Performance = render.Performance(), overwrite: bool = False) -> int:
-    stem = output.with_suffix("") if output else Path(path).with_suffix("")
-    for suffix in (".surprisal.csv", ".surprisal.png", ".surprisal.html"):
-        check_can_write(stem.with_name(stem.name + suffix), overwrite)
-    piece = read_piece(path)
-    text = piece.to_text()
-    bits = sampling.word_surprisals(model, tokenizer, text)
-    words = piece.annotated_words()
-    names = language.part_names(piece.num_voices)
-    rows, colours, position, places = [], {}, {}, []
-    place = (0, 0, 0, 0)  # (voice, measure, n-th event there, k-th note of its chord): notation.engraved_order
-    pickup = piece.measures[0].time is not None and \
-        piece.measures[0].length < language.bar_length(piece.measures[0].time)
-    times = []  # the time signature in force in each measure
-    for measure in piece.measures:
-        times.append(measure.time or times[-1])
-    for (word, where), value in zip(words, bits):
-        if where is None:
-            continue
-        voice, index, offset, event = where
-        if word.startswith("+"):  # a note under the chord's top one: the same event, the next note down
-            place = (voice, index, place[2], place[3] + 1)
-        else:
-            count = position.get((voice, index), 0)
-            position[(voice, index)] = count + 1
-            place = (voice, index, count, 0)
-        measure, time = piece.measures[index], times[index]
-        bar = language.bar_length(time)
-        if index == 0 and measure.length < bar:
-            offset += bar - measure.length  # a pickup's notes sit at the end of a full bar
-        beat = 1 + float(offset) * int(time.split("/")[1]) / 4
-        colours[place] = value
-        places.append(place)
-        rows.append({"part": names[voice], "measure": index if pickup else index + 1, "beat": round(beat, 3),
-                     "pitch": event.pitch or "rest", "duration": language.format_duration(event.duration),
-                     "surprisal_bits": round(value, 4)})
-    csv_path, png_path = stem.with_name(stem.name + ".surprisal.csv"), stem.with_name(stem.name + ".surprisal.png")
-    with open(csv_path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    svgs = notation.svg_pages(notation.musicxml_bytes(notation.surprisal_score(piece, colours)))
-    notation.write_png_pages(svgs, png_path)
-    mean = sum(r["surprisal_bits"] for r in rows) / len(rows)
-    total = sum(bits)
-    print(f"{path}: {len(rows)} notes and rests, {mean:.2f} bits per note "
-          f"({total / len(rows):.2f} with bar lines and voice marks)")
-    print("most surprising:")
-    surprising = sorted(rows, key=lambda r: -r["surprisal_bits"])[:10]
-    for row in surprising[:5]:
-        print(f"  {row['surprisal_bits']:6.2f} bits  {row['part']:8s} measure {row['measure']:3d} beat {row['beat']:<5g} "
-              f"{row['pitch']} {row['duration']}")
-    html_path = surprisal_page(piece, svgs, rows, places, surprising, mean, stem, path, performance)
-    print(f"wrote {csv_path}, {png_path} and {html_path}")
-    return 0
-
-
-def surprisal_page(piece, svgs: list[str], rows, places, surprising, mean: float, stem: Path, source: str,
-                   performance: render.Performance) -> Path:
-    """The surprisal page: the score with every note coloured by its bits, each with a tooltip,
-    a player, the piece's bits per note and its most surprising moments."""
-    from scorelm import page
-    labels = {place: f"{row['part']}, measure {row['measure']}, beat {row['beat']:g}: {row['pitch']} "
-                     f"{row['duration']}, {row['surprisal_bits']:.2f} bits"
-              for place, row in zip(places, rows)}
-    _, encoded, seconds = performance.sound(piece)
-    moments = "".join(f"<li>{row['surprisal_bits']:.2f} bits: {page.esc(row['part'])}, measure {row['measure']}, "
-                      f"beat {row['beat']:g}, {page.esc(row['pitch'])} {page.esc(row['duration'])}</li>"
-                      for row in surprising)
-    notes = (f'<p><strong>{mean:.2f} bits per note</strong> over {len(rows)} notes and rests. Colour: dark blue '
-             f'expected, through green and yellow, to red surprising; hover or tap a note for its bits.</p>'
-             f'<details open><summary>The most surprising moments</summary><ol>{moments}</ol></details>')
-    shown = page.PagePiece(f"Surprisal of {Path(source).name}", notation.labelled_svg_pages(svgs, piece, labels),
-                           piece.to_text(), encoded, seconds, [], notes)
-    html_path = stem.with_name(stem.name + ".surprisal.html")
-    return page.write_page(html_path, f"Surprisal of {Path(source).name}", [shown], performance.settings())
-
-
 def evaluation_report(model, tokenizer, metadata, args, performance: render.Performance) -> int:
     """The scorecard: bits per note beside a Kneser-Ney baseline; music statistics of free samples
     and of harmonizations of every soprano of the split (test, or validation for choosing
@@ -692,7 +612,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--prompt-score", metavar="FILE", help="continue this score (any format music21 reads)")
     parser.add_argument("--prompt-measures", type=int, metavar="N", help="use only its first N measures")
     parser.add_argument("--harmonize", metavar="MELODY_FILE", help="write alto, tenor and bass under this melody")
-    parser.add_argument("--surprisal", metavar="SCORE_FILE", help="per-note surprisal of this score: CSV and PNG")
+    parser.add_argument("--surprisal", metavar="SCORE",
+                        help="information content and entropy of every note of this score (or of every piece of a "
+                             "file or folder), of the event and of its pitch: CSV, coloured PNG and a page (a "
+                             "folder: one CSV of all notes and a table of the pieces); with a cross-validated "
+                             "--model (train.py with folds) each piece by the model that never saw it")
+    parser.add_argument("--distributions", action="store_true",
+                        help="--surprisal: add a cpitch.N column per pitch (MIDI N) with its predicted probability")
     parser.add_argument("--evaluate", action="store_true",
                         help="the scorecard: bits per note beside a Kneser-Ney n-gram; music statistics "
                              "of --num-samples (default 100) free samples and of harmonizations of the "
@@ -716,12 +642,14 @@ def main(argv: list[str] | None = None) -> int:
         raise UserError("--temperature must be positive and --top-p in (0, 1]")
     performance = render.performance_of(args)  # --tempo and --fermata-hold checked before any work
 
+    if args.surprisal:
+        from scorelm.analysis import report
+        return report.analyse(args.model, report.AnalysisSettings(args.surprisal, args.output, args.overwrite,
+                                                                   args.distributions, performance))
     model, tokenizer, metadata = sampling.load_model_dir(args.model)
     if args.evaluate:
         return evaluation_report(model, tokenizer, metadata, args, performance)
     args.num_samples = args.num_samples or 1
-    if args.surprisal:
-        return surprisal_report(model, tokenizer, args.surprisal, args.output, performance, args.overwrite)
     num_voices = metadata["voices"]
     vocabulary = sampling.Vocabulary.from_tokenizer(tokenizer)
     melody = read_melody(args.harmonize) if args.harmonize else None

@@ -558,23 +558,37 @@ def main(argv: list[str] | None = None) -> int:
                         help="continue the latest checkpoint in output_dir, or the one given")
     parser.add_argument("--overwrite", action="store_true", help="start over in an output_dir that holds a run")
     args, rest = parser.parse_known_args(argv)
-    cfg, resume = resolve_run(args, configuration.parse_overrides(rest))
+    overrides = configuration.parse_overrides(rest)
+    if args.resume in (None, "latest"):
+        cfg = configuration.load_config(args.config, overrides)
+        if cfg.folds:
+            return train_folds(cfg, args)
+    cfg, resume = resolve_run(args, overrides)
     output_dir = Path(cfg.output_dir)
     if resume is None and output_dir.exists() and any(output_dir.iterdir()):
         if not args.overwrite:
             raise UserError(f"{output_dir} holds an earlier run; --resume to continue it or --overwrite to start over")
         shutil.rmtree(output_dir / CHECKPOINTS, ignore_errors=True)
-
     records = load_splits(Path(cfg.dataset))
+    train_model(cfg, make_accelerator(cfg), records, resume)
+    return 0
+
+
+def train_model(cfg, accelerator, records: dict[str, list[dict]], resume: Path | None,
+                alphabet: str | None = None) -> dict:
+    """Train one model on records' train split, validate on its validation split, score its test
+    split, and save it in cfg.output_dir. `alphabet`: words the tokenizer must hold besides the
+    training pieces' (a cross-validation's whole corpus, as IDyOM's alphabet is). Returns the metrics."""
+    output_dir = Path(cfg.output_dir)
     splits = {name: [r["text"] for r in records[name]] for name in dataset.SPLITS}
-    accelerator = make_accelerator(cfg)
 
     def log(message: str) -> None:
         if accelerator.is_main_process:
             from tqdm import tqdm
             tqdm.write(message, file=sys.stderr)  # above the progress bar, not inside it
 
-    model, tokenizer = prepare_model(cfg, splits["train"], output_dir if resume else None, log)
+    vocabulary_texts = splits["train"] + ([alphabet] if alphabet else [])
+    model, tokenizer = prepare_model(cfg, vocabulary_texts, output_dir if resume else None, log)
     if accelerator.is_main_process:
         output_dir.mkdir(parents=True, exist_ok=True)
         tokenizer.save_pretrained(output_dir)  # so a resumed run tokenizes exactly as this one
@@ -619,6 +633,69 @@ def main(argv: list[str] | None = None) -> int:
             log(f"{split}: loss {metrics[split]['loss']:.4f}, perplexity {metrics[split]['perplexity']:.2f}, "
                 f"bits per note {metrics[split]['bits_per_note']:.3f}")
     log(f"saved the model to {output_dir}/")
+    return metrics
+
+
+
+
+def train_folds(cfg, args) -> int:
+    """Cross-validation (cfg.folds models): every piece of the dataset's three splits (their
+    originals; a dataset made with --transpose has each fold's training pieces transposed the
+    same way), dealt into folds by piece; model k trains on the others, is validated on fold k
+    (nothing is chosen on it: the recipe fixes the steps) and saved as output_dir/fold-k."""
+    from accelerate.utils import set_seed
+
+    from scorelm.analysis import folds
+    if args.resume not in (None, "latest"):
+        raise UserError("--resume with folds continues each fold's latest checkpoint: give it no path")
+    output_dir = Path(cfg.output_dir)
+    records = load_splits(Path(cfg.dataset))
+    originals = [r for name in dataset.SPLITS for r in records[name] if r.get("transposition", "P1") == "P1"]
+    transposed = any(r.get("transposition", "P1") != "P1" for r in records["train"])
+    dealt = folds.assign_folds(originals, cfg.folds, cfg.seed)
+    manifest = folds.FoldManifest(cfg.folds, cfg.seed, cfg.dataset, len(originals), [
+        folds.FoldModel(folds.fold_name(i), [r["id"] for r in fold], [folds.text_key(r["text"]) for r in fold])
+        for i, fold in enumerate(dealt)])
+    if args.resume:
+        if not (output_dir / folds.MANIFEST).is_file():
+            raise UserError(f"no cross-validation to resume in {output_dir} (no {folds.MANIFEST})")
+        if folds.FoldManifest.read(output_dir, complete=False).models != manifest.models:
+            raise UserError(f"{output_dir}/{folds.MANIFEST} dealt other pieces (another dataset, seed or fold count)")
+    elif output_dir.exists() and any(output_dir.iterdir()):
+        if not args.overwrite:
+            raise UserError(f"{output_dir} holds an earlier run; --resume to continue it or --overwrite to start over")
+        for old in [output_dir / folds.MANIFEST, *output_dir.glob("fold-*")]:
+            shutil.rmtree(old) if old.is_dir() else old.unlink()
+    output_dir.mkdir(parents=True, exist_ok=True)
+    manifest.write(output_dir)
+    alphabet = " ".join(sorted({word for r in originals for word in r["text"].split()}))
+    accelerator = make_accelerator(cfg)
+    results = []
+    for index, held_out in enumerate(dealt):
+        fold_dir = output_dir / folds.fold_name(index)
+        if (fold_dir / "metrics.json").is_file():
+            results.append(json.loads((fold_dir / "metrics.json").read_text()))
+            print(f"{fold_dir.name}: trained already", file=sys.stderr)
+            continue
+        training = [r for other, fold in enumerate(dealt) if other != index for r in fold]
+        if transposed:
+            ranges = dataset.corpus_voice_ranges(training)
+            training = training + [copy for r in training for copy in dataset.transposed_records(r, ranges[r["voices"]])]
+        found = checkpoint_dirs(fold_dir) if args.resume else []
+        fold_cfg = dataclasses.replace(cfg, output_dir=str(fold_dir), folds=0)
+        print(f"{fold_dir.name} of {cfg.folds}: {len(training)} training pieces, {len(held_out)} held out",
+              file=sys.stderr)
+        set_seed(cfg.seed)
+        results.append(train_model(fold_cfg, accelerator, {"train": training, "validation": held_out, "test": []},
+                                   found[-1] if found else None, alphabet))
+        accelerator.free_memory()
+    bits = [r["validation"]["bits_per_note"] for r in results]
+    mean = sum(bits) / len(bits)
+    spread = (sum((b - mean) ** 2 for b in bits) / (len(bits) - 1)) ** 0.5
+    summary = {"held_out_bits_per_note": bits, "mean": mean, "sd": spread}
+    (output_dir / "cross_validation.json").write_text(json.dumps(summary, indent=1) + "\n")
+    print(f"{cfg.folds}-fold cross-validation: held-out bits per note {mean:.3f} (sd {spread:.3f} over folds); "
+          f"models in {output_dir}/fold-*, {folds.MANIFEST} names what each held out", file=sys.stderr)
     return 0
 
 

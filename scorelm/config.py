@@ -62,6 +62,9 @@ class TrainConfig:
     mixed_precision: str = option("auto", "auto (as accelerate launch / accel_config.yaml say), no, fp16 or bf16")
     cpu_threads: int = option(0, "training on CPUs: threads per process (0: the cores this process may use, shared "
                                  "among the machine's processes; plain accelerate launch would give each one thread)")
+    folds: int = option(0, "cross-validation: train this many models, each without one fold of every piece in the "
+                           "dataset (all three splits), into output_dir/fold-01 ... with folds.json saying which "
+                           "pieces each held out (0: one model on the train split)")
     report_to: str = option("none", "none or tensorboard (logs in output_dir/runs)")
     trust_remote_code: bool = option(False, "let a Hub model run its own code (only for models you trust)")
 
@@ -75,11 +78,13 @@ class TrainConfig:
             if getattr(self, name) < 1:
                 raise UserError(f"config key {name} must be at least 1, not {getattr(self, name)}")
         for name in ("max_steps", "eval_every", "save_every", "warmup_steps", "weight_decay", "max_grad_norm",
-                     "cpu_threads", "unlikelihood_weight"):
+                     "cpu_threads", "unlikelihood_weight", "folds"):
             if getattr(self, name) < 0:
                 raise UserError(f"config key {name} must not be negative")
         if not 0 <= self.ema_decay < 1:
             raise UserError(f"config key ema_decay must be in [0, 1), not {self.ema_decay}")
+        if self.folds == 1:
+            raise UserError("config key folds must be 0 (no cross-validation) or at least 2, not 1")
         if not self.lr > 0:
             raise UserError("config key lr must be positive")
 

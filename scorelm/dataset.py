@@ -120,9 +120,10 @@ def record_for(piece: language.Piece, record_id: str, source: str, key_name: str
     }
 
 
-def encode_file(source: str) -> EncodedFile:
-    """Parse one file (a corpus path like "bach/bwv66.6.mxl" or a file path) and encode it.
-    Runs in worker processes; never raises for a bad file, it reports the error instead."""
+def encode_file(source: str, melody: bool = False) -> EncodedFile:
+    """Parse one file (a corpus path like "bach/bwv66.6.mxl" or a file path) and encode it (with
+    `melody`, its top voice alone: the soprano of a chorale, the first voice of the first part
+    encoded). Runs in worker processes; never raises for a bad file, it reports the error instead."""
     from music21 import converter, corpus, stream
     stats = language.EncodeStats()
     try:
@@ -135,6 +136,8 @@ def encode_file(source: str) -> EncodedFile:
         records = []
         for number, score in enumerate(scores):
             piece = language.piece_from_score(score, stats)
+            if melody and piece.measures:
+                piece = melody_of(piece)
             if not piece.measures or all(e.pitch is None for m in piece.measures for v in m.voices for e in v):
                 raise ValueError("no notes")
             record_id = Path(source).stem + (f"#{number + 1}" if len(scores) > 1 else "")
@@ -143,6 +146,14 @@ def encode_file(source: str) -> EncodedFile:
     except Exception as error:  # any unreadable file is reported and skipped, never fatal
         message = " ".join(str(error).split())[:200] or type(error).__name__
         return EncodedFile(source, [], message, stats.counts)
+
+
+def melody_of(piece: language.Piece) -> language.Piece:
+    """The piece's top voice alone, as one line: a chord in it keeps its highest note."""
+    top = piece.top_voice()
+    for measure in top.measures:
+        measure.voices = [[language.Event(e.pitch, e.duration, e.tie, e.fermata, e.grace) for e in measure.voices[0]]]
+    return top
 
 
 def split_records(records: list[dict], fractions: tuple[float, float, float], seed: int) -> dict[str, list[dict]]:

@@ -54,14 +54,17 @@ def tokens_per_piece(tokenizer, texts) -> float:
 
 def add_score_tokens(tokenizer, texts) -> int:
     """Add each symbol of `texts` (and every header word) that the tokenizer splits into several
-    pieces as one token (with its leading space, as BPE vocabularies store words). Returns how
+    pieces, or does not know, as one token (with its leading space, as BPE vocabularies store words). Returns how
     many were added."""
     from tokenizers import AddedToken
 
     from scorelm import language
     new = []
     for word in symbols(list(texts) + [" ".join(language.HEADER_WORDS)]):
-        if len(tokenizer(f" {word}", add_special_tokens=False)["input_ids"]) > 1:
+        ids = tokenizer(f" {word}", add_special_tokens=False)["input_ids"]
+        # several pieces (a BPE tokenizer), or the unknown token (a word-level one, as a ScoreLM
+        # model from scratch has: fine-tuned on a corpus with words it never saw)
+        if len(ids) > 1 or (tokenizer.unk_token_id is not None and ids == [tokenizer.unk_token_id]):
             new.append(AddedToken(f" {word}", normalized=False))
     return tokenizer.add_tokens(new)
 

@@ -309,10 +309,11 @@ def test_surprisal_covers_every_note(tiny_model, tmp_path):
     piece = language.piece_from_score(converter.parse(source))
     assert len(rows) == sum(len(piece.voice_events(v)) for v in range(4))
     assert all(math.isfinite(float(r["surprisal_bits"])) and float(r["surprisal_bits"]) >= 0 for r in rows)
-    assert [r["part"] for r in rows[:3]] == ["Soprano", "Soprano", "Alto"]  # the pickup: S has 2 notes, A 1
+    assert all(0 <= float(r["information.content"]) <= float(r["surprisal_bits"]) + 1e-3 for r in rows)  # renormalised
+    assert [r["voice"] for r in rows[:3]] == ["Soprano", "Soprano", "Alto"]  # the pickup: S has 2 notes, A 1
     assert rows[0]["measure"] == "0" and rows[0]["beat"] == "4.0" and rows[0]["pitch"] == "C#5"
     assert (tmp_path / "bwv66.6.surprisal.png").read_bytes()[:4] == b"\x89PNG"
-    assert "bits per note" in result.stdout and "most surprising" in result.stdout
+    assert "bits per note" in result.stdout and "most surprising" in result.stdout and "entropy" in result.stdout
 
 
 @pytest.mark.parametrize("args, message", [

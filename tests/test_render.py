@@ -153,12 +153,12 @@ def test_surprisal_page_in_chromium(tiny_model, tmp_path, browser, chorale):
         rows = list(csv.DictReader(f))  # one per note and rest
     labels = page.evaluate("() => [...document.querySelectorAll('g.note > title, g.rest > title')].map(t => t.textContent)")
     assert len(labels) == len(rows) and all(label.endswith(" bits") for label in labels)
-    assert sorted(float(label.split(", ")[-1].split()[0]) for label in labels) == \
-        sorted(round(float(row["surprisal_bits"]), 2) for row in rows)
+    assert sorted(float(label.split("information content ")[-1].split()[0]) for label in labels) == \
+        sorted(round(float(row["information.content"]), 2) for row in rows)
     assert labels[0].startswith("Soprano, measure 0, beat 4: C#5")  # the pickup's first note
     colours = page.evaluate("() => new Set([...document.querySelectorAll('g.note')].map(g => g.getAttribute('color'))).size")
     assert colours > 5  # coloured by surprisal, not all one colour
-    assert "bits per note" in page.inner_text("main")
+    assert "bits per note" in page.inner_text("main") and "entropy" in page.inner_text("main")
     page.close()
     again = run_script("infer.py", "--surprisal", source, "--model", tiny_model)
     assert again.returncode == 2 and "--overwrite" in again.stderr  # nothing replaced silently
