@@ -43,11 +43,13 @@ def load_splits(folder: Path) -> dict[str, list[dict]]:
         raise UserError(f"dataset file {missing[0]} not found; run python generate_data.py first "
                         f"(or set the dataset key)")
     datasets.disable_progress_bars()
+    # an empty split (a dataset made with --split 95/5/0) is no data to `datasets`, and an error
+    present = {name: str(path) for name, path in files.items() if path.read_text(errors="replace").strip()}
     try:
-        loaded = datasets.load_dataset("json", data_files={k: str(v) for k, v in files.items()})
+        loaded = datasets.load_dataset("json", data_files=present) if present else {}
     except Exception as error:  # a malformed file: say which folder, not a traceback
         raise UserError(f"cannot read the dataset in {folder}: {' '.join(str(error).split())[:200]}") from None
-    splits = {name: loaded[name].to_list() for name in dataset.SPLITS}
+    splits = {name: loaded[name].to_list() if name in present else [] for name in dataset.SPLITS}
     if not splits["train"]:
         raise UserError(f"{files['train']} holds no pieces")
     return splits

@@ -98,14 +98,20 @@ def model_predictor(model) -> Predictor:
 
 
 def ngram_predictor(ngram, vocabulary_size: int) -> Predictor:
-    """A Kneser-Ney model's distributions along a piece (evaluation.KneserNey), over every id."""
-    def predict(ids: list[int]) -> np.ndarray:
-        out = np.zeros((len(ids), vocabulary_size))
-        for j in range(1, len(ids)):
-            context = tuple(ids[max(0, j - ngram.order + 1):j])
-            out[j] = np.log([ngram.probability(context, word) for word in range(vocabulary_size)])
-        return out
-    return predict
+    """A Kneser-Ney model's distributions along a piece (evaluation.KneserNey), over every id:
+    each row computed when first read (a row costs one probability per id, in Python)."""
+    class Rows:
+        def __init__(self, ids):
+            self.ids, self.rows = ids, {}
+
+        def __getitem__(self, where):
+            j, columns = where
+            if j not in self.rows:
+                context = tuple(self.ids[max(0, j - ngram.order + 1):j])
+                self.rows[j] = np.log([ngram.probability(context, word) for word in range(vocabulary_size)])
+            return self.rows[j][columns]
+
+    return Rows
 
 
 def _word_token_spans(tokenizer, text: str) -> tuple[list[int], list[list[int]]]:

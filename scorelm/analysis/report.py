@@ -135,6 +135,11 @@ def _number(value, digits: int = 4):
     return "inf" if math.isinf(value) else round(value, digits) + 0.0  # + 0.0: no "-0.0"
 
 
+def _probability(value):
+    """Eight significant digits: a small probability keeps its information content exact."""
+    return "" if value is None else float(f"{value:.8g}")
+
+
 def note_rows(melody_id: int, name: str, piece: language.Piece, notes, model: str, held_out,
               distributions: bool) -> list[dict]:
     voices = language.part_names(piece.num_voices)
@@ -143,14 +148,14 @@ def note_rows(melody_id: int, name: str, piece: language.Piece, notes, model: st
         row = {"melody.id": melody_id, "melody.name": name, "note.id": number, "voice": voices[note.voice],
                "measure": measure, "beat": beat, "onset": float(note.onset), "dur": float(note.duration),
                "pitch": note.pitch or "rest", "cpitch": "" if note.cpitch is None else note.cpitch, "word": note.word,
-               "continues.tie": note.continues_tie, "probability": _number(note.probability, 6),
+               "continues.tie": note.continues_tie, "probability": _probability(note.probability),
                "information.content": _number(note.information_content), "entropy": _number(note.entropy),
-               "cpitch.probability": _number(note.pitch_probability, 6),
+               "cpitch.probability": _probability(note.pitch_probability),
                "cpitch.information.content": _number(note.pitch_information_content),
                "cpitch.entropy": _number(note.pitch_entropy), "surprisal_bits": _number(note.surprisal_bits),
                "alphabet": note.alphabet, "model": model, "held.out": "" if held_out is None else held_out}
         if distributions and note.pitch_distribution:
-            row.update({f"cpitch.{midi}": round(p, 8) for midi, p in note.pitch_distribution.items()})
+            row.update({f"cpitch.{midi}": _probability(p) for midi, p in note.pitch_distribution.items()})
         rows.append(row)
     return rows
 

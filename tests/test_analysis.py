@@ -1,0 +1,194 @@
+"""Analysis: information content and entropy per note read back from the written CSV, the
+held-out rule of cross-validated models, melody corpora, IDyOM's protocol's means, bad input."""
+from __future__ import annotations
+
+import csv
+import json
+import math
+
+import pytest
+from conftest import run_script, write_config
+
+from scorelm import dataset, language
+from scorelm.analysis import folds, idyom, information
+
+
+def read_csv(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture(scope="module")
+def melody_dataset(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("melodies") / "dataset"
+    result = run_script("generate_data.py", "--melody", "--limit", "30", "--output", folder)
+    assert result.returncode == 0, result.stderr
+    return folder
+
+
+@pytest.fixture(scope="module")
+def melody_folds(tmp_path_factory, melody_dataset):
+    folder = tmp_path_factory.mktemp("cv")
+    config = write_config(folder, dataset=str(melody_dataset), output_dir=str(folder / "cv"), max_steps=8, folds=3)
+    result = run_script("train.py", "--config", config)
+    assert result.returncode == 0, result.stderr
+    return folder / "cv"
+
+
+def test_information_content_and_entropy_read_back_from_the_csv(tiny_model, tmp_path):
+    """Every note's pitch probabilities, written with --distributions, sum to 1 over the pitches
+    the model could write there, and its pitch IC is -log2 of the written pitch's; the event IC
+    is -log2 of the event's probability; a tie's second note has pitch IC 0 (its pitch is forced)."""
+    from music21 import corpus
+    source = tmp_path / "bwv10.7.musicxml"  # ties across bar lines
+    corpus.parse("bach/bwv10.7").write("musicxml", fp=str(source))
+    result = run_script("infer.py", "--surprisal", source, "--model", tiny_model, "--distributions")
+    assert result.returncode == 0, result.stderr
+    rows = read_csv(tmp_path / "bwv10.7.surprisal.csv")
+    piece = language.parse(language.encode_score(corpus.parse("bach/bwv10.7")))[0][0]
+    assert len(rows) == len([w for w, where in piece.annotated_words() if where is not None])
+    pitched = [r for r in rows if r["pitch"] != "rest"]
+    assert pitched and all(r["cpitch"] == str(language.midi_number(r["pitch"])) for r in pitched)
+    for row in pitched:
+        distribution = {int(k.split(".")[1]): float(v) for k, v in row.items()
+                        if k.startswith("cpitch.") and k.split(".")[1].isdigit() and v != ""}
+        assert abs(sum(distribution.values()) - 1) < 1e-5
+        assert float(row["cpitch.information.content"]) == pytest.approx(
+            -math.log2(distribution[int(row["cpitch"])]), abs=2e-4)
+        entropy = -sum(p * math.log2(p) for p in distribution.values() if p > 0)
+        assert float(row["cpitch.entropy"]) == pytest.approx(entropy, abs=1e-3)
+    for row in rows:
+        assert float(row["information.content"]) == pytest.approx(-math.log2(float(row["probability"])), abs=1e-3)
+        assert float(row["entropy"]) > 0 and row["alphabet"] in ("grammar", "events")
+    ties = [r for r in rows if r["continues.tie"] == "True"]
+    assert ties and all(float(r["cpitch.information.content"]) == 0 for r in ties if r["alphabet"] == "grammar")
+    assert all(r["cpitch.information.content"] == "" for r in rows if r["pitch"] == "rest")
+
+
+def test_information_sums_over_words_match_the_model(tiny_model):
+    """Under the grammar's renormalisation no word's information content exceeds the model's own
+    bits for it, and the pitch's never exceeds the event's (a pitch sums over its words)."""
+    from scorelm import sampling
+    model, tokenizer, _ = sampling.load_model_dir(tiny_model)
+    from music21 import corpus
+    piece = language.piece_from_score(corpus.parse("bach/bwv66.6"))
+    notes = information.note_information(piece, tokenizer, information.model_predictor(model))
+    assert all(n.information_content <= n.surprisal_bits + 1e-6 for n in notes if n.known_word)
+    assert all(n.pitch_information_content <= n.information_content + 1e-6 for n in notes
+               if n.pitch is not None and n.known_word and n.alphabet == "grammar")
+    summary = information.summarize(notes)
+    assert summary.events == sum(not n.continues_tie for n in notes) and summary.notes <= summary.events
+
+
+def test_melody_corpus_is_the_top_voice(melody_dataset):
+    from music21 import corpus
+    records = [r for split in dataset.SPLITS for r in dataset.read_jsonl(melody_dataset / f"{split}.jsonl")]
+    assert len(records) == 30 and all(r["voices"] == 1 for r in records)
+    record = records[0]
+    full = language.parse(language.encode_score(corpus.parse(record["source"])))[0][0]
+    assert record["text"] == dataset.melody_of(full).to_text()
+    assert [e for m in language.parse(record["text"])[0][0].measures for e in m.voices[0]] == \
+        [e for m in full.measures for e in m.voices[0]]
+
+
+def test_cross_validated_analysis_uses_the_model_that_held_the_piece_out(melody_folds, melody_dataset, tmp_path):
+    manifest = json.loads((melody_folds / folds.MANIFEST).read_text())
+    assert manifest["folds"] == 3 and manifest["pieces"] == 30
+    held = [set(m["held_out"]) for m in manifest["models"]]
+    assert set.union(*held) == {r["id"] for s in dataset.SPLITS for r in dataset.read_jsonl(melody_dataset / f"{s}.jsonl")}
+    assert sum(len(h) for h in held) == 30  # disjoint
+    for model in manifest["models"]:  # each fold model trained without its fold
+        trained = json.loads((melody_folds / model["name"] / "metrics.json").read_text())
+        assert trained["validation"]["bits_per_note"] > 0
+    records = {r["id"]: r for s in dataset.SPLITS for r in dataset.read_jsonl(melody_dataset / f"{s}.jsonl")}
+    # the pieces as users have them: four-part scores, of which a melody model analyses the top voice
+    from music21 import corpus
+    scores = tmp_path / "scores"
+    scores.mkdir()
+    chosen = [manifest["models"][0]["held_out"][0], manifest["models"][2]["held_out"][1]]
+    for record_id in chosen:
+        corpus.parse(records[record_id]["source"]).write("musicxml", fp=str(scores / f"{record_id}.musicxml"))
+    corpus.parse("bach/bwv438").write("musicxml", fp=str(scores / "unseen.musicxml"))  # not among the 30
+    result = run_script("infer.py", "--surprisal", scores, "--model", melody_folds)
+    assert result.returncode == 0, result.stderr
+    assert "no fold held out unseen" in result.stderr and "melody model" in result.stderr
+    rows = read_csv(tmp_path / "scores.surprisal.csv")
+    by_piece = {}
+    for row in rows:
+        by_piece.setdefault(row["melody.name"], set()).add((row["model"], row["held.out"]))
+    for record_id in chosen:
+        (model_name, held_out), = by_piece[record_id]
+        assert held_out == "True"
+        model = next(m for m in manifest["models"] if m["name"] == model_name)
+        assert record_id in model["held_out"] and folds.text_key(records[record_id]["text"]) in model["held_out_keys"]
+    assert by_piece["unseen"] == {(m["name"], "False") for m in manifest["models"]}
+    table = read_csv(tmp_path / "scores.pieces.csv")
+    assert len(table) == 2 + 3 and all(float(r["mean.cpitch.information.content"]) > 0 for r in table)
+
+
+def test_fold_assignment_is_deterministic_and_keeps_duplicates_together():
+    records = [{"id": f"p{i}", "text": f"| K:0 T:4/4 V1 C4:{i % 7 + 1} ||"} for i in range(40)]
+    dealt = folds.assign_folds(records, 4, 42)
+    assert dealt == folds.assign_folds(list(reversed(records)), 4, 42)
+    for text in {r["text"] for r in records}:
+        assert sum(any(r["text"] == text for r in fold) for fold in dealt) == 1
+    assert sorted(len(f) for f in dealt)[-1] - sorted(len(f) for f in dealt)[0] <= 6  # groups of up to 6
+
+
+@pytest.mark.parametrize("folds_value, message", [(1, "at least 2"), (31, "number of distinct pieces")])
+def test_bad_fold_counts_are_one_line_errors(melody_dataset, tmp_path, folds_value, message):
+    config = write_config(tmp_path, dataset=str(melody_dataset), output_dir=str(tmp_path / "out"), folds=folds_value)
+    result = run_script("train.py", "--config", config)
+    assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "out").exists()
+
+
+def test_fold_models_without_a_manifest_and_scores_without_notes(melody_folds, tmp_path):
+    import shutil
+    copy = tmp_path / "cv"
+    shutil.copytree(melody_folds, copy)
+    (copy / folds.MANIFEST).unlink()
+    from music21 import corpus
+    source = tmp_path / "bwv66.6.musicxml"
+    corpus.parse("bach/bwv66.6").write("musicxml", fp=str(source))
+    result = run_script("infer.py", "--surprisal", source, "--model", copy)
+    assert result.returncode == 2 and "no folds.json" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "bwv66.6.surprisal.csv").exists()
+    silent = tmp_path / "silence.txt"
+    silent.write_text("| K:0 T:4/4 V1 R:4 ||\n")
+    result = run_script("infer.py", "--surprisal", silent, "--model", melody_folds)
+    assert result.returncode == 2 and "no notes" in result.stderr and "Traceback" not in result.stderr
+    assert list(tmp_path.glob("silence.*")) == [silent]
+
+
+def test_idyom_data_and_protocol_means():
+    sources = idyom.chorale_melody_sources()
+    assert len(sources) == 186 and sources[0].startswith("bach/bwv253") and sources[-1].startswith("bach/bwv438")
+    assert len({s.split(".")[0] for s in sources}) == 186
+    text = "| K:0 T:4/4 V1 C4:1 D4:1 E4:2~ | V1 E4:1 R:1 G4:2 ||"
+    assert idyom.onset_pitches(text) == [60, 62, 64, 67]  # the tied E once, the rest left out
+    assert idyom.tune_signature(text, 3) == (2, 2, 3) and idyom.tune_signature(text, 4) is None
+    moved = "| K:2 T:4/4 V1 D4:1 E4:1 F#4:2 | V1 A4:4 ||"  # the same beginning a tone higher
+    kept, left_out = idyom.without_tunes_like([{"text": moved}, {"text": "| K:0 T:4/4 V1 C4:1 C4:1 C4:1 C4:1 ||"}],
+                                              [text], 3)
+    assert left_out == 1 and kept[0]["text"].endswith("C4:1 ||")
+    result = idyom.FoldResult()
+    result.add_fold([[1.0, 3.0], [2.0]])
+    result.add_fold([[4.0]])
+    assert result.mean_of_folds == pytest.approx((2.0 + 4.0) / 2)
+    assert result.mean_per_note == pytest.approx(10 / 4)
+    assert result.mean_of_melodies == pytest.approx((2 + 2 + 4) / 3)
+
+
+def test_ngram_baseline_gives_pitch_distributions_that_sum_to_one(melody_dataset):
+    records = [r for s in dataset.SPLITS for r in dataset.read_jsonl(melody_dataset / f"{s}.jsonl")][:12]
+    from scorelm import lm, sampling
+    from scorelm.evaluation import KneserNey, token_stream
+    tokenizer = lm.train_word_tokenizer([r["text"] for r in records])
+    ngram = KneserNey(3, len(tokenizer)).fit(token_stream(tokenizer, [r["text"] for r in records[1:]]))
+    notes = information.note_information(language.parse(records[0]["text"])[0][0], tokenizer,
+                                         information.ngram_predictor(ngram, len(tokenizer)),
+                                         sampling.Vocabulary.from_tokenizer(tokenizer), keep_distributions=True)
+    assert all(abs(sum(n.pitch_distribution.values()) - 1) < 1e-9 for n in notes if n.pitch)
+    result = idyom.ngram_cross_validated(records, folds.assign_folds(records, 3, 42))
+    assert len(result.per_fold) == 3 and 0 < result.mean_of_folds < 10 and result.notes > 100
