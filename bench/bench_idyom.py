@@ -1,8 +1,9 @@
 """IDyOM's benchmark, its protocol followed: 10-fold cross-validation by melody on the chorale
 melodies BWV 253-438 and on the German children's songs (Essen's kinder0), mean pitch
 information content per note (a tied note once), for ScoreLM from scratch on the other nine
-folds, ScoreLM fine-tuned from a folk-melody base that never saw a melody under test, and the
-project's Kneser-Ney n-gram model, printed beside IDyOM's published figures.
+folds, ScoreLM fine-tuned from a folk-melody base that never saw a melody under test, that base
+alone (it saw none of the melodies: no folds needed, its means taken over the same folds), and
+the project's Kneser-Ney n-gram model, printed beside IDyOM's published figures.
 
     python bench/bench_idyom.py                            # everything (see README for the time on 2 cores)
     python bench/bench_idyom.py --data chorales --conditions scratch,ngram
@@ -14,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
 import time
@@ -23,18 +23,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from _scripts import script  # noqa: E402
 from scorelm import dataset  # noqa: E402
 from scorelm.analysis import folds, idyom  # noqa: E402
 
-CONDITIONS = ("scratch", "pretrained", "ngram")
+CONDITIONS = ("scratch", "pretrained", "base", "ngram")
 DATA = ("chorales", "kinder")
-
-
-def script(name: str, *arguments) -> None:
-    """A top-level script as a user runs it; its progress on our stderr."""
-    command = [sys.executable, str(ROOT / name), *map(str, arguments)]
-    if subprocess.run(command, stdout=sys.stderr).returncode:
-        sys.exit(f"bench_idyom: {' '.join(command[1:])} failed")
 
 
 def records_of(folder: Path) -> list[dict]:
@@ -107,7 +101,7 @@ def main() -> int:
     start = time.perf_counter()
     targets = {name: build_data(work, name) for name in data_sets}
     base = None
-    if "pretrained" in conditions:
+    if "pretrained" in conditions or "base" in conditions:
         base = build_base(work, [build_data(work, name) for name in DATA])  # never sees either set
     figures, lines = {}, []
     for name, folder in targets.items():
@@ -115,9 +109,11 @@ def main() -> int:
         figures[name] = {}
         for condition in conditions:
             clock = time.perf_counter()
+            dealt = folds.assign_folds(records, 10, 42)  # train.py's folds: the same seed, the same deal
             if condition == "ngram":
-                dealt = folds.assign_folds(records, 10, 42)  # train.py's folds: the same seed, the same deal
                 result = idyom.ngram_cross_validated(records, dealt)
+            elif condition == "base":  # the folk base alone: it saw none of the melodies
+                result = idyom.one_model(base, records, dealt)
             else:
                 extra = ["--model_name", base] if condition == "pretrained" else []
                 config = "melody_fold.json" if condition == "scratch" else "melody_finetune.json"
@@ -128,7 +124,9 @@ def main() -> int:
             figures[name][f"{condition}_per_melody"] = result.mean_of_melodies
             figures[name]["notes"] = result.notes
             figures[name]["melodies"] = len(records)
-            lines.append(f"{name:9s} {'ScoreLM ' + condition if condition != 'ngram' else 'n-gram (Kneser-Ney)':28s}"
+            label = {"ngram": "n-gram (Kneser-Ney)", "base": "ScoreLM folk base alone"}.get(condition,
+                                                                                       "ScoreLM " + condition)
+            lines.append(f"{name:9s} {label:28s}"
                          f"{result.mean_of_folds:7.3f} {result.mean_per_note:9.3f} {result.mean_of_melodies:10.3f}"
                          f"   {result.notes} notes, {time.perf_counter() - clock:.0f} s")
         for label, value in idyom.PUBLISHED[name].items():

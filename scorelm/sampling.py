@@ -10,7 +10,6 @@ word of every chorale in the corpus is allowed where it stands (tested).
 """
 from __future__ import annotations
 
-import bisect
 import copy
 from dataclasses import dataclass
 from fractions import Fraction
@@ -874,41 +873,6 @@ def _written_again(candidate: str, report: dict, rule_report: dict | None) -> st
             rule_report[name] = rule_report.get(name, 0) + count
         rule_report["endings written again"] = rule_report.get("endings written again", 0) + 1
     return candidate
-
-
-# ----------------------------------------------------------------------------- surprisal
-
-def word_surprisals(model, tokenizer, text: str) -> list[float]:
-    """Bits the model spends on each whitespace-separated word of `text` (the sum over the
-    tokens that make it up), given everything before it."""
-    import torch
-
-    from scorelm import lm
-    source = lm.model_text(text)
-    encoded = tokenizer(source, add_special_tokens=False, return_offsets_mapping=True)
-    ids = [tokenizer.eos_token_id] + encoded["input_ids"]
-    window = context_length(model)
-    bits = torch.zeros(len(ids))
-    scored_until = 1  # ids[0] (the piece start) is given, not predicted
-    start = 0
-    with torch.no_grad():
-        while scored_until < len(ids):
-            end = min(len(ids), start + window)
-            chunk = torch.tensor([ids[start:end]])
-            log_probs = torch.log_softmax(model(chunk).logits[0].float(), dim=-1)
-            for position in range(max(scored_until, start + 1), end):
-                bits[position] = -log_probs[position - start - 1, ids[position]] / np.log(2)
-            scored_until = end
-            start = max(start + 1, end - window // 2)  # half a window of context carried over
-    word_ends = []
-    position = 0
-    for word in text.split():
-        position = source.index(word, position) + len(word)
-        word_ends.append(position)
-    totals = [0.0] * len(word_ends)
-    for (_, finish), value in zip(encoded["offset_mapping"], bits[1:].tolist()):
-        totals[min(bisect.bisect_left(word_ends, finish), len(totals) - 1)] += value
-    return totals
 
 
 def forbidden_notes(vocabulary: Vocabulary, ids: list[int], num_voices: int) -> list[tuple[int, np.ndarray]]:

@@ -192,3 +192,23 @@ def test_ngram_baseline_gives_pitch_distributions_that_sum_to_one(melody_dataset
     assert all(abs(sum(n.pitch_distribution.values()) - 1) < 1e-9 for n in notes if n.pitch)
     result = idyom.ngram_cross_validated(records, folds.assign_folds(records, 3, 42))
     assert len(result.per_fold) == 3 and 0 < result.mean_of_folds < 10 and result.notes > 100
+
+
+def test_an_interrupted_cross_validation_resumes_where_it_stopped(melody_folds, tmp_path):
+    """Folds already trained are kept as they are; a fold whose model is missing is trained."""
+    import shutil
+    copy = tmp_path / "cv"
+    shutil.copytree(melody_folds, copy)
+    shutil.rmtree(copy / "fold-02")
+    kept = (copy / "fold-01" / "model.safetensors").read_bytes()
+    config = json.loads((melody_folds / "fold-01" / "train_config.json").read_text())
+    config.update(output_dir=str(copy), folds=3)
+    (tmp_path / "cfg.json").write_text(json.dumps(config))
+    again = run_script("train.py", "--config", tmp_path / "cfg.json")
+    assert again.returncode == 2 and "--resume" in again.stderr  # nothing replaced silently
+    result = run_script("train.py", "--config", tmp_path / "cfg.json", "--resume")
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.count("trained already") == 2 and (copy / "fold-02" / "metrics.json").is_file()
+    assert (copy / "fold-01" / "model.safetensors").read_bytes() == kept
+    assert json.loads((copy / folds.MANIFEST).read_text()) == json.loads((melody_folds / folds.MANIFEST).read_text())
+    assert len(json.loads((copy / "cross_validation.json").read_text())["held_out_bits_per_note"]) == 3

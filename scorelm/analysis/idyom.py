@@ -126,6 +126,18 @@ def cross_validated(cv_folder, records: list[dict]) -> FoldResult:
     return result
 
 
+def one_model(folder, records: list[dict], dealt: list[list[dict]]) -> FoldResult:
+    """A model that saw none of the melodies (the folk base alone), its means taken over the same
+    folds as the cross-validated models' so that the figures compare."""
+    from scorelm.analysis.report import Models
+    _, tokenizer, _, vocabulary, predictor = Models.open(folder).load(None)
+    result = FoldResult()
+    for held_out in dealt:
+        result.add_fold([pitch_information(information.note_information(language.parse(r["text"])[0][0], tokenizer,
+                                                                         predictor, vocabulary)) for r in held_out])
+    return result
+
+
 def ngram_cross_validated(records: list[dict], dealt: list[list[dict]], orders=(2, 3, 4, 5, 6, 8)) -> FoldResult:
     """The project's Kneser-Ney n-gram model (evaluation.KneserNey) over the same folds: a word
     tokenizer over the corpus' alphabet, the order chosen within each fold's training pieces

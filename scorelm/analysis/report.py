@@ -71,10 +71,10 @@ def read_pieces(path: str) -> list[tuple[str, language.Piece]]:
     source = Path(path)
     if source.is_dir():
         files, _ = dataset.find_score_files([str(source)])
-        files += [str(p) for p in sorted(source.rglob("*.txt"))]
+        files = sorted(set(files) | {str(p) for p in source.rglob("*.txt")})
         if not files:
             raise UserError(f"no score files in {path}")
-        return [item for file in sorted(files) for item in read_pieces(file)]
+        return [item for file in files for item in read_pieces(file)]
     if not source.is_file():
         raise UserError(f"no such file: {path}")
     if source.suffix.lower() == ".txt":
