@@ -13,6 +13,7 @@ import argparse
 import difflib
 import functools
 import json
+import math
 import multiprocessing
 import sys
 import time
@@ -55,7 +56,7 @@ def parse_fractions(text: str) -> tuple[float, float, float]:
         parts = [float(p) for p in text.split("/")]
     except ValueError:
         parts = []
-    if len(parts) != 3 or any(p < 0 for p in parts) or sum(parts) <= 0:
+    if len(parts) != 3 or not all(math.isfinite(p) and p >= 0 for p in parts) or sum(parts) <= 0:
         raise UserError(f"--split takes train/validation/test shares like 80/10/10, not {text!r}")
     total = sum(parts)
     return tuple(p / total for p in parts)
@@ -116,6 +117,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     fractions = parse_fractions(args.split)
+    if args.workers is not None and args.workers < 1:
+        raise UserError(f"--workers must be at least 1, not {args.workers}")
     if args.corpus and args.input:
         raise UserError("--corpus and --input each name what to encode: give one of them")
     if args.corpus == "list":
@@ -145,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     records, skipped, losses = encode_all(sources, worker_count(args.workers), args.melody)
     if not records:
-        raise UserError(f"none of the {len(sources)} files could be encoded", code=1)
+        raise UserError(f"none of the {len(sources)} files could be encoded")
     splits = dataset.split_records(records, fractions, args.seed)
     extra = augment(splits["train"]) if args.transpose else []
     splits["train"] = splits["train"] + extra

@@ -121,12 +121,15 @@ def test_user_files(tmp_path):
     (["--limit", "0"], "none of the 0 files"),
     (["--corpus", "montverdi"], "did you mean monteverdi"),
     (["--corpus", "bach", "--input", "x.xml"], "give one of them"),
+    (["--split", "nan/1/1"], "--split takes"),
+    (["--split", "inf/1/1"], "--split takes"),
+    (["--workers", "-1"], "--workers must be at least 1"),
 ])
 def test_bad_input_is_one_line_error(tmp_path, args, message):
     result = run_script("generate_data.py", "--output", tmp_path / "out", *args)
-    assert result.returncode != 0
+    assert result.returncode == 2  # bad input, whatever it is: exit 2
     assert message in result.stderr and "Traceback" not in result.stderr
-    assert len(result.stderr.strip().splitlines()[-1]) < 200
+    assert len(result.stderr.strip().splitlines()[-1]) < 200 and not (tmp_path / "out").exists()
 
 
 def test_refuses_to_overwrite(tmp_path):
