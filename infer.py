@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import functools
 import itertools
+import math
 import re
 import sys
 from fractions import Fraction
@@ -638,8 +639,12 @@ def main(argv: list[str] | None = None) -> int:
         value = getattr(args, name)
         if value is not None and value < 1:
             raise UserError(f"--{name.replace('_', '-')} must be at least 1")
-    if not args.temperature > 0 or not 0 < args.top_p <= 1:
-        raise UserError("--temperature must be positive and --top-p in (0, 1]")
+    if not 0 < args.temperature < math.inf or not 0 < args.top_p <= 1:
+        raise UserError("--temperature must be a positive number and --top-p in (0, 1]")
+    if args.top_k < 0:
+        raise UserError(f"--top-k must be 0 (all tokens) or more, not {args.top_k}")
+    if args.seed is not None and not 0 <= args.seed < 2 ** 32:
+        raise UserError(f"--seed must be from 0 to 2**32 - 1, not {args.seed}")
     performance = render.performance_of(args)  # --tempo and --fermata-hold checked before any work
 
     if args.surprisal:

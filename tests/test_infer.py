@@ -325,6 +325,10 @@ def test_surprisal_covers_every_note(tiny_model, tmp_path):
     (["|", "--time", "4/3"], "--time"),
     (["|", "--num-samples", "0"], "--num-samples"),
     (["--harmonize", "/no/such/melody.xml"], "no such file"),
+    (["|", "--top-k", "-5"], "--top-k"),
+    (["|", "--seed", "-1"], "--seed"),
+    (["|", "--temperature", "inf"], "--temperature"),
+    (["|", "--temperature", "nan"], "--temperature"),
 ])
 def test_bad_input_is_one_line_error(tiny_model, args, message):
     result = run_script("infer.py", *args, "--model", tiny_model)
