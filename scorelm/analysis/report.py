@@ -204,6 +204,9 @@ def analyse(model_folder, settings: AnalysisSettings) -> int:
     stem = settings.output.with_suffix("") if settings.output else (source if source.is_dir() else source.with_suffix(""))
     many_outputs = [stem.with_name(stem.name + s) for s in (".surprisal.csv", ".pieces.csv")]
     one_outputs = [stem.with_name(stem.name + s) for s in (".surprisal.csv", ".surprisal.png", ".surprisal.html")]
+    # before the slow parse, what is known already: a folder writes the two tables, a file the CSV at least
+    for path in many_outputs if source.is_dir() else one_outputs[:1]:
+        check_can_write(path, settings.overwrite)
     pieces = read_pieces(settings.source)
     pieces = [(name, piece) for name, piece in pieces if has_notes(piece)]
     if not pieces:
