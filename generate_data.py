@@ -42,15 +42,6 @@ def encode_all(sources: list[str], workers: int, melody: bool = False
     return records, skipped, losses
 
 
-def augment(train: list[dict]) -> list[dict]:
-    """Transposed copies of the training pieces, inside each voice's range in that split."""
-    ranges = dataset.corpus_voice_ranges(train)
-    extra = []
-    for record in train:
-        extra.extend(dataset.transposed_records(record, ranges[record["voices"]]))
-    return extra
-
-
 def parse_fractions(text: str) -> tuple[float, float, float]:
     try:
         parts = [float(p) for p in text.split("/")]
@@ -150,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     if not records:
         raise UserError(f"none of the {len(sources)} files could be encoded")
     splits = dataset.split_records(records, fractions, args.seed)
-    extra = augment(splits["train"]) if args.transpose else []
+    extra = dataset.transposed_copies(splits["train"]) if args.transpose else []
     splits["train"] = splits["train"] + extra
 
     args.output.mkdir(parents=True, exist_ok=True)

@@ -681,8 +681,7 @@ def train_folds(cfg, args) -> int:
             continue
         training = [r for other, fold in enumerate(dealt) if other != index for r in fold]
         if transposed:
-            ranges = dataset.corpus_voice_ranges(training)
-            training = training + [copy for r in training for copy in dataset.transposed_records(r, ranges[r["voices"]])]
+            training = training + dataset.transposed_copies(training)
         found = checkpoint_dirs(fold_dir) if args.resume else []
         fold_cfg = dataclasses.replace(cfg, output_dir=str(fold_dir), folds=0)
         print(f"{fold_dir.name} of {cfg.folds}: {len(training)} training pieces, {len(held_out)} held out",

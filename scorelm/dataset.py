@@ -211,6 +211,13 @@ def transposed_records(record: dict, ranges: list[tuple[int, int]]) -> list[dict
     return out
 
 
+def transposed_copies(train: list[dict]) -> list[dict]:
+    """Transposed copies of the training pieces, inside each voice's range in that split
+    (generate_data.py --transpose; each fold of a cross-validation, from its own training pieces)."""
+    ranges = corpus_voice_ranges(train)
+    return [copy for record in train for copy in transposed_records(record, ranges[record["voices"]])]
+
+
 def _transposed_record(record: dict, text: str, interval_name: str, semitones: int) -> dict:
     tonic, mode = record["key"].split(" ", 1)
     return record | {
