@@ -54,18 +54,32 @@ def tokens_per_piece(tokenizer, texts) -> float:
 
 def add_score_tokens(tokenizer, texts) -> int:
     """Add each symbol of `texts` (and every header word) that the tokenizer splits into several
-    pieces, or does not know, as one token (with its leading space, as BPE vocabularies store words). Returns how
-    many were added."""
-    from tokenizers import AddedToken
+    pieces, or does not know, as one token. Returns how many were added.
+
+    A word-level tokenizer (a ScoreLM model from scratch, fine-tuned on a corpus with words it
+    never saw) gains the words in its own vocabulary, after the ids it has, so that every word it
+    knew keeps its id and its tokenization. Added tokens would not do: they are matched inside
+    words, so an added ' D5:0' (a grace note) would cut the known ' D5:0.5' into ' D5:0' and an
+    unknown '.5'. A BPE tokenizer (Pythia's) gains them as added tokens, with their leading space
+    as BPE vocabularies store words; each word is matched whole, longest first."""
+    from tokenizers import AddedToken, models
 
     from scorelm import language
-    new = []
-    for word in symbols(list(texts) + [" ".join(language.HEADER_WORDS)]):
-        ids = tokenizer(f" {word}", add_special_tokens=False)["input_ids"]
-        # several pieces (a BPE tokenizer), or the unknown token (a word-level one, as a ScoreLM
-        # model from scratch has: fine-tuned on a corpus with words it never saw)
-        if len(ids) > 1 or (tokenizer.unk_token_id is not None and ids == [tokenizer.unk_token_id]):
-            new.append(AddedToken(f" {word}", normalized=False))
+    backend = tokenizer.backend_tokenizer
+    words = symbols(list(texts) + [" ".join(language.HEADER_WORDS)])
+    if isinstance(backend.model, models.WordLevel):
+        vocabulary = backend.get_vocab(with_added_tokens=False)
+        unknown = [w for w in words if WORD_MARK + w not in vocabulary]
+        if not unknown:
+            return 0
+        used = max(tokenizer.get_vocab().values()) + 1  # added tokens' ids too
+        vocabulary.update({WORD_MARK + w: used + k for k, w in enumerate(unknown)})
+        backend.model = models.WordLevel(vocab=vocabulary, unk_token=tokenizer.unk_token)
+        return len(unknown)
+    new = [AddedToken(f" {word}", normalized=False) for word in words
+           if len(tokenizer(f" {word}", add_special_tokens=False)["input_ids"]) > 1
+           or (tokenizer.unk_token_id is not None
+               and tokenizer(f" {word}", add_special_tokens=False)["input_ids"] == [tokenizer.unk_token_id])]
     return tokenizer.add_tokens(new)
 
 

@@ -390,3 +390,28 @@ def test_unlikelihood_weight_takes_probability_from_what_the_rules_forbid(tmp_pa
             logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
         penalties[weight] = lm.forbidden_mass_penalty(logits, batch["forbidden"]).item()
     assert penalties[5.0] < 0.9 * penalties[0.0], penalties  # 0.060 against 0.075 when written
+
+
+def test_fine_tuning_a_word_level_model_keeps_its_words_and_gains_new_ones_whole(tmp_path):
+    """A ScoreLM model from scratch fine-tuned on new words (a grace note 'D5:0' beside the known
+    'D5:0.5'): every word it knew keeps its id, each new word is one new id, none is cut inside a
+    word (an added token ' D5:0' once cut ' D5:0.5' into ' D5:0' and an unknown '.5'), and the
+    tokenizer reads back the same from disk."""
+    from transformers import AutoTokenizer
+    from scorelm import lm
+    known = "| K:0 T:4/4 L:1 V1 D5:0.5 D5:0.5 C5:1 E5:2 |"
+    new = "| K:0 T:4/4 L:1 V1 D5:0 D5:0.5 D5:0.5 C5:1 F5:2^ |"
+    tokenizer = lm.train_word_tokenizer([known])
+    before = tokenizer(lm.model_text(known), add_special_tokens=False)["input_ids"]
+    size = len(tokenizer)
+    assert tokenizer.unk_token_id in tokenizer(lm.model_text(new), add_special_tokens=False)["input_ids"]
+    assert lm.add_score_tokens(tokenizer, [new]) == 2  # D5:0 and F5:2^
+    assert len(tokenizer) == size + 2
+    assert tokenizer(lm.model_text(known), add_special_tokens=False)["input_ids"] == before
+    ids = tokenizer(lm.model_text(new), add_special_tokens=False)["input_ids"]
+    assert len(ids) == len(new.split()) and tokenizer.unk_token_id not in ids
+    assert sorted(set(ids) - set(before)) == [size, size + 1]
+    assert tokenizer.decode(ids).split() == new.split()
+    tokenizer.save_pretrained(tmp_path)
+    assert AutoTokenizer.from_pretrained(tmp_path)(lm.model_text(new), add_special_tokens=False)["input_ids"] == ids
+    assert lm.add_score_tokens(tokenizer, [new]) == 0
