@@ -620,6 +620,9 @@ def main(argv: list[str] | None = None) -> int:
                              "--model (train.py with folds) each piece by the model that never saw it")
     parser.add_argument("--distributions", action="store_true",
                         help="--surprisal: add a cpitch.N column per pitch (MIDI N) with its predicted probability")
+    parser.add_argument("--short-term", action="store_true",
+                        help="--surprisal: combine the pitch measures with IDyOM's short-term model of each voice "
+                             "(a PPM model of the piece so far, weighted as IDyOM weights it)")
     parser.add_argument("--evaluate", action="store_true",
                         help="the scorecard: bits per note beside a Kneser-Ney n-gram; music statistics "
                              "of --num-samples (default 100) free samples and of harmonizations of the "
@@ -650,7 +653,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.surprisal:
         from scorelm.analysis import report
         return report.analyse(args.model, report.AnalysisSettings(args.surprisal, args.output, args.overwrite,
-                                                                   args.distributions, performance))
+                                                                   args.distributions, args.short_term,
+                                                                   performance))
     model, tokenizer, metadata = sampling.load_model_dir(args.model)
     if args.evaluate:
         return evaluation_report(model, tokenizer, metadata, args, performance)

@@ -6,6 +6,7 @@ import csv
 import json
 import math
 
+import numpy as np
 import pytest
 from conftest import run_script, write_config
 
@@ -190,7 +191,7 @@ def test_ngram_baseline_gives_pitch_distributions_that_sum_to_one(melody_dataset
                                          information.ngram_predictor(ngram, len(tokenizer)),
                                          sampling.Vocabulary.from_tokenizer(tokenizer), keep_distributions=True)
     assert all(abs(sum(n.pitch_distribution.values()) - 1) < 1e-9 for n in notes if n.pitch)
-    result = idyom.ngram_cross_validated(records, folds.assign_folds(records, 3, 42))
+    result = idyom.score(idyom.ngram_cross_validated(records, folds.assign_folds(records, 3, 42)))
     assert len(result.per_fold) == 3 and 0 < result.mean_of_folds < 10 and result.notes > 100
 
 
@@ -212,3 +213,76 @@ def test_an_interrupted_cross_validation_resumes_where_it_stopped(melody_folds, 
     assert (copy / "fold-01" / "model.safetensors").read_bytes() == kept
     assert json.loads((copy / folds.MANIFEST).read_text()) == json.loads((melody_folds / folds.MANIFEST).read_text())
     assert len(json.loads((copy / "cross_validation.json").read_text())["held_out_bits_per_note"]) == 3
+
+
+def test_short_term_model_is_pearces_ppm_and_combination_weights_the_surer_model():
+    """IDyOM's short-term model (PPM*, escape C, interpolated) by hand on a short melody, and
+    Pearce's entropy-weighted combination."""
+    from scorelm.analysis import ppm
+    alphabet = [60, 62, 64, 65, 67]
+    rows = ppm.short_term_distributions([60, 62, 64, 60, 62], alphabet)
+    assert np.allclose(rows.sum(1), 1) and np.allclose(rows[0], 0.2)  # nothing heard yet: uniform
+    # before the 2nd note: only 60 heard (order 0, deterministic): 1/2 * 1 + 1/2 * uniform
+    assert rows[1][0] == pytest.approx(0.5 + 0.5 * 0.2)
+    # before the 5th note (after 60 62 64 60): the context 60 was followed by 62 once (order 1,
+    # the shortest deterministic context), blended down through order 0 (60 twice, 62, 64 once
+    # each: escape C gives the order 4/7) and the uniform order -1
+    order0 = 4 / 7 * np.array([2, 1, 1, 0, 0]) / 4 + 3 / 7 * 0.2
+    expected = 0.5 * np.array([0, 1, 0, 0, 0]) + 0.5 * order0
+    assert np.allclose(rows[4], expected / expected.sum())
+    sure, unsure = np.array([0.9, 0.05, 0.05]), np.array([1 / 3] * 3)
+    assert ppm.relative_entropy(unsure) == pytest.approx(1.0)
+    assert np.allclose(ppm.combine([sure, unsure], 0), (sure + unsure) / 2)  # bias 0: a plain mean
+    weight = ppm.relative_entropy(sure) ** -2
+    assert np.allclose(ppm.combine([sure, unsure], 2), (weight * sure + unsure) / (weight + 1))
+    geometric = ppm.combine([sure, unsure], 0, geometric=True)
+    assert np.allclose(geometric, np.sqrt(sure * unsure) / np.sqrt(sure * unsure).sum())
+
+
+def test_idyom_score_alone_and_with_the_short_term_model():
+    """The benchmark's means read the pitch distributions it keeps: alone, -log2 of the note's
+    probability; combined, the short-term model lowers the information content of a repeated
+    phrase that the long-term model finds surprising."""
+    flat = {p: 1 / 5 for p in (60, 62, 64, 65, 67)}
+    phrase = [60, 64, 62, 67]
+    melody = [(p, dict(flat)) for p in phrase * 3]
+    alone = idyom.score([[melody]])
+    assert alone.mean_of_folds == pytest.approx(math.log2(5)) and alone.notes == 12
+    combined = idyom.score([[melody]], [60, 62, 64, 65, 67])
+    assert combined.notes == 12 and combined.mean_of_folds < alone.mean_of_folds - 0.5
+    assert idyom.pitch_alphabet([{"text": "| K:0 T:4/4 V1 C4:1 D4:1 E4:2~ | V1 E4:1 R:1 G4:2 ||"}]) == [60, 62, 64, 67]
+
+
+def test_short_term_option_combines_each_voice_with_its_short_term_model(tiny_model, tmp_path):
+    """--short-term's pitch distributions, read back from the CSV, are the model's (the plain
+    run's CSV) combined with a PPM model of the voice's notes so far over the piece's pitches,
+    as IDyOM combines its long- and short-term models; the event measures are unchanged."""
+    from music21 import corpus
+    from scorelm.analysis import ppm
+    source = tmp_path / "bwv10.7.musicxml"
+    corpus.parse("bach/bwv10.7").write("musicxml", fp=str(source))
+    for extra, stem in (([], "plain"), (["--short-term"], "combined")):
+        result = run_script("infer.py", "--surprisal", source, "--model", tiny_model, "--distributions",
+                            "-o", tmp_path / f"{stem}.csv", *extra)
+        assert result.returncode == 0, result.stderr
+    plain, combined = read_csv(tmp_path / "plain.surprisal.csv"), read_csv(tmp_path / "combined.surprisal.csv")
+
+    def distribution(row):
+        return {int(k.split(".")[1]): float(v) for k, v in row.items()
+                if k.startswith("cpitch.") and k.split(".")[1].isdigit() and v != ""}
+
+    assert [r["information.content"] for r in plain] == [r["information.content"] for r in combined]
+    alphabet = sorted({int(r["cpitch"]) for r in plain if r["cpitch"] and not r["word"].startswith("+")})
+    for voice in ("Soprano", "Alto", "Tenor", "Bass"):
+        melody = [(p, c) for p, c in zip(plain, combined) if p["voice"] == voice and p["cpitch"]
+                  and p["continues.tie"] == "False" and float(p["dur"]) > 0 and not p["word"].startswith("+")]
+        assert len(melody) > 20 and all(c["cpitch.model"] == "model+short-term" for _, c in melody)
+        expected = ppm.with_short_term([int(p["cpitch"]) for p, _ in melody], [distribution(p) for p, _ in melody],
+                                       alphabet, ppm.PEARCE_BIAS)
+        for (_, row), want in zip(melody, expected):
+            got = distribution(row)
+            assert abs(sum(got.values()) - 1) < 1e-5
+            assert all(got.get(p, 0) == pytest.approx(q, abs=1e-6) for p, q in want.items())
+            assert float(row["cpitch.information.content"]) == pytest.approx(
+                -math.log2(got[int(row["cpitch"])]), abs=2e-4)
+    assert all(r["cpitch.model"] == "model" for r in plain if r["cpitch"])

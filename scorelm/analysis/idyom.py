@@ -8,6 +8,13 @@ melodic structure*): chorale melodies BWV 253-438 (his Dataset 2, 185 melodies, 
 his best multiple-viewpoint system (Table 7.3); German children's songs, Essen's kinder (Dataset
 7, 213 melodies, 8,393 events): 2.106 with pitch alone (Table 6.7). Each is the mean over the
 10 folds of the fold's mean information content per event (his section 6.4.1).
+
+IDyOM's pitch-alone figures combine a long-term model (trained on the other folds) with a
+short-term model of the melody under prediction (trained on its notes as they come) by an
+entropy-weighted arithmetic mean with bias 2 (Pearce's Tables 6.6 and 6.7). ``score`` gives each
+model's figure alone and, with the same short-term model and combination (``ppm``), combined:
+ScoreLM or the n-gram model in the long-term model's place. The bias is Pearce's, not chosen
+on these melodies.
 """
 from __future__ import annotations
 
@@ -16,7 +23,7 @@ import re
 from dataclasses import dataclass, field
 
 from scorelm import language
-from scorelm.analysis import folds, information
+from scorelm.analysis import folds, information, ppm
 
 PUBLISHED = {
     "chorales": {"IDyOM, pitch alone (LTM+STM, Table 6.7)": 2.347,
@@ -103,42 +110,77 @@ class FoldResult:
         return sum(self.per_melody) / len(self.per_melody) if self.per_melody else math.nan
 
 
-def pitch_information(notes: list[information.NoteInformation]) -> list[float]:
-    """A melody's pitch information content per note, a tied note once (its second word's is 0
-    by the grammar: the merged note's is the first's); rests and grace notes left out."""
-    return [n.pitch_information_content for n in notes
+# One melody's notes as predicted: (MIDI number, the model's distribution over pitches) per note,
+# a tied note once; a fold is its held-out melodies.
+Melody = list[tuple[int, dict[int, float]]]
+
+SHORT_TERM_BIAS = ppm.PEARCE_BIAS
+
+
+def pitch_predictions(notes: list[information.NoteInformation]) -> Melody:
+    """A melody's pitch predictions, a tied note once (its second word's pitch is forced by the
+    grammar: the merged note's information is the first's); rests and grace notes left out."""
+    return [(n.cpitch, n.pitch_distribution) for n in notes
             if n.pitch is not None and not n.continues_tie and n.duration > 0]
 
 
-def cross_validated(cv_folder, records: list[dict]) -> FoldResult:
-    """Each fold's held-out melodies analysed by the fold model that never saw them."""
+def pitch_alphabet(records: list[dict]) -> list[int]:
+    """IDyOM's domain of chromatic pitch: every pitch the data set's melodies hold."""
+    return sorted({p for r in records for p in onset_pitches(r["text"])})
+
+
+def score(folds_predicted: list[list[Melody]], alphabet: list[int] | None = None,
+          bias: float = SHORT_TERM_BIAS) -> FoldResult:
+    """Pitch information content over the folds: of the model alone, or (given the data set's
+    pitch `alphabet`) of the model combined with IDyOM's short-term model of each melody, as
+    IDyOM's pitch-alone figures combine its long- and short-term models (ppm.combine,
+    arithmetic, entropy-weighted with `bias`). The combination runs over the pitches either
+    model gives probability to."""
+    result = FoldResult()
+    for melodies in folds_predicted:
+        bits = []
+        for melody in melodies:
+            if alphabet is None:
+                bits.append([_bits(d.get(c, 0.0)) for c, d in melody])
+                continue
+            combined = ppm.with_short_term([c for c, _ in melody], [d for _, d in melody], alphabet, bias)
+            ics = [_bits(d.get(c, 0.0)) for (c, _), d in zip(melody, combined)]
+            bits.append(ics)
+        result.add_fold(bits)
+    return result
+
+
+def _bits(probability: float) -> float:
+    return -math.log2(probability) if probability > 0 else math.inf
+
+
+def _predict(records: list[dict], tokenizer, predictor, vocabulary) -> list[Melody]:
+    return [pitch_predictions(information.note_information(language.parse(r["text"])[0][0], tokenizer, predictor,
+                                                           vocabulary, keep_distributions=True)) for r in records]
+
+
+def cross_validated(cv_folder, records: list[dict]) -> list[list[Melody]]:
+    """Each fold's held-out melodies predicted by the fold model that never saw them."""
     from scorelm.analysis.report import Models
     models = Models.open(cv_folder)
     by_key = {folds.text_key(r["text"]): r for r in records}
-    result = FoldResult()
+    predicted = []
     for fold in models.manifest.models:
         _, tokenizer, _, vocabulary, predictor = models.load(fold.name)
-        melodies = []
-        for key in fold.held_out_keys:
-            piece = language.parse(by_key[key]["text"])[0][0]
-            melodies.append(pitch_information(information.note_information(piece, tokenizer, predictor, vocabulary)))
-        result.add_fold(melodies)
-    return result
+        predicted.append(_predict([by_key[key] for key in fold.held_out_keys], tokenizer, predictor, vocabulary))
+    return predicted
 
 
-def one_model(folder, records: list[dict], dealt: list[list[dict]]) -> FoldResult:
-    """A model that saw none of the melodies (the folk base alone), its means taken over the same
-    folds as the cross-validated models' so that the figures compare."""
+def one_model(folder, records: list[dict], dealt: list[list[dict]]) -> list[list[Melody]]:
+    """A model that saw none of the melodies (the folk base alone), its predictions grouped by the
+    same folds as the cross-validated models' so that the figures compare."""
     from scorelm.analysis.report import Models
     _, tokenizer, _, vocabulary, predictor = Models.open(folder).load(None)
-    result = FoldResult()
-    for held_out in dealt:
-        result.add_fold([pitch_information(information.note_information(language.parse(r["text"])[0][0], tokenizer,
-                                                                         predictor, vocabulary)) for r in held_out])
-    return result
+    return [_predict(held_out, tokenizer, predictor, vocabulary) for held_out in dealt]
 
 
-def ngram_cross_validated(records: list[dict], dealt: list[list[dict]], orders=(2, 3, 4, 5, 6, 8)) -> FoldResult:
+def ngram_cross_validated(records: list[dict], dealt: list[list[dict]],
+                          orders=(2, 3, 4, 5, 6, 8)) -> list[list[Melody]]:
     """The project's Kneser-Ney n-gram model (evaluation.KneserNey) over the same folds: a word
     tokenizer over the corpus' alphabet, the order chosen within each fold's training pieces
     (the last tenth of them held out for it), never on the fold under test."""
@@ -148,14 +190,12 @@ def ngram_cross_validated(records: list[dict], dealt: list[list[dict]], orders=(
     tokenizer = lm.train_word_tokenizer([r["text"] for r in records] + [alphabet])
     vocabulary = sampling.Vocabulary.from_tokenizer(tokenizer)
     size = len(tokenizer)
-    result = FoldResult()
+    predicted = []
     for index, held_out in enumerate(dealt):
         training = [r["text"] for j, fold in enumerate(dealt) if j != index for r in fold]
         cut = len(training) - max(1, len(training) // 10)
         inner, check = token_stream(tokenizer, training[:cut]), token_stream(tokenizer, training[cut:])
         order = min(orders, key=lambda n: KneserNey(n, size).fit(inner).nll_bits(check))
         predictor = information.ngram_predictor(KneserNey(order, size).fit(token_stream(tokenizer, training)), size)
-        melodies = [pitch_information(information.note_information(language.parse(r["text"])[0][0], tokenizer,
-                                                                    predictor, vocabulary)) for r in held_out]
-        result.add_fold(melodies)
-    return result
+        predicted.append(_predict(held_out, tokenizer, predictor, vocabulary))
+    return predicted

@@ -36,6 +36,7 @@ from typing import Callable
 import numpy as np
 
 from scorelm import language, lm, sampling
+from scorelm.analysis import ppm
 from scorelm.language import Kind
 
 LOG2 = math.log(2)
@@ -69,6 +70,7 @@ class NoteInformation:
     pitch_information_content: float | None = None
     pitch_entropy: float | None = None
     pitch_distribution: dict[int, float] | None = None  # MIDI number -> probability
+    short_term: bool = False  # the pitch measures combine the model with the short-term model (with_short_term)
 
 
 def model_predictor(model) -> Predictor:
@@ -219,6 +221,30 @@ def _follow(constraint: sampling.ScoreConstraint, token_id: int | None, token) -
         return False
     constraint.grammar.advance(token)
     return True
+
+
+def with_short_term(notes: list[NoteInformation], alphabet: list[int], bias: float = ppm.PEARCE_BIAS) -> None:
+    """Combine each note's pitch measures with IDyOM's short-term model of its voice (a PPM
+    model of the notes the voice has sounded so far in this piece; ppm.with_short_term), as
+    IDyOM combines its long- and short-term models. The notes must keep their distributions.
+    Each voice is a melody: its notes, a tied note once; chord notes under a voice's top note
+    keep the model's own measures (IDyOM has no chords). `alphabet`: the pitches the short-term
+    model knows (IDyOM: every pitch of the corpus analysed); the note's own pitch is added."""
+    for voice in sorted({n.voice for n in notes}):
+        melody = [n for n in notes if n.voice == voice and n.cpitch is not None and not n.continues_tie
+                  and n.duration > 0 and not n.word.startswith("+") and n.pitch_distribution]
+        if not melody:
+            continue
+        domain = sorted(set(alphabet) | {n.cpitch for n in melody})
+        combined = ppm.with_short_term([n.cpitch for n in melody], [n.pitch_distribution for n in melody],
+                                       domain, bias)
+        for note, distribution in zip(melody, combined):
+            note.pitch_distribution = distribution
+            note.pitch_probability = distribution.get(note.cpitch, 0.0)
+            note.pitch_information_content = -math.log2(note.pitch_probability) \
+                if note.pitch_probability > 0 else math.inf
+            note.pitch_entropy = _entropy_bits(np.array(list(distribution.values())))
+            note.short_term = True
 
 
 @dataclass

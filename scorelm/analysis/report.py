@@ -23,7 +23,7 @@ from scorelm.cli import UserError, check_can_write
 # information.content, entropy, cpitch.*); onset and dur in quarter notes.
 COLUMNS = ["melody.id", "melody.name", "note.id", "voice", "measure", "beat", "onset", "dur", "pitch", "cpitch",
            "word", "continues.tie", "probability", "information.content", "entropy", "cpitch.probability",
-           "cpitch.information.content", "cpitch.entropy", "surprisal_bits", "alphabet", "model", "held.out"]
+           "cpitch.information.content", "cpitch.entropy", "cpitch.model", "surprisal_bits", "alphabet", "model", "held.out"]
 PIECE_COLUMNS = ["melody.id", "melody.name", "model", "held.out", "notes", "events", "mean.information.content",
                  "mean.entropy", "mean.cpitch.information.content", "mean.cpitch.entropy", "most.surprising"]
 
@@ -152,7 +152,9 @@ def note_rows(melody_id: int, name: str, piece: language.Piece, notes, model: st
                "information.content": _number(note.information_content), "entropy": _number(note.entropy),
                "cpitch.probability": _probability(note.pitch_probability),
                "cpitch.information.content": _number(note.pitch_information_content),
-               "cpitch.entropy": _number(note.pitch_entropy), "surprisal_bits": _number(note.surprisal_bits),
+               "cpitch.entropy": _number(note.pitch_entropy),
+               "cpitch.model": "" if note.cpitch is None else "model+short-term" if note.short_term else "model",
+               "surprisal_bits": _number(note.surprisal_bits),
                "alphabet": note.alphabet, "model": model, "held.out": "" if held_out is None else held_out}
         if distributions and note.pitch_distribution:
             row.update({f"cpitch.{midi}": _probability(p) for midi, p in note.pitch_distribution.items()})
@@ -192,6 +194,7 @@ class AnalysisSettings:
     output: Path | None = None  # the stem's place (-o)
     overwrite: bool = False
     distributions: bool = False  # a cpitch.N column per pitch: the whole predicted distribution
+    short_term: bool = False  # pitch measures combined with IDyOM's short-term model of each voice
     performance: render.Performance = render.Performance()
 
 
@@ -217,6 +220,8 @@ def analyse(model_folder, settings: AnalysisSettings) -> int:
     if models.voices() == 1 and any(p.num_voices > 1 for _, p in pieces):
         print("note: the model is a melody model: analysing the top voice of each piece", file=sys.stderr)
         pieces = [(name, dataset.melody_of(p) if p.num_voices > 1 else p) for name, p in pieces]
+    alphabet = sorted({language.midi_number(e.pitch) for _, p in pieces for m in p.measures for v in m.voices
+                       for e in v if e.pitch is not None})  # IDyOM's domain: the pitches of what is analysed
     rows, table, analysed = [], [], []
     from tqdm import tqdm
     for melody_id, (name, piece) in enumerate(tqdm(pieces, desc="analysing", unit="piece", file=sys.stderr,
@@ -227,7 +232,10 @@ def analyse(model_folder, settings: AnalysisSettings) -> int:
                        f"each one's rows marked", file=sys.stderr)
         for model_name in names:
             model, tokenizer, _, vocabulary, predictor = models.load(model_name)
-            notes = information.note_information(piece, tokenizer, predictor, vocabulary, settings.distributions)
+            notes = information.note_information(piece, tokenizer, predictor, vocabulary,
+                                                 settings.distributions or settings.short_term)
+            if settings.short_term:
+                information.with_short_term(notes, alphabet)
             label = model_name or models.folder.name
             piece_rows = note_rows(melody_id, name, piece, notes, label, held_out, settings.distributions)
             rows.extend(piece_rows)
