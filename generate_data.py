@@ -133,8 +133,8 @@ def main(argv: list[str] | None = None) -> int:
         sources = dataset.bach_chorale_sources()
     if args.limit is not None:
         sources = sources[:max(0, args.limit)]
-    for name in dataset.SPLITS:
-        check_can_write(args.output / f"{name}.jsonl", args.overwrite)
+    for name in [f"{split}.jsonl" for split in dataset.SPLITS] + ["summary.json"]:
+        check_can_write(args.output / name, args.overwrite)
 
     start = time.perf_counter()
     records, skipped, losses = encode_all(sources, worker_count(args.workers), args.melody)

@@ -24,7 +24,7 @@ import sys
 from fractions import Fraction
 from pathlib import Path
 
-from scorelm import language, notation, render, sampling, voice_leading
+from scorelm import language, lm, notation, render, sampling, voice_leading
 from scorelm.cli import UserError, check_can_write, run
 
 DEFAULT_RULES = "mixed"  # measured on validation with particles, against hard and off: README, "Choosing the default"
@@ -453,7 +453,7 @@ def evaluation_report(model, tokenizer, metadata, args, performance: render.Perf
     settings), each beside Bach's own chorales of that split."""
     import json
 
-    from scorelm import dataset, evaluation, lm
+    from scorelm import dataset, evaluation
     model_dir = Path(args.model)
     train_config = json.loads((model_dir / "train_config.json").read_text()) \
         if (model_dir / "train_config.json").is_file() else {}
@@ -461,7 +461,7 @@ def evaluation_report(model, tokenizer, metadata, args, performance: render.Perf
     split = args.split
     if not (folder / f"{split}.jsonl").is_file():
         raise UserError(f"no dataset in {folder}/ (pass --dataset)")
-    texts = {name: [r["text"] for r in dataset.read_jsonl(folder / f"{name}.jsonl")] for name in dataset.SPLITS}
+    texts = {name: [r["text"] for r in dataset.read_records(folder / f"{name}.jsonl")] for name in dataset.SPLITS}
     if not texts["test"] or not texts["validation"]:
         raise UserError(f"{folder}/ needs non-empty validation and test splits")
     stem = args.output.with_suffix("") if args.output else model_dir / "evaluation"
@@ -636,6 +636,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--render", action="store_true",
                         help="also write MusicXML, MIDI, PNG, MP3 and one HTML page for the run")
     render.add_performance_arguments(parser)
+    parser.add_argument("--device", choices=lm.DEVICES, default="auto",
+                        help="where the model runs: auto (default: a CUDA GPU, else Apple's MPS, else the CPU), "
+                             "cpu, cuda or mps; a GPU computes in bf16 where it can")
     parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
     args = parser.parse_args(argv)
     for name in ("num_samples", "max_new_tokens", "measures", "prompt_measures", "harmonizations", "particles"):
@@ -654,8 +657,8 @@ def main(argv: list[str] | None = None) -> int:
         from scorelm.analysis import report
         return report.analyse(args.model, report.AnalysisSettings(args.surprisal, args.output, args.overwrite,
                                                                    args.distributions, args.short_term,
-                                                                   performance))
-    model, tokenizer, metadata = sampling.load_model_dir(args.model)
+                                                                   performance, args.device))
+    model, tokenizer, metadata = sampling.load_model_dir(args.model, args.device)
     if args.evaluate:
         return evaluation_report(model, tokenizer, metadata, args, performance)
     args.num_samples = args.num_samples or 1
@@ -701,16 +704,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.output or args.render:
         planned = ([args.output] if args.output else []) + (
             render.planned_paths(stem, args.num_samples, formats, with_page=True) if args.render else [])
-        existing = [p for p in planned if p.exists()]
-        if existing and not args.overwrite:
-            raise UserError(f"{existing[0]} exists; pass --overwrite to replace it")
+        if args.output and args.render and args.output in planned[1:]:
+            raise UserError(f"--render writes {args.output} itself; give the text another name (-o "
+                            f"{args.output.with_suffix('.txt')})")
+        for path in planned:
+            check_can_write(path, args.overwrite)
     max_new_tokens = args.max_new_tokens
     context = sampling.context_length(model)
     if forced:
         max_new_tokens = harmonization_budget(forced, num_voices)
     elif max_new_tokens is None and args.measures:
         # the measures asked for come first, past the context if need be
-        from scorelm import lm
         max_new_tokens = max(sampling.MEASURES_BUDGET, context - len(lm.piece_ids(tokenizer, prompt)))
 
     particles = args.particles or (HARMONIZATION_PARTICLES if forced else FREE_PARTICLES)

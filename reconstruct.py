@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 from scorelm import language, render
-from scorelm.cli import UserError, run
+from scorelm.cli import UserError, check_can_write, run
 
 XML_SUFFIXES = (".musicxml", ".xml")
 
@@ -82,9 +82,8 @@ def main(argv: list[str] | None = None) -> int:
             raise UserError("--strict: the text needed repairs; nothing written", code=1)
     formats = ["musicxml"] + ["midi"] * args.midi + ["png"] * args.png + ["mp3"] * args.audio + ["wav"] * args.wav
     stem = output_stem(args.input, args.output)
-    existing = [p for p in render.planned_paths(stem, len(pieces), formats, args.page) if p.exists()]
-    if existing and not args.overwrite:
-        raise UserError(f"{existing[0]} exists; pass --overwrite to replace it")
+    for path in render.planned_paths(stem, len(pieces), formats, args.page):
+        check_can_write(path, args.overwrite)
     stem.parent.mkdir(parents=True, exist_ok=True)
     title = args.title or stem.name
     for path in render.render_pieces(pieces, stem, formats, title=title, performance=performance,

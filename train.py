@@ -22,13 +22,16 @@ import shutil
 import signal
 import sys
 import time
+import uuid
 from pathlib import Path
 
 from scorelm import config as configuration
-from scorelm import dataset, language, lm
-from scorelm.cli import UserError, run, worker_count
+from scorelm import dataset, language, lm, model_folder
+from scorelm.cli import UserError, check_writable_folder, run, worker_count
 
 CHECKPOINTS = "checkpoints"
+STAGING = ".staging-model"  # the finished model is written here, then moved into place
+RUN_TOKENIZER = "tokenizer"  # under checkpoints/: the run's tokenizer, so that a resume tokenizes as it did
 STATE_FILE = "trainer_state.json"
 
 
@@ -43,6 +46,8 @@ def load_splits(folder: Path) -> dict[str, list[dict]]:
         raise UserError(f"dataset file {missing[0]} not found; run python generate_data.py first "
                         f"(or set the dataset key)")
     datasets.disable_progress_bars()
+    for path in files.values():
+        dataset.read_records(path)  # each record against the schema: one line naming file, line and field
     # an empty split (a dataset made with --split 95/5/0) is no data to `datasets`, and an error
     present = {name: str(path) for name, path in files.items() if path.read_text(errors="replace").strip()}
     try:
@@ -175,6 +180,33 @@ def checkpoint_dirs(output_dir: Path) -> list[Path]:
     return sorted(found, key=lambda p: int(p.name.split("-")[1]))
 
 
+def latest_intact_checkpoint(output_dir: Path) -> Path | None:
+    """The newest checkpoint that can be resumed; each newer, damaged one (a truncated file, a
+    broken JSON) skipped with a warning."""
+    for checkpoint in reversed(checkpoint_dirs(output_dir)):
+        problem = model_folder.checkpoint_problem(checkpoint, STATE_FILE)
+        if problem is None:
+            return checkpoint
+        print(f"warning: skipping the damaged checkpoint {checkpoint} ({problem})", file=sys.stderr)
+    return None
+
+
+def finished_run(output_dir: Path, checkpoint: Path) -> int | None:
+    """The steps of the finished run whose last checkpoint this is (its model saved in
+    output_dir), or None."""
+    metrics = output_dir / "metrics.json"
+    if not metrics.is_file():
+        return None
+    try:
+        finished = json.loads(metrics.read_text())
+        state = json.loads((checkpoint / STATE_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    if finished.get("steps") == state.get("step") and finished.get("run") == state.get("run"):
+        return state["step"]
+    return None
+
+
 def save_checkpoint(accelerator, output_dir: Path, state: dict, keep: int) -> Path:
     """accelerate's save_state into a temporary folder, then an atomic rename: a kill during
     the save leaves the previous checkpoint as the latest."""
@@ -293,7 +325,7 @@ def train(cfg, accelerator, model, tokenizer, data: dict, resume: Path | None, l
         return metrics
 
     state = {"step": 0, "epoch": 0, "batches_done": 0, "history": {"train": [], "validation": []},
-             "config": dataclasses.asdict(cfg)}
+             "config": dataclasses.asdict(cfg), "run": uuid.uuid4().hex}  # run: which run a model folder's files are
     if resume is not None:
         accelerator.load_state(str(resume))
         state = json.loads((resume / STATE_FILE).read_text())
@@ -305,7 +337,7 @@ def train(cfg, accelerator, model, tokenizer, data: dict, resume: Path | None, l
                                file=sys.stderr, dynamic_ncols=True)
     tokens_seen, clock, running_loss, running_penalty, saved_step = 0, time.perf_counter(), [], [], state["step"]
     model.train()
-    for epoch in range(state["epoch"], epochs):
+    for epoch in range(state["epoch"], epochs if state["step"] < total_steps else 0):  # none left: a finished run
         loader = train_loader
         if epoch == state["epoch"] and state["batches_done"]:
             loader = accelerator.skip_first_batches(train_loader, state["batches_done"])
@@ -467,15 +499,34 @@ def save_outputs(cfg, accelerator, model, tokenizer, metrics: dict, history: dic
     unwrapped.generation_config.pad_token_id = tokenizer.pad_token_id
     unwrapped.generation_config.do_sample = True
     unwrapped.generation_config.max_new_tokens = cfg.max_length
-    unwrapped.save_pretrained(output_dir, is_main_process=accelerator.is_main_process,
-                              save_function=accelerator.save, state_dict=state_dict)
+    # the whole model is written to a staging folder and moved into place, scorelm.json (the
+    # fingerprint of the files beside it) last: an interrupted save leaves the previous model
+    # as it was, or a folder that loading refuses as mixed (model_folder.check_files)
+    staging = output_dir / STAGING
     if accelerator.is_main_process:
-        tokenizer.save_pretrained(output_dir)
-        configuration.save_config(cfg, output_dir / "train_config.json")
-        (output_dir / "scorelm.json").write_text(json.dumps(metadata, indent=1) + "\n")
-        (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
-        (output_dir / "README.md").write_text(model_card(cfg, metrics, data_info))
-        plot_losses(history, output_dir / "loss_curve.png")
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+    accelerator.wait_for_everyone()
+    unwrapped.save_pretrained(staging, is_main_process=accelerator.is_main_process,
+                              save_function=accelerator.save, state_dict=state_dict)
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        tokenizer.save_pretrained(staging)
+        configuration.save_config(cfg, staging / "train_config.json")
+        (staging / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
+        (staging / "README.md").write_text(model_card(cfg, metrics, data_info))
+        plot_losses(history, staging / "loss_curve.png")
+        metadata = {**metadata, "files": model_folder.fingerprint(staging)}
+        (staging / "scorelm.json").write_text(json.dumps(metadata, indent=1) + "\n")
+        new_weights = {p.name for p in model_folder.weight_files(staging)}
+        for path in sorted(staging.iterdir(), key=lambda p: p.name == "scorelm.json"):
+            if path.name == "scorelm.json":  # the old model's weights that the new one does not replace go first
+                for stale in model_folder.weight_files(output_dir):
+                    if stale.name not in new_weights:
+                        stale.unlink()
+            os.replace(path, output_dir / path.name)
+        staging.rmdir()
+    accelerator.wait_for_everyone()
 
 
 # ----------------------------------------------------------------------------- main
@@ -536,14 +587,16 @@ def resolve_run(args, overrides: dict):
         return cfg, None
     if args.resume == "latest":
         cfg = configuration.load_config(args.config, overrides)
-        found = checkpoint_dirs(Path(cfg.output_dir))
-        if not found:
+        checkpoint = latest_intact_checkpoint(Path(cfg.output_dir))
+        if checkpoint is None:
             raise UserError(f"no checkpoint to resume in {Path(cfg.output_dir) / CHECKPOINTS}")
-        checkpoint = found[-1]
     else:
         checkpoint = Path(args.resume)
         if not (checkpoint / STATE_FILE).is_file():
             raise UserError(f"{checkpoint} is not a complete checkpoint (no {STATE_FILE})")
+        problem = model_folder.checkpoint_problem(checkpoint, STATE_FILE)
+        if problem:
+            raise UserError(f"cannot resume {checkpoint}: {problem}")
     saved = json.loads((checkpoint / STATE_FILE).read_text())["config"]
     cfg = dataclasses.replace(configuration.TrainConfig(**saved), **overrides)
     cfg.validate()
@@ -564,16 +617,38 @@ def main(argv: list[str] | None = None) -> int:
     if args.resume in (None, "latest"):
         cfg = configuration.load_config(args.config, overrides)
         if cfg.folds:
-            return train_folds(cfg, args)
+            check_writable_folder(Path(cfg.output_dir))
+            with output_lock(Path(cfg.output_dir)):
+                return train_folds(cfg, args)
     cfg, resume = resolve_run(args, overrides)
     output_dir = Path(cfg.output_dir)
-    if resume is None and output_dir.exists() and any(output_dir.iterdir()):
-        if not args.overwrite:
-            raise UserError(f"{output_dir} holds an earlier run; --resume to continue it or --overwrite to start over")
-        shutil.rmtree(output_dir / CHECKPOINTS, ignore_errors=True)
-    records = load_splits(Path(cfg.dataset))
-    train_model(cfg, make_accelerator(cfg), records, resume)
+    check_writable_folder(output_dir)
+    with output_lock(output_dir):
+        if resume is not None and args.resume == "latest":
+            steps = finished_run(output_dir, resume)
+            if steps is not None:
+                print(f"{output_dir} holds a finished run ({steps} steps): nothing to resume, nothing changed",
+                      file=sys.stderr)
+                return 0
+        if resume is None and output_dir.exists() and any(p.name != model_folder.LOCK for p in output_dir.iterdir()):
+            if not args.overwrite:
+                raise UserError(f"{output_dir} holds an earlier run; --resume to continue it or --overwrite to "
+                                f"start over")
+            # the earlier run's checkpoints go; its model stays in place until this run's is whole
+            shutil.rmtree(output_dir / CHECKPOINTS, ignore_errors=True)
+            shutil.rmtree(output_dir / STAGING, ignore_errors=True)
+        records = load_splits(Path(cfg.dataset))
+        train_model(cfg, make_accelerator(cfg), records, resume)
     return 0
+
+
+def output_lock(output_dir: Path):
+    """The output folder's lock, taken by the first process of a run (model_folder.OutputLock);
+    the others run under it."""
+    import contextlib
+    if int(os.environ.get("RANK", "0")) != 0:
+        return contextlib.nullcontext()
+    return model_folder.OutputLock(output_dir)
 
 
 def train_model(cfg, accelerator, records: dict[str, list[dict]], resume: Path | None,
@@ -590,10 +665,14 @@ def train_model(cfg, accelerator, records: dict[str, list[dict]], resume: Path |
             tqdm.write(message, file=sys.stderr)  # above the progress bar, not inside it
 
     vocabulary_texts = splits["train"] + ([alphabet] if alphabet else [])
-    model, tokenizer = prepare_model(cfg, vocabulary_texts, output_dir if resume else None, log)
+    run_tokenizer = output_dir / CHECKPOINTS / RUN_TOKENIZER
+    saved = (run_tokenizer if (run_tokenizer / "tokenizer_config.json").is_file() else output_dir) if resume else None
+    model, tokenizer = prepare_model(cfg, vocabulary_texts, saved, log)
     if accelerator.is_main_process:
-        output_dir.mkdir(parents=True, exist_ok=True)
-        tokenizer.save_pretrained(output_dir)  # so a resumed run tokenizes exactly as this one
+        # beside the checkpoints, not in the model's place: until the run ends, the folder's model
+        # (an earlier run's, with --overwrite) stays whole
+        run_tokenizer.mkdir(parents=True, exist_ok=True)
+        tokenizer.save_pretrained(run_tokenizer)
     data, data_info = {}, {}
     for name in dataset.SPLITS:
         blocks, tokens, forced = lm.pack_texts(tokenizer, splits[name], cfg.max_length)
@@ -622,7 +701,7 @@ def train_model(cfg, accelerator, records: dict[str, list[dict]], resume: Path |
                                                  collate_fn=lambda b: lm.collate(b, tokenizer.pad_token_id)))
     metrics = {"validation": state["history"]["validation"][-1][1],
                "test": evaluate(accelerator, model, test_loader, data["test_notes"]) if data["test"] else {},
-               "steps": state["step"], "train_seconds": time.perf_counter() - start,
+               "steps": state["step"], "run": state.get("run"), "train_seconds": time.perf_counter() - start,
                "format_version": language.FORMAT_VERSION, "world_size": accelerator.num_processes,
                "cpu_threads": torch.get_num_threads() if accelerator.device.type == "cpu" else None,
                "mixed_precision": accelerator.mixed_precision, "distributed_type": str(accelerator.distributed_type),
@@ -663,7 +742,7 @@ def train_folds(cfg, args) -> int:
             raise UserError(f"no cross-validation to resume in {output_dir} (no {folds.MANIFEST})")
         if folds.FoldManifest.read(output_dir, complete=False).models != manifest.models:
             raise UserError(f"{output_dir}/{folds.MANIFEST} dealt other pieces (another dataset, seed or fold count)")
-    elif output_dir.exists() and any(output_dir.iterdir()):
+    elif output_dir.exists() and any(p.name != model_folder.LOCK for p in output_dir.iterdir()):
         if not args.overwrite:
             raise UserError(f"{output_dir} holds an earlier run; --resume to continue it or --overwrite to start over")
         for old in [output_dir / folds.MANIFEST, *output_dir.glob("fold-*")]:
@@ -682,13 +761,13 @@ def train_folds(cfg, args) -> int:
         training = [r for other, fold in enumerate(dealt) if other != index for r in fold]
         if transposed:
             training = training + dataset.transposed_copies(training)
-        found = checkpoint_dirs(fold_dir) if args.resume else []
+        latest = latest_intact_checkpoint(fold_dir) if args.resume else None
         fold_cfg = dataclasses.replace(cfg, output_dir=str(fold_dir), folds=0)
         print(f"{fold_dir.name} of {cfg.folds}: {len(training)} training pieces, {len(held_out)} held out",
               file=sys.stderr)
         set_seed(cfg.seed)
         results.append(train_model(fold_cfg, accelerator, {"train": training, "validation": held_out, "test": []},
-                                   found[-1] if found else None, alphabet))
+                                   latest, alphabet))
         accelerator.free_memory()
     bits = [r["validation"]["bits_per_note"] for r in results]
     mean = sum(bits) / len(bits)

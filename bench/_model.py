@@ -7,11 +7,11 @@ from pathlib import Path
 from scorelm import sampling
 
 
-def trained_model(model_dir: str):
+def trained_model(model_dir: str, device: str = "cpu"):
     """(model, tokenizer, metadata, vocabulary) of a trained ScoreLM directory; exits with one
     line saying what to run first when there is none."""
     if not (Path(model_dir) / "config.json").is_file():
         sys.exit(f"no trained model in {model_dir}/: run 'bash quickstart.sh' (then --model quickstart/score-lm) "
                  f"or 'accelerate launch train.py' first")
-    model, tokenizer, metadata = sampling.load_model_dir(model_dir)
+    model, tokenizer, metadata = sampling.load_model_dir(model_dir, device)
     return model, tokenizer, metadata, sampling.Vocabulary.from_tokenizer(tokenizer)

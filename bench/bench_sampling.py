@@ -52,8 +52,10 @@ def main() -> None:
                         help=f"voice-leading rules in the constrained mode (default {infer.DEFAULT_RULES}, infer.py's)")
     parser.add_argument("--particles", type=int, default=infer.FREE_PARTICLES,
                         help=f"particles per piece in the constrained mode (default {infer.FREE_PARTICLES}, infer.py's for a free piece)")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="cpu",
+                        help="where the model runs (default cpu; auto: a GPU if there is one)")
     args = parser.parse_args()
-    model, tokenizer, metadata, vocabulary = trained_model(args.model)
+    model, tokenizer, metadata, vocabulary = trained_model(args.model, args.device)
     totals = {mode: {"tokens": 0, "seconds": 0.0, "valid": 0, "closed": 0, "repairs": Counter()}
               for mode in ("constrained", "unconstrained")}
     run_batch(model, tokenizer, metadata, vocabulary, False, args.batch, args.max_new_tokens, seed=0)  # warm-up
@@ -75,7 +77,7 @@ def main() -> None:
                 total["closed"] += text.endswith(language.END)
                 total["repairs"].update(report.repairs)
     count = args.samples // args.batch * args.batch
-    print(f"model {args.model}, {count} samples per mode, batch {args.batch}, max {args.max_new_tokens} new tokens, "
+    print(f"model {args.model} on {model.device}, {count} samples per mode, batch {args.batch}, max {args.max_new_tokens} new tokens, "
           f"rules {args.rules} and {args.particles} particle(s) a piece in the constrained mode")
     print(f"{'mode':14s} {'tokens/s':>9s} {'valid':>7s} {'closed':>7s} {'repairs/sample':>15s}")
     for mode, total in totals.items():

@@ -29,9 +29,32 @@ def run(main) -> None:
 
 
 def check_can_write(path: Path, overwrite: bool) -> None:
-    """Refuse to replace an existing output unless asked to."""
+    """Before any slow work: refuse to replace an existing output unless asked to, and refuse a
+    place that cannot be written (under a file, a folder without permission, /proc)."""
+    path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{path} is a folder; give a file name")
     if path.exists() and not overwrite:
         raise UserError(f"{path} exists; pass --overwrite to replace it")
+    check_writable_folder(path.parent)
+
+
+def check_writable_folder(folder: Path) -> None:
+    """That files can be created in `folder` (or in the folders that will be made for it): its
+    nearest existing ancestor is a folder we can write in, tried with a probe file."""
+    import tempfile
+    folder = Path(folder)
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UserError(f"cannot write in {folder}: {existing} is a file, not a folder")
+    try:
+        descriptor, probe = tempfile.mkstemp(dir=existing, prefix=".scorelm-probe-")
+        os.close(descriptor)
+        os.unlink(probe)
+    except OSError as error:
+        raise UserError(f"cannot write in {folder}: {error.strerror or error}") from None
 
 
 def worker_count(requested: int | None) -> int:

@@ -259,3 +259,51 @@ def read_jsonl(path: Path) -> list[dict]:
     with open(path, encoding="utf-8") as f:
         return [json.loads(line) for line in f if line.strip()]
 
+
+# What a dataset record holds (generate_data.py writes them): "text" must be there; the others,
+# where present, must have their type (None allowed).
+RECORD_FIELDS = {"text": str, "id": str, "source": str, "key": str, "key_signature": int, "time_signature": str,
+                 "measures": int, "voices": int, "notes": int, "tokens": int, "voice_ranges": list,
+                 "transposition": str}
+
+
+def record_problem(record) -> str | None:
+    """What is wrong with one record, or None."""
+    if not isinstance(record, dict):
+        return f"not a JSON object but {type(record).__name__}"
+    if "text" not in record:
+        return 'no "text" field'
+    for field, kind in RECORD_FIELDS.items():
+        value = record.get(field)
+        if (value is None and field != "text") or (isinstance(value, kind) and not isinstance(value, bool)):
+            continue
+        return f'field "{field}" should be {kind.__name__}, not {type(value).__name__}'
+    if record.get("voices") is not None and record["voices"] < 1:
+        return 'field "voices" should be at least 1'
+    return None
+
+
+def read_records(path: Path) -> list[dict]:
+    """A split's records, each checked against RECORD_FIELDS: a bad line is one error naming the
+    file, the line and the field."""
+    from scorelm.cli import UserError
+    records = []
+    try:
+        with open(path, encoding="utf-8") as f:
+            for number, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    record = json.loads(line)
+                except ValueError as error:
+                    raise UserError(f"{path} line {number}: not JSON ({error.msg})") from None
+                problem = record_problem(record)
+                if problem:
+                    raise UserError(f"{path} line {number}: {problem}")
+                records.append(record)
+    except UnicodeDecodeError:
+        raise UserError(f"{path} is not UTF-8 text") from None
+    except OSError as error:
+        raise UserError(f"cannot read {path}: {error.strerror or error}") from None
+    return records
+

@@ -474,29 +474,37 @@ class GrammarLogitsProcessor:
 
 # ----------------------------------------------------------------------------- models on disk
 
-def load_model_dir(model_dir: str):
-    """A trained ScoreLM directory: model, tokenizer, and what training recorded of the data."""
+def load_model_dir(model_dir: str, device: str = "cpu"):
+    """A trained ScoreLM directory: model (on `device`: lm.pick_device's names, in
+    lm.inference_dtype), tokenizer, and what training recorded of the data."""
     import json
     from pathlib import Path
 
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as transformers_logging
 
+    from scorelm import model_folder
     from scorelm.cli import UserError
     transformers_logging.disable_progress_bar()  # a weights bar for a model that loads in a blink
     folder = Path(model_dir)
-    if not (folder / "config.json").is_file():
-        raise UserError(f"no trained model in {folder}/; train one with 'accelerate launch train.py' or pass --model")
-    model = AutoModelForCausalLM.from_pretrained(folder)
-    tokenizer = AutoTokenizer.from_pretrained(folder)
+    metadata = model_folder.check_files(folder)  # one line for a missing, damaged or mixed folder
+    try:
+        model = AutoModelForCausalLM.from_pretrained(folder)
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise UserError(f"cannot load the model in {folder}/: {' '.join(str(error).split())[:150]}") from None
+    model_folder.check_loaded(folder, model, tokenizer)
+    from scorelm import lm
+    target = lm.pick_device(device)
+    if target.type != "cpu":
+        model.to(device=target, dtype=lm.inference_dtype(target))
     model.eval()
     trained = folder / "train_config.json"
     if trained.is_file():  # a model trained from scratch knows the positions of its training blocks only
         settings = json.loads(trained.read_text())
         if settings.get("from_scratch") and 0 < settings.get("max_length", 0) < model.config.max_position_embeddings:
             model.config.max_position_embeddings = settings["max_length"]  # saved before the config said so
-    metadata_file = folder / "scorelm.json"
-    metadata = json.loads(metadata_file.read_text()) if metadata_file.is_file() else {"voices": 4, "voice_ranges": {}}
+    metadata = metadata or {"voices": 4, "voice_ranges": {}}
     return model, tokenizer, metadata
 
 
@@ -570,7 +578,7 @@ def generate_texts(model, tokenizer, prompt: str, num_samples: int = 1, *, const
         rules = "off"  # the rules are four-part writing's; a piano's staves of voices are not that
     if rules == "off" or not constrain:
         particles = 1  # nothing to weigh them by: every particle is as likely as the next
-    input_ids = torch.tensor([prompt_ids] * (num_samples * particles))
+    input_ids = torch.tensor([prompt_ids] * (num_samples * particles), device=model.device)
     if constrain:
         vocabulary = vocabulary or Vocabulary.from_tokenizer(tokenizer)
         tables = vocabulary.tables(num_voices, voice_ranges)
@@ -741,16 +749,17 @@ def _sample_particles(model, input_ids, processor: GrammarLogitsProcessor, parti
         warpers.append(TopPLogitsWarper(top_p))
     rows = input_ids.shape[0]
     pieces = rows // particles
-    log_weights = torch.zeros(rows, dtype=torch.float64)
-    unfinished = torch.ones(rows, dtype=torch.bool)
-    stop_tensor = torch.tensor(stops or [-1])
+    device = input_ids.device
+    log_weights = torch.zeros(rows, dtype=torch.float64, device=device)
+    unfinished = torch.ones(rows, dtype=torch.bool, device=device)
+    stop_tensor = torch.tensor(stops or [-1], device=device)
     cache = DynamicCache()
     step_input = input_ids
     for _ in range(max_new_tokens):
         with torch.no_grad():
             logits = model(input_ids=step_input, cache=cache, use_cache=True).logits[:, -1, :].float()
         scores = processor(input_ids, logits)
-        given_up = torch.tensor([c.rules_given_up for c in processor.constraints], dtype=torch.float64)
+        given_up = torch.tensor([c.rules_given_up for c in processor.constraints], dtype=torch.float64, device=device)
         step = step_log_weights(logits, scores, processor.grammar_allowed, temperature) - GIVE_UP_NATS * given_up
         log_weights += torch.where(unfinished & torch.isfinite(step), step, 0.0)
         order = _resampled(log_weights, pieces, particles)
@@ -769,7 +778,7 @@ def _sample_particles(model, input_ids, processor: GrammarLogitsProcessor, parti
             break
         step_input = next_tokens[:, None]
     chosen = torch.multinomial(torch.softmax(log_weights.view(pieces, particles), dim=1), 1).squeeze(1)
-    chosen += torch.arange(pieces) * particles
+    chosen += torch.arange(pieces, device=device) * particles
     return input_ids[chosen], [processor.constraints[i] for i in chosen.tolist()]
 
 
@@ -782,7 +791,7 @@ def step_log_weights(logits, scores, grammar_allowed: np.ndarray, temperature: f
     width = logits.shape[1]
     if grammar_allowed.shape[1] < width:  # a vocabulary padded beyond the tokenizer's
         grammar_allowed = np.pad(grammar_allowed, ((0, 0), (0, width - grammar_allowed.shape[1])))
-    grammar = torch.from_numpy(grammar_allowed[:, :width])
+    grammar = torch.from_numpy(grammar_allowed[:, :width]).to(logits.device)
     kept = torch.logsumexp(scores.float() / temperature, dim=1)
     allowed = torch.logsumexp((logits.float() / temperature).masked_fill(~grammar, float("-inf")), dim=1)
     return (kept - allowed).double()
@@ -792,7 +801,8 @@ def _resampled(log_weights, pieces: int, particles: int):
     """Row order after systematic resampling of each piece whose particles' effective number is
     below RESAMPLE_BELOW of them (None: no piece needs it)."""
     import torch
-    weights = torch.softmax(log_weights.view(pieces, particles), dim=1)
+    device = log_weights.device
+    weights = torch.softmax(log_weights.cpu().view(pieces, particles), dim=1)  # the CPU's generator on any device
     effective = 1.0 / (weights ** 2).sum(dim=1)
     low = effective < RESAMPLE_BELOW * particles
     if not low.any():
@@ -803,7 +813,7 @@ def _resampled(log_weights, pieces: int, particles: int):
     cumulative[:, -1] = 1.0
     picks = torch.searchsorted(cumulative, positions).clamp(max=particles - 1)
     order[low] = (picks + torch.arange(pieces)[:, None] * particles)[low]
-    return order.reshape(-1)
+    return order.reshape(-1).to(device)
 
 
 def _copies(constraints: list, order: list[int]) -> list:

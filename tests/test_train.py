@@ -134,7 +134,7 @@ def test_ctrl_c_saves_a_checkpoint(tmp_path, tiny_dataset):
     process = subprocess.Popen([sys.executable, str(ROOT / "train.py"), "--config", str(config)],
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
-    while not (out / "tokenizer.json").exists() and time.time() < deadline:
+    while not (out / "checkpoints" / "tokenizer" / "tokenizer.json").exists() and time.time() < deadline:
         time.sleep(0.1)
     time.sleep(3)
     process.send_signal(signal.SIGINT)
@@ -415,3 +415,114 @@ def test_fine_tuning_a_word_level_model_keeps_its_words_and_gains_new_ones_whole
     tokenizer.save_pretrained(tmp_path)
     assert AutoTokenizer.from_pretrained(tmp_path)(lm.model_text(new), add_special_tokens=False)["input_ids"] == ids
     assert lm.add_score_tokens(tokenizer, [new]) == 0
+
+
+def _sample_text(model_dir) -> str:
+    result = run_script("infer.py", "|", "--model", model_dir, "--seed", "3", "--max-new-tokens", "40")
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_an_interrupted_overwrite_leaves_the_old_model_whole(tmp_path, tiny_dataset):
+    """train.py --overwrite over a finished model, killed mid-run: the folder still holds the old
+    model, which loads and samples exactly as before (the new run's tokenizer waits beside its
+    checkpoints); finishing the new run then replaces the model whole."""
+    out = tmp_path / "model"
+    config = write_config(tmp_path, dataset=str(tiny_dataset), output_dir=str(out), max_steps=6)
+    assert run_script("train.py", "--config", config).returncode == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    sample = _sample_text(out)
+    second = write_config(tmp_path, dataset=str(tiny_dataset), output_dir=str(out), epochs=200, save_every=2,
+                          seed=7, scratch_model={"hidden_size": 48, "num_hidden_layers": 1, "num_attention_heads": 2,
+                                                 "intermediate_size": 96})
+    process = subprocess.Popen([sys.executable, str(ROOT / "train.py"), "--config", str(second), "--overwrite"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while not (out / "checkpoints" / "step-4").exists() and time.time() < deadline and process.poll() is None:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert (out / "checkpoints" / "tokenizer" / "tokenizer.json").is_file()
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file() and p.name != ".train.lock"} == before
+    assert _sample_text(out) == sample
+    resumed = run_script("train.py", "--config", second, "--resume", "--max_steps", "6")
+    assert resumed.returncode == 0, resumed.stderr
+    assert (out / "model.safetensors").read_bytes() != before["model.safetensors"]
+    assert json.loads((out / "scorelm.json").read_text())["files"]["weights_bytes"] == \
+        (out / "model.safetensors").stat().st_size
+    assert not (out / ".train.lock").exists() and not (out / ".staging-model").exists()
+
+
+def test_a_model_folder_that_mixes_two_runs_or_is_damaged_is_refused_in_one_line(tmp_path, tiny_model):
+    import shutil
+    cases = {
+        "mixed": lambda d: (d / "tokenizer.json").write_text((d / "tokenizer.json").read_text().replace("C4", "X4")),
+        "half weights": lambda d: (d / "model.safetensors").write_bytes((d / "model.safetensors").read_bytes()[:5000]),
+        "empty weights": lambda d: (d / "model.safetensors").write_bytes(b""),
+        "no tokenizer": lambda d: (d / "tokenizer.json").unlink(),
+        "bad config": lambda d: (d / "config.json").write_text("{not json"),
+        "bad scorelm.json": lambda d: (d / "scorelm.json").write_text("[1, 2"),
+        "bad train_config.json": lambda d: (d / "train_config.json").write_text(""),
+    }
+    messages = {"mixed": "mixes files of two runs", "half weights": "truncated", "empty weights": "truncated",
+                "no tokenizer": "no tokenizer", "bad config": "config.json is damaged",
+                "bad scorelm.json": "scorelm.json is damaged", "bad train_config.json": "train_config.json is damaged"}
+    for name, damage in cases.items():
+        folder = tmp_path / name.replace(" ", "-")
+        shutil.copytree(tiny_model, folder)
+        damage(folder)
+        result = run_script("infer.py", "|", "--model", folder, "-o", tmp_path / f"{folder.name}.txt")
+        assert result.returncode == 2, (name, result.stderr)
+        assert messages[name] in result.stderr and "Traceback" not in result.stderr, (name, result.stderr)
+        assert len(result.stderr.strip().splitlines()) == 1, (name, result.stderr)
+        assert not (tmp_path / f"{folder.name}.txt").exists()
+
+
+def test_resume_skips_a_damaged_latest_checkpoint_and_a_finished_run_is_left_alone(tmp_path, tiny_dataset):
+    """The latest checkpoint damaged (a truncated weights file; a broken trainer state): --resume
+    warns and continues from the one before, bit for bit as the run that was never damaged;
+    --resume on the finished run says so and changes nothing."""
+    settings = dict(dataset=str(tiny_dataset), max_steps=12, save_every=3, keep_checkpoints=20)
+    reference = tmp_path / "reference"
+    assert run_script("train.py", "--config", write_config(tmp_path, output_dir=str(reference), **settings)).returncode == 0
+    for damage in ("weights", "state"):
+        out = tmp_path / damage
+        config = write_config(tmp_path, output_dir=str(out), **settings)
+        assert run_script("train.py", "--config", config).returncode == 0
+        latest = out / "checkpoints" / "step-12"
+        if damage == "weights":
+            weights = next(latest.rglob("*.safetensors"))
+            weights.write_bytes(weights.read_bytes()[:-100])
+        else:
+            (latest / "trainer_state.json").write_text('{"step": 12, "conf')
+        (out / "model.safetensors").unlink()
+        resumed = run_script("train.py", "--config", config, "--resume")
+        assert resumed.returncode == 0, resumed.stderr
+        assert "skipping the damaged checkpoint" in resumed.stderr and "resumed from" in resumed.stderr
+        assert "step-9" in resumed.stderr.split("resumed from")[1].split("\n")[0]
+        expected, actual = safetensors_of(reference), safetensors_of(out)
+        assert expected.keys() == actual.keys() and all((expected[k] == actual[k]).all() for k in expected), damage
+    finished = {p: p.read_bytes() for p in reference.rglob("*") if p.is_file()}
+    config = write_config(tmp_path, output_dir=str(reference), **settings)
+    again = run_script("train.py", "--config", config, "--resume")
+    assert again.returncode == 0 and "holds a finished run" in again.stderr, again.stderr
+    assert {p: p.read_bytes() for p in reference.rglob("*") if p.is_file()} == finished
+
+
+def test_two_runs_in_one_output_folder_are_refused_and_a_stale_lock_does_not_block(tmp_path, tiny_dataset):
+    out = tmp_path / "model"
+    config = write_config(tmp_path, dataset=str(tiny_dataset), output_dir=str(out), epochs=200)
+    process = subprocess.Popen([sys.executable, str(ROOT / "train.py"), "--config", str(config)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not (out / "checkpoints" / "tokenizer").exists() and time.time() < deadline:
+        time.sleep(0.1)
+    second = run_script("train.py", "--config", config, "--overwrite")
+    assert second.returncode == 2 and "in use by another training run" in second.stderr, second.stderr
+    assert "Traceback" not in second.stderr
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert (out / ".train.lock").is_file()  # left by the killed run
+    third = run_script("train.py", "--config", config, "--overwrite", "--epochs", "1", "--max_steps", "2")
+    assert third.returncode == 0, third.stderr
+    assert (out / "model.safetensors").is_file() and not (out / ".train.lock").exists()

@@ -4,6 +4,9 @@
   of its pitch alone, from a language model or the n-gram baseline.
 - ``folds``: cross-validation by piece (which pieces each of K models held out) and choosing,
   for each piece, the model that never saw it.
+- ``ppm``: IDyOM's short-term model (a PPM model of the piece so far) and its entropy-weighted
+  way of combining two models' predictions.
+- ``idyom``: IDyOM's benchmark: its data sets, its published figures, its protocol's means.
 - ``report``: the CSV, the per-piece table, the coloured score and the page that
   ``infer.py --surprisal`` writes.
 

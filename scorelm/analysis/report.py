@@ -33,23 +33,25 @@ class Models:
     """The model (or fold models) to analyse with, loaded once each."""
     folder: Path
     manifest: folds.FoldManifest | None
+    device: str = "cpu"
 
     def __post_init__(self):
         self._loaded: dict[str, tuple] = {}
 
     @classmethod
-    def open(cls, folder) -> "Models":
+    def open(cls, folder, device: str = "cpu") -> "Models":
         folder = Path(folder)
         if folds.is_cross_validated(folder):
-            return cls(folder, folds.FoldManifest.read(folder))
+            return cls(folder, folds.FoldManifest.read(folder), device)
         if not (folder / "config.json").is_file():
             raise UserError(f"no trained model in {folder}/; train one with 'accelerate launch train.py' or pass --model")
-        return cls(folder, None)
+        return cls(folder, None, device)
 
     def load(self, name: str | None):
         """(model, tokenizer, metadata, vocabulary, predictor) of a fold's model, or of the model."""
         if name not in self._loaded:
-            model, tokenizer, metadata = sampling.load_model_dir(self.folder / name if name else self.folder)
+            model, tokenizer, metadata = sampling.load_model_dir(self.folder / name if name else self.folder,
+                                                                 self.device)
             self._loaded[name] = (model, tokenizer, metadata, sampling.Vocabulary.from_tokenizer(tokenizer),
                                   information.model_predictor(model))
         return self._loaded[name]
@@ -196,6 +198,7 @@ class AnalysisSettings:
     distributions: bool = False  # a cpitch.N column per pitch: the whole predicted distribution
     short_term: bool = False  # pitch measures combined with IDyOM's short-term model of each voice
     performance: render.Performance = render.Performance()
+    device: str = "cpu"  # lm.pick_device's names
 
 
 def analyse(model_folder, settings: AnalysisSettings) -> int:
@@ -203,7 +206,7 @@ def analyse(model_folder, settings: AnalysisSettings) -> int:
     source = Path(settings.source)
     if not source.exists():
         raise UserError(f"no such file: {settings.source}")
-    models = Models.open(model_folder)
+    models = Models.open(model_folder, settings.device)
     stem = settings.output.with_suffix("") if settings.output else (source if source.is_dir() else source.with_suffix(""))
     many_outputs = [stem.with_name(stem.name + s) for s in (".surprisal.csv", ".pieces.csv")]
     one_outputs = [stem.with_name(stem.name + s) for s in (".surprisal.csv", ".surprisal.png", ".surprisal.html")]

@@ -1,0 +1,189 @@
+"""A model folder whole or absent: what train.py writes to say a folder is complete, the checks
+that loading makes, checkpoints checked before a resume, and the lock that keeps two runs out of
+one folder.
+
+A finished model folder's ``scorelm.json`` is written last and records a fingerprint of the
+files it was saved with (the tokenizer's SHA-256 and the weights' size in bytes): a folder that
+mixes two runs' files (an old model's weights beside a new run's tokenizer) does not match, and
+loading it is refused in one line instead of sampling garbage.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import socket
+import struct
+import zipfile
+from pathlib import Path
+
+from scorelm.cli import UserError
+
+WEIGHT_PATTERNS = ("model*.safetensors", "model.safetensors.index.json", "pytorch_model*.bin",
+                   "pytorch_model.bin.index.json")
+LOCK = ".train.lock"
+
+
+def weight_files(folder: Path) -> list[Path]:
+    return sorted({p for pattern in WEIGHT_PATTERNS for p in folder.glob(pattern)})
+
+
+def fingerprint(folder: Path) -> dict:
+    """What scorelm.json records of the files saved beside it."""
+    tokenizer = folder / "tokenizer.json"
+    return {"tokenizer_sha256": hashlib.sha256(tokenizer.read_bytes()).hexdigest() if tokenizer.is_file() else None,
+            "weights_bytes": sum(p.stat().st_size for p in weight_files(folder))}
+
+
+def read_json(path: Path, what: str):
+    """A JSON file of a model folder or checkpoint, or a one-line error naming it."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        raise UserError(f"{path} is damaged ({what}): {' '.join(str(error).split())[:120]}") from None
+
+
+def check_files(folder: Path) -> dict:
+    """Before loading: the files a model folder needs, readable, and consistent with the
+    fingerprint its scorelm.json recorded. Returns scorelm.json's content ({} if absent)."""
+    if not (folder / "config.json").is_file():
+        raise UserError(f"no trained model in {folder}/; train one with 'accelerate launch train.py' or pass --model")
+    read_json(folder / "config.json", "the model's configuration")
+    if not weight_files(folder):
+        raise UserError(f"{folder}/ has no weights (model.safetensors)")
+    for weights in folder.glob("*.safetensors"):
+        problem = safetensors_problem(weights)
+        if problem:
+            raise UserError(f"{weights} is damaged: {problem}")
+    if not any((folder / name).is_file() for name in ("tokenizer.json", "vocab.json", "tokenizer.model")):
+        raise UserError(f"{folder}/ has no tokenizer (tokenizer.json)")
+    for name in ("scorelm.json", "train_config.json", "tokenizer_config.json", "generation_config.json"):
+        if (folder / name).is_file():
+            read_json(folder / name, "written by train.py" if name in ("scorelm.json", "train_config.json") else name)
+    metadata = read_json(folder / "scorelm.json", "written by train.py") if (folder / "scorelm.json").is_file() else {}
+    if not isinstance(metadata, dict):
+        raise UserError(f"{folder / 'scorelm.json'} is damaged (written by train.py): not a JSON object")
+    recorded = metadata.get("files")
+    if recorded and fingerprint(folder) != recorded:
+        raise UserError(f"{folder}/ mixes files of two runs (its weights or tokenizer are not the ones its "
+                        f"scorelm.json was saved with); train it again or restore the folder")
+    return metadata
+
+
+def check_loaded(folder: Path, model, tokenizer) -> None:
+    """After loading: every token the tokenizer can give has an embedding."""
+    rows = model.get_input_embeddings().weight.shape[0]
+    if len(tokenizer) > rows:
+        raise UserError(f"{folder}/: the tokenizer holds {len(tokenizer)} tokens but the model embeds {rows}; "
+                        f"the folder mixes files of two runs")
+
+
+def safetensors_problem(path: Path) -> str | None:
+    """None for a whole safetensors file; else what is wrong (empty, truncated, a bad header).
+    The header says where every tensor ends: the file must end exactly there."""
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            head = f.read(8)
+            if len(head) < 8:
+                return "empty or truncated"
+            (length,) = struct.unpack("<Q", head)
+            if length > size - 8:
+                return "truncated"
+            header = json.loads(f.read(length))
+    except (OSError, ValueError, UnicodeDecodeError) as error:
+        return f"unreadable header ({' '.join(str(error).split())[:80]})"
+    ends = [entry["data_offsets"][1] for key, entry in header.items() if key != "__metadata__"]
+    if 8 + length + max(ends, default=0) != size:
+        return "truncated"
+    return None
+
+
+def checkpoint_problem(folder: Path, state_file: str) -> str | None:
+    """None for a checkpoint that can be resumed: its state readable, its safetensors whole, its
+    torch archives (optimizer, scheduler, random states) whole zip files."""
+    try:
+        state = json.loads((folder / state_file).read_text())
+        int(state["step"]), dict(state["config"])
+    except (OSError, ValueError, KeyError, TypeError, UnicodeDecodeError):
+        return f"{state_file} is damaged"
+    for path in sorted(folder.rglob("*")):
+        if not path.is_file():
+            continue
+        if path.suffix == ".safetensors":
+            problem = safetensors_problem(path)
+            if problem:
+                return f"{path.name} is {problem}" if problem in ("truncated", "empty or truncated") \
+                    else f"{path.name}: {problem}"
+        elif path.suffix in (".bin", ".pt", ".pkl", ".pth"):
+            try:
+                with zipfile.ZipFile(path) as archive:
+                    if archive.testzip() is not None:
+                        return f"{path.name} is damaged"
+            except (zipfile.BadZipFile, OSError):
+                return f"{path.name} is damaged"
+    return None
+
+
+class OutputLock:
+    """One training run per output folder: a lock file naming the process that holds it. A lock
+    whose process is gone (a killed run) on this machine is stale and taken over."""
+
+    def __init__(self, folder: Path):
+        self.path = Path(folder) / LOCK
+        self.held = False
+        self.made_folder = False
+
+    def acquire(self) -> "OutputLock":
+        self.made_folder = not self.path.parent.exists()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        me = f"{os.getpid()} {socket.gethostname()}"
+        for _ in range(2):
+            try:
+                descriptor = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                holder = self._holder()
+                if holder is not None:
+                    raise UserError(f"{self.path.parent} is in use by another training run ({holder}); wait for it, "
+                                    f"or remove {self.path} if no run is using it") from None
+                self.path.unlink(missing_ok=True)  # stale: its process is gone
+                continue
+            with os.fdopen(descriptor, "w") as f:
+                f.write(me + "\n")
+            self.held = True
+            return self
+        raise UserError(f"cannot take the lock {self.path}")
+
+    def _holder(self) -> str | None:
+        """Who holds the lock, or None where it is stale."""
+        try:
+            pid, host = self.path.read_text().split()
+            pid = int(pid)
+        except (OSError, ValueError):
+            return None  # unreadable: a run killed while writing it
+        if host != socket.gethostname():
+            return f"process {pid} on {host}"
+        if pid == os.getpid():
+            return None
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None
+        except PermissionError:
+            pass
+        return f"process {pid}"
+
+    def release(self) -> None:
+        """The lock removed; the folder too where the lock made it and a run failed before
+        writing anything in it."""
+        if self.held:
+            self.path.unlink(missing_ok=True)
+            self.held = False
+            if self.made_folder and not any(self.path.parent.iterdir()):
+                self.path.parent.rmdir()
+
+    def __enter__(self):
+        return self.acquire()
+
+    def __exit__(self, *exc):
+        self.release()
