@@ -519,7 +519,7 @@ def save_outputs(cfg, accelerator, model, tokenizer, metrics: dict, history: dic
         metadata = {**metadata, "files": model_folder.fingerprint(staging)}
         (staging / "scorelm.json").write_text(json.dumps(metadata, indent=1) + "\n")
         new_weights = {p.name for p in model_folder.weight_files(staging)}
-        for path in sorted(staging.iterdir(), key=lambda p: p.name == "scorelm.json"):
+        for path in sorted(staging.iterdir(), key=model_folder.move_order):
             if path.name == "scorelm.json":  # the old model's weights that the new one does not replace go first
                 for stale in model_folder.weight_files(output_dir):
                     if stale.name not in new_weights:

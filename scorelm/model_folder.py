@@ -2,10 +2,12 @@
 that loading makes, checkpoints checked before a resume, and the lock that keeps two runs out of
 one folder.
 
-A finished model folder's ``scorelm.json`` is written last and records a fingerprint of the
-files it was saved with (the tokenizer's SHA-256 and the weights' size in bytes): a folder that
-mixes two runs' files (an old model's weights beside a new run's tokenizer) does not match, and
-loading it is refused in one line instead of sampling garbage.
+A finished model folder's files are moved into place tokenizer first and ``scorelm.json``
+last, which records the SHA-256 of the tokenizer it was saved with: a save interrupted at any
+point leaves a tokenizer that the folder's scorelm.json does not name (an old model's weights
+beside a new run's tokenizer, or the new model beside the old scorelm.json), and loading it is
+refused in one line instead of sampling garbage. The weights themselves are not fingerprinted:
+a user may re-save them (padding the embeddings, another dtype) and keep the folder whole.
 """
 from __future__ import annotations
 
@@ -28,11 +30,19 @@ def weight_files(folder: Path) -> list[Path]:
     return sorted({p for pattern in WEIGHT_PATTERNS for p in folder.glob(pattern)})
 
 
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.json",
+                   "merges.txt", "tokenizer.model", "added_tokens.json")
+
+
 def fingerprint(folder: Path) -> dict:
     """What scorelm.json records of the files saved beside it."""
     tokenizer = folder / "tokenizer.json"
-    return {"tokenizer_sha256": hashlib.sha256(tokenizer.read_bytes()).hexdigest() if tokenizer.is_file() else None,
-            "weights_bytes": sum(p.stat().st_size for p in weight_files(folder))}
+    return {"tokenizer_sha256": hashlib.sha256(tokenizer.read_bytes()).hexdigest() if tokenizer.is_file() else None}
+
+
+def move_order(path: Path) -> int:
+    """Where a staged file goes in the swap: the tokenizer first, scorelm.json last."""
+    return 0 if path.name in TOKENIZER_FILES else 2 if path.name == "scorelm.json" else 1
 
 
 def read_json(path: Path, what: str):
@@ -65,8 +75,8 @@ def check_files(folder: Path) -> dict:
         raise UserError(f"{folder / 'scorelm.json'} is damaged (written by train.py): not a JSON object")
     recorded = metadata.get("files")
     if recorded and fingerprint(folder) != recorded:
-        raise UserError(f"{folder}/ mixes files of two runs (its weights or tokenizer are not the ones its "
-                        f"scorelm.json was saved with); train it again or restore the folder")
+        raise UserError(f"{folder}/ mixes files of two runs (its tokenizer is not the one its scorelm.json was "
+                        f"saved with: a save was interrupted, or files were copied in); train it again or restore it")
     return metadata
 
 
