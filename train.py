@@ -519,12 +519,13 @@ def save_outputs(cfg, accelerator, model, tokenizer, metrics: dict, history: dic
         metadata = {**metadata, "files": model_folder.fingerprint(staging)}
         (staging / "scorelm.json").write_text(json.dumps(metadata, indent=1) + "\n")
         new_weights = {p.name for p in model_folder.weight_files(staging)}
-        for path in sorted(staging.iterdir(), key=model_folder.move_order):
-            if path.name == "scorelm.json":  # the old model's weights that the new one does not replace go first
-                for stale in model_folder.weight_files(output_dir):
-                    if stale.name not in new_weights:
-                        stale.unlink()
+        *files, marker = sorted(staging.iterdir(), key=model_folder.move_order)  # marker: scorelm.json
+        for path in files:
             os.replace(path, output_dir / path.name)
+        for stale in model_folder.weight_files(output_dir):  # the old model's that the new one did not replace
+            if stale.name not in new_weights:
+                stale.unlink()
+        os.replace(marker, output_dir / marker.name)
         staging.rmdir()
     accelerator.wait_for_everyone()
 
@@ -617,12 +618,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.resume in (None, "latest"):
         cfg = configuration.load_config(args.config, overrides)
         if cfg.folds:
-            check_writable_folder(Path(cfg.output_dir))
             with output_lock(Path(cfg.output_dir)):
                 return train_folds(cfg, args)
     cfg, resume = resolve_run(args, overrides)
     output_dir = Path(cfg.output_dir)
-    check_writable_folder(output_dir)
     with output_lock(output_dir):
         if resume is not None and args.resume == "latest":
             steps = finished_run(output_dir, resume)
@@ -630,7 +629,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{output_dir} holds a finished run ({steps} steps): nothing to resume, nothing changed",
                       file=sys.stderr)
                 return 0
-        if resume is None and output_dir.exists() and any(p.name != model_folder.LOCK for p in output_dir.iterdir()):
+        if resume is None and holds_a_run(output_dir):
             if not args.overwrite:
                 raise UserError(f"{output_dir} holds an earlier run; --resume to continue it or --overwrite to "
                                 f"start over")
@@ -643,12 +642,18 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def output_lock(output_dir: Path):
-    """The output folder's lock, taken by the first process of a run (model_folder.OutputLock);
-    the others run under it."""
+    """The output folder's lock, taken by the first process of a run (model_folder.OutputLock),
+    once the folder is known to be writable; the others run under it."""
     import contextlib
+    check_writable_folder(output_dir)
     if int(os.environ.get("RANK", "0")) != 0:
         return contextlib.nullcontext()
     return model_folder.OutputLock(output_dir)
+
+
+def holds_a_run(output_dir: Path) -> bool:
+    """Whether the folder holds anything of an earlier run (this run's lock aside)."""
+    return output_dir.exists() and any(p.name != model_folder.LOCK for p in output_dir.iterdir())
 
 
 def train_model(cfg, accelerator, records: dict[str, list[dict]], resume: Path | None,
@@ -742,7 +747,7 @@ def train_folds(cfg, args) -> int:
             raise UserError(f"no cross-validation to resume in {output_dir} (no {folds.MANIFEST})")
         if folds.FoldManifest.read(output_dir, complete=False).models != manifest.models:
             raise UserError(f"{output_dir}/{folds.MANIFEST} dealt other pieces (another dataset, seed or fold count)")
-    elif output_dir.exists() and any(p.name != model_folder.LOCK for p in output_dir.iterdir()):
+    elif holds_a_run(output_dir):
         if not args.overwrite:
             raise UserError(f"{output_dir} holds an earlier run; --resume to continue it or --overwrite to start over")
         for old in [output_dir / folds.MANIFEST, *output_dir.glob("fold-*")]:

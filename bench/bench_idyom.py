@@ -141,10 +141,9 @@ def main() -> int:
     start = time.perf_counter()
     targets = {name: build_data(work, name) for name in data_sets}
     base = None
-    if "pretrained" in conditions or "base" in conditions:
+    if args.choose or "pretrained" in conditions or "base" in conditions:
         base = build_base(work, [build_data(work, name) for name in DATA])  # never sees either set
     if args.choose:
-        base = build_base(work, [build_data(work, name) for name in DATA])
         lines = [line for name, folder in targets.items() for line in choose(work, name, folder, base)]
         print("pitch information content, bits per note, of the second fold's melodies (inside the first fold's "
               "training folds)")

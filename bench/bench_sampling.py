@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 
 import infer  # noqa: E402
 from _model import trained_model  # noqa: E402
-from scorelm import language, sampling, voice_leading  # noqa: E402
+from scorelm import language, lm, sampling, voice_leading  # noqa: E402
 
 
 def run_batch(model, tokenizer, metadata, vocabulary, constrain: bool, batch: int, max_new_tokens: int, seed: int,
@@ -52,7 +52,7 @@ def main() -> None:
                         help=f"voice-leading rules in the constrained mode (default {infer.DEFAULT_RULES}, infer.py's)")
     parser.add_argument("--particles", type=int, default=infer.FREE_PARTICLES,
                         help=f"particles per piece in the constrained mode (default {infer.FREE_PARTICLES}, infer.py's for a free piece)")
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="cpu",
+    parser.add_argument("--device", choices=lm.DEVICES, default="cpu",
                         help="where the model runs (default cpu; auto: a GPU if there is one)")
     args = parser.parse_args()
     model, tokenizer, metadata, vocabulary = trained_model(args.model, args.device)

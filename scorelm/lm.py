@@ -76,10 +76,11 @@ def add_score_tokens(tokenizer, texts) -> int:
         vocabulary.update({WORD_MARK + w: used + k for k, w in enumerate(unknown)})
         backend.model = models.WordLevel(vocab=vocabulary, unk_token=tokenizer.unk_token)
         return len(unknown)
-    new = [AddedToken(f" {word}", normalized=False) for word in words
-           if len(tokenizer(f" {word}", add_special_tokens=False)["input_ids"]) > 1
-           or (tokenizer.unk_token_id is not None
-               and tokenizer(f" {word}", add_special_tokens=False)["input_ids"] == [tokenizer.unk_token_id])]
+    new = []
+    for word in words:
+        ids = tokenizer(f" {word}", add_special_tokens=False)["input_ids"]
+        if len(ids) > 1 or (tokenizer.unk_token_id is not None and ids == [tokenizer.unk_token_id]):
+            new.append(AddedToken(f" {word}", normalized=False))
     return tokenizer.add_tokens(new)
 
 

@@ -67,14 +67,15 @@ def check_files(folder: Path) -> dict:
             raise UserError(f"{weights} is damaged: {problem}")
     if not any((folder / name).is_file() for name in ("tokenizer.json", "vocab.json", "tokenizer.model")):
         raise UserError(f"{folder}/ has no tokenizer (tokenizer.json)")
-    for name in ("scorelm.json", "train_config.json", "tokenizer_config.json", "generation_config.json"):
-        if (folder / name).is_file():
-            read_json(folder / name, "written by train.py" if name in ("scorelm.json", "train_config.json") else name)
     metadata = read_json(folder / "scorelm.json", "written by train.py") if (folder / "scorelm.json").is_file() else {}
+    for name in ("train_config.json", "tokenizer_config.json", "generation_config.json"):
+        if (folder / name).is_file():
+            read_json(folder / name, "written by train.py" if name == "train_config.json" else name)
     if not isinstance(metadata, dict):
         raise UserError(f"{folder / 'scorelm.json'} is damaged (written by train.py): not a JSON object")
-    recorded = metadata.get("files")
-    if recorded and fingerprint(folder) != recorded:
+    recorded = metadata.get("files") or {}
+    # each fingerprint the folder recorded that this version knows (a later version may record more)
+    if any(key in recorded and recorded[key] != value for key, value in fingerprint(folder).items()):
         raise UserError(f"{folder}/ mixes files of two runs (its tokenizer is not the one its scorelm.json was "
                         f"saved with: a save was interrupted, or files were copied in); train it again or restore it")
     return metadata
@@ -89,7 +90,8 @@ def check_loaded(folder: Path, model, tokenizer) -> None:
 
 
 def safetensors_problem(path: Path) -> str | None:
-    """None for a whole safetensors file; else what is wrong (empty, truncated, a bad header).
+    """None for a whole safetensors file; else what it is (empty or truncated, truncated,
+    unreadable).
     The header says where every tensor ends: the file must end exactly there."""
     try:
         size = path.stat().st_size
@@ -102,7 +104,7 @@ def safetensors_problem(path: Path) -> str | None:
                 return "truncated"
             header = json.loads(f.read(length))
     except (OSError, ValueError, UnicodeDecodeError) as error:
-        return f"unreadable header ({' '.join(str(error).split())[:80]})"
+        return f"unreadable ({' '.join(str(error).split())[:80]})"
     ends = [entry["data_offsets"][1] for key, entry in header.items() if key != "__metadata__"]
     if 8 + length + max(ends, default=0) != size:
         return "truncated"
@@ -123,8 +125,7 @@ def checkpoint_problem(folder: Path, state_file: str) -> str | None:
         if path.suffix == ".safetensors":
             problem = safetensors_problem(path)
             if problem:
-                return f"{path.name} is {problem}" if problem in ("truncated", "empty or truncated") \
-                    else f"{path.name}: {problem}"
+                return f"{path.name} is {problem}"
         elif path.suffix in (".bin", ".pt", ".pkl", ".pth"):
             try:
                 with zipfile.ZipFile(path) as archive:

@@ -114,9 +114,6 @@ class FoldResult:
 # a tied note once; a fold is its held-out melodies.
 Melody = list[tuple[int, dict[int, float]]]
 
-SHORT_TERM_BIAS = ppm.PEARCE_BIAS
-
-
 def pitch_predictions(notes: list[information.NoteInformation]) -> Melody:
     """A melody's pitch predictions, a tied note once (its second word's pitch is forced by the
     grammar: the merged note's information is the first's); rests and grace notes left out."""
@@ -130,7 +127,7 @@ def pitch_alphabet(records: list[dict]) -> list[int]:
 
 
 def score(folds_predicted: list[list[Melody]], alphabet: list[int] | None = None,
-          bias: float = SHORT_TERM_BIAS) -> FoldResult:
+          bias: float = ppm.PEARCE_BIAS) -> FoldResult:
     """Pitch information content over the folds: of the model alone, or (given the data set's
     pitch `alphabet`) of the model combined with IDyOM's short-term model of each melody, as
     IDyOM's pitch-alone figures combine its long- and short-term models (ppm.combine,
@@ -138,20 +135,14 @@ def score(folds_predicted: list[list[Melody]], alphabet: list[int] | None = None
     model gives probability to."""
     result = FoldResult()
     for melodies in folds_predicted:
-        bits = []
+        fold = []
         for melody in melodies:
-            if alphabet is None:
-                bits.append([_bits(d.get(c, 0.0)) for c, d in melody])
-                continue
-            combined = ppm.with_short_term([c for c, _ in melody], [d for _, d in melody], alphabet, bias)
-            ics = [_bits(d.get(c, 0.0)) for (c, _), d in zip(melody, combined)]
-            bits.append(ics)
-        result.add_fold(bits)
+            pitches, distributions = [c for c, _ in melody], [d for _, d in melody]
+            if alphabet is not None:
+                distributions = ppm.with_short_term(pitches, distributions, alphabet, bias)
+            fold.append([information.bits(d.get(c, 0.0)) for c, d in zip(pitches, distributions)])
+        result.add_fold(fold)
     return result
-
-
-def _bits(probability: float) -> float:
-    return -math.log2(probability) if probability > 0 else math.inf
 
 
 def _predict(records: list[dict], tokenizer, predictor, vocabulary) -> list[Melody]:

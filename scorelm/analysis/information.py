@@ -131,6 +131,11 @@ def _word_token_spans(tokenizer, text: str) -> tuple[list[int], list[list[int]]]
     return ids, spans
 
 
+def bits(probability: float) -> float:
+    """Information content, -log2 of a probability (infinite for 0)."""
+    return -math.log2(probability) if probability > 0 else math.inf
+
+
 def _entropy_bits(probabilities: np.ndarray) -> float:
     p = probabilities[probabilities > 0]
     return float(-(p * np.log2(p)).sum())
@@ -189,8 +194,8 @@ def note_information(piece: language.Piece, tokenizer, predictor: Predictor,
             held[voice].append(pitch)
         tied_in = pitch is not None and pitch in before.get(voice, [])
         info = NoteInformation(voice, index, offset, measure_starts[index] + offset, word, pitch,
-                               event.duration, tied_in, probability, -math.log2(probability) if probability > 0
-                               else math.inf, _entropy_bits(p), raw, alphabet)
+                               event.duration, tied_in, probability, bits(probability), _entropy_bits(p), raw,
+                               alphabet)
         if pitch is not None:
             kind = v.kind[token_id] if whole else sampling.KINDS.index(Kind.CHORD if chord_note else Kind.NOTE)
             same = (v.kind[allowed] == kind) & (v.midi[allowed] >= 0)
@@ -200,8 +205,7 @@ def note_information(piece: language.Piece, tokenizer, predictor: Predictor,
             if total > 0:
                 mass = np.bincount(midis, weights=weights, minlength=128) / total
                 info.pitch_probability = float(mass[info.cpitch])
-                info.pitch_information_content = -math.log2(info.pitch_probability) \
-                    if info.pitch_probability > 0 else math.inf
+                info.pitch_information_content = bits(info.pitch_probability)
                 info.pitch_entropy = _entropy_bits(mass)
                 if keep_distributions:
                     info.pitch_distribution = {int(m): float(mass[m]) for m in np.flatnonzero(mass)}
@@ -241,8 +245,7 @@ def with_short_term(notes: list[NoteInformation], alphabet: list[int], bias: flo
         for note, distribution in zip(melody, combined):
             note.pitch_distribution = distribution
             note.pitch_probability = distribution.get(note.cpitch, 0.0)
-            note.pitch_information_content = -math.log2(note.pitch_probability) \
-                if note.pitch_probability > 0 else math.inf
+            note.pitch_information_content = bits(note.pitch_probability)
             note.pitch_entropy = _entropy_bits(np.array(list(distribution.values())))
             note.short_term = True
 
