@@ -74,12 +74,12 @@ def part_words(text: str) -> tuple[str, ...]:
     return tuple(word for word in text.split(" V1 ", 1)[0].split() if word.startswith("P:"))
 
 
-def score_metadata(train_records: list[dict]) -> dict:
+def score_metadata(train_records: list[dict]) -> model_folder.ModelCard:
     """What sampling needs to know of the training data: the usual number of voices, each
     voice's pitch range (the constrained decoder keeps voices inside them), the usual layout of
     parts and staves for each number of voices, and how many pieces use each time signature and
     key signature (a melody in a meter or a key the model hardly knows is harmonized renotated or
-    moved: infer.meter_for_the_model, infer.key_for_the_model)."""
+    moved: melody.meter_for_the_model, melody.key_for_the_model)."""
     from collections import Counter
     fill_voices(train_records)
     ranges = dataset.corpus_voice_ranges(train_records)
@@ -89,13 +89,11 @@ def score_metadata(train_records: list[dict]) -> dict:
     parts = {}
     for voices, counts in layouts.items():
         words = counts.most_common(1)[0][0]
-        parts[str(voices)] = [list(language.parse_token(w).staves) for w in words] or None
-    return {"format_version": language.FORMAT_VERSION,
-            "voices": Counter(r["voices"] for r in train_records).most_common(1)[0][0],
-            "voice_ranges": {str(n): [list(r) for r in per_voice] for n, per_voice in ranges.items()},
-            "parts": parts,
-            "time_signatures": header_counts(train_records, "T:"),
-            "key_signatures": header_counts(train_records, "K:")}
+        parts[voices] = [list(language.parse_token(w).staves) for w in words] or None
+    return model_folder.ModelCard(
+        format_version=language.FORMAT_VERSION, voices=Counter(r["voices"] for r in train_records).most_common(1)[0][0],
+        voice_ranges={n: [list(r) for r in per_voice] for n, per_voice in ranges.items()}, parts=parts,
+        time_signatures=header_counts(train_records, "T:"), key_signatures=header_counts(train_records, "K:"))
 
 
 def header_counts(records: list[dict], prefix: str) -> dict[str, int]:
@@ -108,7 +106,7 @@ def header_counts(records: list[dict], prefix: str) -> dict[str, int]:
 def forbidden_words_by_block(tokenizer, records: list[dict], blocks: list[list[int]], log,
                              show_progress: bool = True) -> list:
     """For unlikelihood_weight: where the decoder's hard rules forbid words in the training pieces
-    (sampling.forbidden_notes), as an array of (position, forbidden id) pairs per block. The
+    (decoding.unlikelihood.forbidden_notes), as an array of (position, forbidden id) pairs per block. The
     blocks are lm.pack_texts' cut of the same pieces: consecutive blocks share one token, so block
     k starts at the sum of the earlier blocks' lengths less one each."""
     import bisect
@@ -116,8 +114,9 @@ def forbidden_words_by_block(tokenizer, records: list[dict], blocks: list[list[i
     import numpy as np
     from tqdm import tqdm
 
-    from scorelm import sampling
-    vocabulary = sampling.Vocabulary.from_tokenizer(tokenizer)
+    from scorelm.decoding import Vocabulary
+    from scorelm.decoding.unlikelihood import forbidden_notes
+    vocabulary = Vocabulary.from_tokenizer(tokenizer)
     starts, start = [], 0
     for block in blocks:
         starts.append(start)
@@ -129,9 +128,9 @@ def forbidden_words_by_block(tokenizer, records: list[dict], blocks: list[list[i
                        dynamic_ncols=True, disable=not show_progress or len(records) < 50):
         ids = lm.piece_ids(tokenizer, record["text"])
         if part_words(record["text"]):
-            offset += len(ids)  # a keyboard's staves of voices: the rules are four-part writing's (as in sampling)
+            offset += len(ids)  # a keyboard's staves of voices: the rules are four-part writing's (as in decoding.settings)
             continue
-        for position, forbidden in sampling.forbidden_notes(vocabulary, ids, record["voices"]):
+        for position, forbidden in forbidden_notes(vocabulary, ids, record["voices"]):
             at = offset + position  # in the stream of all pieces; the block that predicts it:
             block = bisect.bisect_left(starts, at) - 1  # starts[block] < at <= starts[block + 1]
             pairs[block].append(np.stack([np.full(len(forbidden), at - starts[block]), forbidden], axis=1))
@@ -491,7 +490,7 @@ Trained for {metrics['steps']} optimizer steps in {metrics['train_seconds']:.0f}
 
 
 def save_outputs(cfg, accelerator, model, tokenizer, metrics: dict, history: dict, data_info: dict,
-                 metadata: dict) -> None:
+                 card: model_folder.ModelCard) -> None:
     output_dir = Path(cfg.output_dir)
     unwrapped = accelerator.unwrap_model(model)
     state_dict = accelerator.get_state_dict(model)
@@ -516,8 +515,7 @@ def save_outputs(cfg, accelerator, model, tokenizer, metrics: dict, history: dic
         (staging / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
         (staging / "README.md").write_text(model_card(cfg, metrics, data_info))
         plot_losses(history, staging / "loss_curve.png")
-        metadata = {**metadata, "files": model_folder.fingerprint(staging)}
-        (staging / "scorelm.json").write_text(json.dumps(metadata, indent=1) + "\n")
+        card.save(staging)  # after every other file: it fingerprints them
         new_weights = {p.name for p in model_folder.weight_files(staging)}
         *files, marker = sorted(staging.iterdir(), key=model_folder.move_order)  # marker: scorelm.json
         for path in files:

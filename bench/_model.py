@@ -4,14 +4,13 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from scorelm import sampling
+from scorelm import writing
 
 
-def trained_model(model_dir: str, device: str = "cpu"):
-    """(model, tokenizer, metadata, vocabulary) of a trained ScoreLM directory; exits with one
-    line saying what to run first when there is none."""
+def trained_model(model_dir: str, device: str = "cpu") -> writing.LoadedModel:
+    """A trained ScoreLM folder, loaded; exits with one line saying what to run first when there
+    is none."""
     if not (Path(model_dir) / "config.json").is_file():
         sys.exit(f"no trained model in {model_dir}/: run 'bash quickstart.sh' (then --model quickstart/score-lm) "
                  f"or 'accelerate launch train.py' first")
-    model, tokenizer, metadata = sampling.load_model_dir(model_dir, device)
-    return model, tokenizer, metadata, sampling.Vocabulary.from_tokenizer(tokenizer)
+    return writing.LoadedModel.load(model_dir, device)

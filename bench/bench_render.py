@@ -16,9 +16,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import infer  # noqa: E402
 from _model import trained_model  # noqa: E402
-from scorelm import audio, language, render  # noqa: E402
+from scorelm import audio, language, render, scorecard, writing  # noqa: E402
 
 
 def main() -> None:
@@ -27,16 +26,16 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=50)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    model, tokenizer, metadata, vocabulary = trained_model(args.model)
-    settings = {"rules": infer.DEFAULT_RULES, "temperature": 1.0}
-    infer.free_samples(model, tokenizer, metadata, vocabulary, 2, 64, seed=args.seed + 999, **settings)  # warm-up
+    loaded = trained_model(args.model)
+    settings = loaded.settings(rules=writing.DEFAULT_RULES, particles=writing.FREE_PARTICLES)
+    scorecard.free_samples(loaded, settings, 2, 64, args.seed + 999, quiet=True)  # warm-up
     start = time.perf_counter()
-    texts, _ = infer.free_samples(model, tokenizer, metadata, vocabulary, args.samples, None, seed=args.seed, **settings)
+    texts, _ = scorecard.free_samples(loaded, settings, args.samples, None, args.seed, quiet=True)
     sampling_seconds = time.perf_counter() - start
     pieces = [language.parse(text)[0][0] for text in texts]
     with tempfile.TemporaryDirectory() as folder:
         start = time.perf_counter()
-        written = render.render_pieces(pieces, Path(folder) / "sample", infer.RENDER_FORMATS, title="ScoreLM sample")
+        written = render.render_pieces(pieces, Path(folder) / "sample", render.DEFAULT_FORMATS, title="ScoreLM sample")
         render_seconds = time.perf_counter() - start
         page_bytes = render.page_path(Path(folder) / "sample").stat().st_size
     music_seconds = sum(audio.performance(piece)[1] for piece in pieces)

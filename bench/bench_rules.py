@@ -19,9 +19,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import infer  # noqa: E402
 from _model import trained_model  # noqa: E402
-from scorelm import dataset, evaluation, voice_leading  # noqa: E402
+from scorelm import dataset, decoding, evaluation, scorecard, writing  # noqa: E402
 
 COLUMNS = [("fifths", "parallel_fifths_per_100_beats"), ("octaves", "parallel_octaves_per_100_beats"),
            ("crossings", "voice_crossings_per_100_beats"), ("spacing", "spacing_errors_per_100_beats"),
@@ -39,14 +38,14 @@ def main() -> None:
     parser.add_argument("--dataset", default="dataset")
     parser.add_argument("--split", default="validation", choices=("validation", "test"))
     parser.add_argument("--samples", type=int, default=100, help="free samples per cell (default 100)")
-    parser.add_argument("--modes", default=",".join(voice_leading.MODES))
+    parser.add_argument("--modes", default=",".join(decoding.MODES))
     parser.add_argument("--temperatures", default="0.7,0.85,1.0")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--particles", type=int, default=infer.FREE_PARTICLES,
-                        help=f"particles per piece (default {infer.FREE_PARTICLES}, infer.py's for a free piece)")
+    parser.add_argument("--particles", type=int, default=writing.FREE_PARTICLES,
+                        help=f"particles per piece (default {writing.FREE_PARTICLES}, infer.py's for a free piece)")
     parser.add_argument("--json", type=Path, help="also write every cell's statistics here")
     args = parser.parse_args()
-    model, tokenizer, metadata, vocabulary = trained_model(args.model)
+    loaded = trained_model(args.model)
     if not (Path(args.dataset) / f"{args.split}.jsonl").is_file():
         sys.exit(f"no dataset in {args.dataset}/: run 'python generate_data.py' first (or pass --dataset)")
     bach_texts = [r["text"] for r in dataset.read_jsonl(Path(args.dataset) / f"{args.split}.jsonl")]
@@ -55,9 +54,8 @@ def main() -> None:
     for mode in args.modes.split(","):
         for temperature in (float(t) for t in args.temperatures.split(",")):
             start = time.perf_counter()
-            texts, report = infer.free_samples(model, tokenizer, metadata, vocabulary, args.samples, None,
-                                               seed=args.seed, rules=mode, temperature=temperature,
-                                               particles=args.particles)
+            settings = loaded.settings(rules=mode, temperature=temperature, particles=args.particles)
+            texts, report = scorecard.free_samples(loaded, settings, args.samples, None, args.seed, quiet=True)
             seconds = time.perf_counter() - start
             cells[f"{mode} t={temperature:g}"] = {**evaluation.music_statistics(texts, reference=bach),
                                                   "seconds": seconds, "fallbacks": report}

@@ -24,19 +24,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import infer  # noqa: E402
 from _model import trained_model  # noqa: E402
-from scorelm import language, lm, sampling, voice_leading  # noqa: E402
+from scorelm import decoding, language, lm, writing  # noqa: E402
 
 
-def run_batch(model, tokenizer, metadata, vocabulary, constrain: bool, batch: int, max_new_tokens: int, seed: int,
+def run_batch(loaded: writing.LoadedModel, constrain: bool, batch: int, max_new_tokens: int, seed: int,
               rules: str = "off", particles: int = 1):
-    voices = metadata["voices"]
+    settings = loaded.settings(constrain=constrain, stop_at_end=False, rules=rules, particles=particles)
     start = time.perf_counter()
-    texts = sampling.generate_texts(model, tokenizer, "|", batch, constrain=constrain, num_voices=voices,
-                                    voice_ranges=metadata.get("voice_ranges", {}).get(str(voices)), parts=sampling.layout_of(metadata, voices),
-                                    max_new_tokens=max_new_tokens, seed=seed, vocabulary=vocabulary,
-                                    stop_at_end=False, rules=rules, particles=particles)
+    texts = decoding.generate_texts(loaded.model, loaded.tokenizer, "|", batch, settings, max_new_tokens=max_new_tokens,
+                                    seed=seed, vocabulary=loaded.vocabulary)
     seconds = time.perf_counter() - start
     tokens = batch * max_new_tokens
     return texts, tokens, seconds
@@ -48,24 +45,24 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=100)
     parser.add_argument("--batch", type=int, default=10)
     parser.add_argument("--max-new-tokens", type=int, default=512)
-    parser.add_argument("--rules", choices=voice_leading.MODES, default=infer.DEFAULT_RULES,
-                        help=f"voice-leading rules in the constrained mode (default {infer.DEFAULT_RULES}, infer.py's)")
-    parser.add_argument("--particles", type=int, default=infer.FREE_PARTICLES,
-                        help=f"particles per piece in the constrained mode (default {infer.FREE_PARTICLES}, infer.py's for a free piece)")
+    parser.add_argument("--rules", choices=decoding.MODES, default=writing.DEFAULT_RULES,
+                        help=f"voice-leading rules in the constrained mode (default {writing.DEFAULT_RULES}, infer.py's)")
+    parser.add_argument("--particles", type=int, default=writing.FREE_PARTICLES,
+                        help=f"particles per piece in the constrained mode (default {writing.FREE_PARTICLES}, "
+                             f"infer.py's for a free piece)")
     parser.add_argument("--device", choices=lm.DEVICES, default="cpu",
                         help="where the model runs (default cpu; auto: a GPU if there is one)")
     args = parser.parse_args()
-    model, tokenizer, metadata, vocabulary = trained_model(args.model, args.device)
+    loaded = trained_model(args.model, args.device)
     totals = {mode: {"tokens": 0, "seconds": 0.0, "valid": 0, "closed": 0, "repairs": Counter()}
               for mode in ("constrained", "unconstrained")}
-    run_batch(model, tokenizer, metadata, vocabulary, False, args.batch, args.max_new_tokens, seed=0)  # warm-up
+    run_batch(loaded, False, args.batch, args.max_new_tokens, seed=0)  # warm-up
     if args.particles > 1:  # particles decode args.particles times the rows: warm those shapes up too
-        run_batch(model, tokenizer, metadata, vocabulary, False, args.batch * args.particles, args.max_new_tokens, seed=0)
+        run_batch(loaded, False, args.batch * args.particles, args.max_new_tokens, seed=0)
     for index in range(args.samples // args.batch):
         order = list(totals) if index % 2 == 0 else list(totals)[::-1]
         for mode in order:  # alternate, so both see the same machine load
-            texts, tokens, seconds = run_batch(model, tokenizer, metadata, vocabulary, mode == "constrained",
-                                               args.batch, args.max_new_tokens, seed=index,
+            texts, tokens, seconds = run_batch(loaded, mode == "constrained", args.batch, args.max_new_tokens, seed=index,
                                                rules=args.rules if mode == "constrained" else "off",
                                                particles=args.particles if mode == "constrained" else 1)
             total = totals[mode]
@@ -77,7 +74,7 @@ def main() -> None:
                 total["closed"] += text.endswith(language.END)
                 total["repairs"].update(report.repairs)
     count = args.samples // args.batch * args.batch
-    print(f"model {args.model} on {model.device}, {count} samples per mode, batch {args.batch}, max {args.max_new_tokens} new tokens, "
+    print(f"model {args.model} on {loaded.model.device}, {count} samples per mode, batch {args.batch}, max {args.max_new_tokens} new tokens, "
           f"rules {args.rules} and {args.particles} particle(s) a piece in the constrained mode")
     print(f"{'mode':14s} {'tokens/s':>9s} {'valid':>7s} {'closed':>7s} {'repairs/sample':>15s}")
     for mode, total in totals.items():

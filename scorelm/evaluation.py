@@ -7,8 +7,9 @@ import math
 from collections import Counter, defaultdict
 from fractions import Fraction
 
-from scorelm import language, voice_leading
-from scorelm.voice_leading import SATB_RANGES
+from scorelm import language
+from scorelm.decoding import rules
+from scorelm.decoding.rules import SATB_RANGES
 
 
 # ----------------------------------------------------------------------------- n-gram baseline
@@ -121,7 +122,7 @@ def piece_statistics(piece: language.Piece) -> dict:
         letters = {}  # letter -> how the voices spell it (A and A flat at once: a clash)
         for name in sounding:
             if name:
-                letters.setdefault(name[0], set()).add(voice_leading.spelled_name(name))
+                letters.setdefault(name[0], set()).add(rules.spelled_name(name))
         counts["chromatic_clashes"] += any(len(spellings) > 1 for spellings in letters.values())
         for upper in range(len(midi) - 1):
             lower = upper + 1
@@ -164,8 +165,8 @@ def piece_statistics(piece: language.Piece) -> dict:
     # of those closes, the ones on the signature's own major or minor tonic: not a church mode's
     # final (which the tonic test must accept for Bach's modal melodies), nor the analysed key
     bass = last_notes(timelines)[-1]
-    counts["ends_on_signature_tonic"] = int(on_tonic and bass is not None and voice_leading.spelled_name(bass.pitch)
-                                            in voice_leading.tonic_names(piece.measures[0].key or 0))
+    counts["ends_on_signature_tonic"] = int(on_tonic and bass is not None and rules.spelled_name(bass.pitch)
+                                            in rules.tonic_names(piece.measures[0].key or 0))
     return {"counts": counts, "pitch_classes": pitch_classes_of(piece), "intervals": intervals,
             "chords": chords, "rhythm": rhythm}
 
@@ -212,15 +213,15 @@ def ending(piece: language.Piece) -> tuple[bool, bool]:
         return False, fermatas
     pcs = [language.midi_number(e.pitch) % 12 for e in last]
     bass, melody = pcs[-1], pcs[0]
-    if not voice_leading.consonant_root_position(bass, pcs[:-1]):
+    if not rules.consonant_root_position(bass, pcs[:-1]):
         return False, fermatas
     key = piece.measures[0].key or 0
-    names = [voice_leading.spelled_name(e.pitch) for e in last]
-    tonics = set(voice_leading.tonic_names(key))
-    if melody in voice_leading.modal_finals(key):
+    names = [rules.spelled_name(e.pitch) for e in last]
+    tonics = set(rules.tonic_names(key))
+    if melody in rules.modal_finals(key):
         tonics.add(names[0])
     if names[-1] not in tonics:
-        tonics.add(voice_leading.analysed_tonic(piece))
+        tonics.add(rules.analysed_tonic(piece))
     return names[-1] in tonics, fermatas
 
 
@@ -236,7 +237,7 @@ def final_chord_has_third(piece: language.Piece) -> bool:
     if len(last) < 3 or any(event is None for event in last):
         return False
     pcs = [language.midi_number(e.pitch) % 12 for e in last]
-    return voice_leading.has_third(pcs[-1], pcs[:-1])
+    return rules.has_third(pcs[-1], pcs[:-1])
 
 
 def _tonic(piece: language.Piece) -> int:

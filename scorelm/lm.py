@@ -136,7 +136,7 @@ def pack_texts(tokenizer, texts: list[str], max_length: int) -> tuple[list[list[
 
 def collate(blocks: list[list[int]], pad_id: int, forbidden: list | None = None) -> dict:
     """Right-padded batch; padded positions are masked and carry no label. forbidden: per block,
-    an array of (position, forbidden id) pairs (from sampling.forbidden_notes), given to the
+    an array of (position, forbidden id) pairs (from decoding.unlikelihood.forbidden_notes), given to the
     batch as the (row, position, id) triples forbidden_mass_penalty reads."""
     import torch
     width = max(len(b) for b in blocks)

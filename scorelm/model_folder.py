@@ -1,6 +1,7 @@
-"""A model folder whole or absent: what train.py writes to say a folder is complete, the checks
-that loading makes, checkpoints checked before a resume, and the lock that keeps two runs out of
-one folder.
+"""A model folder: what it says about itself (ModelCard: train.py writes it, everything else
+reads it), loading it, and whole or absent: what train.py writes to say a folder is complete,
+the checks that loading makes, checkpoints checked before a resume, and the lock that keeps two
+runs out of one folder.
 
 A finished model folder's files are moved into place tokenizer first and ``scorelm.json``
 last, which records the SHA-256 of the tokenizer it was saved with: a save interrupted at any
@@ -17,6 +18,7 @@ import os
 import socket
 import struct
 import zipfile
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from scorelm.cli import UserError
@@ -53,9 +55,80 @@ def read_json(path: Path, what: str):
         raise UserError(f"{path} is damaged ({what}): {' '.join(str(error).split())[:120]}") from None
 
 
-def check_files(folder: Path) -> dict:
+
+CARD = "scorelm.json"
+# A time or key signature is the model's own when at least this share of its training pieces use it.
+KNOWN_SHARE = 0.01
+
+
+@dataclass
+class ModelCard:
+    """What a model folder says about itself: what train.py learned of the training pieces
+    (scorelm.json) and the training settings that inference reads (train_config.json). Written
+    by train.py (save), read by everything else (read); a model saved before a field was
+    recorded reads as its default."""
+    voices: int = 4  # the usual number of voices of the training pieces
+    # per number of voices: each voice's (lowest, highest) MIDI number in the training split
+    voice_ranges: dict[int, list] = field(default_factory=dict)
+    # per number of voices: the usual layout of parts and staves (staves' voice counts per part), None: a part a voice
+    parts: dict[int, list | None] = field(default_factory=dict)
+    time_signatures: dict[str, int] = field(default_factory=dict)  # header word ("T:3/4") -> training pieces
+    key_signatures: dict[str, int] = field(default_factory=dict)  # header word ("K:-2") -> training pieces
+    format_version: int | None = None  # the score language's version the model was trained on
+    files: dict = field(default_factory=dict)  # the fingerprint of the files saved beside it (fingerprint())
+    # from train_config.json
+    dataset: str | None = None
+    max_length: int | None = None
+    from_scratch: bool = False
+
+    def to_json(self) -> dict:
+        """scorelm.json's content."""
+        return {"format_version": self.format_version, "voices": self.voices,
+                "voice_ranges": {str(n): [list(r) if r else r for r in ranges] for n, ranges in self.voice_ranges.items()},
+                "parts": {str(n): layout for n, layout in self.parts.items()},
+                "time_signatures": self.time_signatures, "key_signatures": self.key_signatures, "files": self.files}
+
+    @classmethod
+    def from_json(cls, data: dict, train_config: dict | None = None) -> "ModelCard":
+        train_config = train_config or {}
+        return cls(voices=data.get("voices", 4),
+                   voice_ranges={int(n): ranges for n, ranges in (data.get("voice_ranges") or {}).items()},
+                   parts={int(n): layout for n, layout in (data.get("parts") or {}).items()},
+                   time_signatures=data.get("time_signatures") or {}, key_signatures=data.get("key_signatures") or {},
+                   format_version=data.get("format_version"), files=data.get("files") or {},
+                   dataset=train_config.get("dataset"), max_length=train_config.get("max_length"),
+                   from_scratch=bool(train_config.get("from_scratch")))
+
+    def save(self, folder: Path) -> None:
+        """scorelm.json, its fingerprint taken of the files already beside it."""
+        self.files = fingerprint(folder)
+        (folder / CARD).write_text(json.dumps(self.to_json(), indent=1) + "\n")
+
+    def ranges(self, voices: int | None = None) -> list | None:
+        """Each voice's range for pieces of this many voices (default: the usual number)."""
+        return self.voice_ranges.get(voices or self.voices)
+
+    def layout(self, voices: int | None = None) -> tuple | None:
+        """The layout of parts and staves the training pieces of this many voices usually state
+        (None: no P words, every voice a part of its own, as in the chorales)."""
+        layout = self.parts.get(voices or self.voices)
+        return tuple(tuple(staves) for staves in layout) if layout else None
+
+    def known_headers(self, kind: str) -> set[str] | None:
+        """The header words ("T:3/4", "K:-2") of `kind` ("time_signatures" or "key_signatures")
+        the model knows: used by at least KNOWN_SHARE of its training pieces; None for a model
+        saved before the count."""
+        counts = getattr(self, kind)
+        if not counts:
+            return None
+        total = sum(counts.values())
+        return {word for word, count in counts.items() if count >= KNOWN_SHARE * total}
+
+
+def check_files(folder: Path) -> ModelCard:
     """Before loading: the files a model folder needs, readable, and consistent with the
-    fingerprint its scorelm.json recorded. Returns scorelm.json's content ({} if absent)."""
+    fingerprint its scorelm.json recorded. Returns the folder's card (a model saved without one:
+    the defaults)."""
     if not (folder / "config.json").is_file():
         raise UserError(f"no trained model in {folder}/; train one with 'accelerate launch train.py' or pass --model")
     read_json(folder / "config.json", "the model's configuration")
@@ -67,10 +140,10 @@ def check_files(folder: Path) -> dict:
             raise UserError(f"{weights} is damaged: {problem}")
     if not any((folder / name).is_file() for name in ("tokenizer.json", "vocab.json", "tokenizer.model")):
         raise UserError(f"{folder}/ has no tokenizer (tokenizer.json)")
-    metadata = read_json(folder / "scorelm.json", "written by train.py") if (folder / "scorelm.json").is_file() else {}
-    for name in ("train_config.json", "tokenizer_config.json", "generation_config.json"):
-        if (folder / name).is_file():
-            read_json(folder / name, "written by train.py" if name == "train_config.json" else name)
+    metadata = read_json(folder / CARD, "written by train.py") if (folder / CARD).is_file() else {}
+    read = {name: read_json(folder / name, "written by train.py" if name == "train_config.json" else name)
+            for name in ("train_config.json", "tokenizer_config.json", "generation_config.json")
+            if (folder / name).is_file()}
     if not isinstance(metadata, dict):
         raise UserError(f"{folder / 'scorelm.json'} is damaged (written by train.py): not a JSON object")
     recorded = metadata.get("files") or {}
@@ -78,7 +151,8 @@ def check_files(folder: Path) -> dict:
     if any(key in recorded and recorded[key] != value for key, value in fingerprint(folder).items()):
         raise UserError(f"{folder}/ mixes files of two runs (its tokenizer is not the one its scorelm.json was "
                         f"saved with: a save was interrupted, or files were copied in); train it again or restore it")
-    return metadata
+    trained = read.get("train_config.json")
+    return ModelCard.from_json(metadata, trained if isinstance(trained, dict) else None)
 
 
 def check_loaded(folder: Path, model, tokenizer) -> None:
@@ -87,6 +161,33 @@ def check_loaded(folder: Path, model, tokenizer) -> None:
     if len(tokenizer) > rows:
         raise UserError(f"{folder}/: the tokenizer holds {len(tokenizer)} tokens but the model embeds {rows}; "
                         f"the folder mixes files of two runs")
+
+
+def load(model_dir, device: str = "cpu"):
+    """A trained ScoreLM folder: (model on `device` (lm.pick_device's names) in
+    lm.inference_dtype, tokenizer, ModelCard), or a one-line error for a missing, damaged or
+    mixed folder."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()  # a weights bar for a model that loads in a blink
+    folder = Path(model_dir)
+    card = check_files(folder)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(folder)
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise UserError(f"cannot load the model in {folder}/: {' '.join(str(error).split())[:150]}") from None
+    check_loaded(folder, model, tokenizer)
+    from scorelm import lm
+    target = lm.pick_device(device)
+    if target.type != "cpu":
+        model.to(device=target, dtype=lm.inference_dtype(target))
+    model.eval()
+    # a model trained from scratch knows the positions of its training blocks only
+    if card.from_scratch and 0 < (card.max_length or 0) < model.config.max_position_embeddings:
+        model.config.max_position_embeddings = card.max_length  # saved before the config said so
+    return model, tokenizer, card
 
 
 def safetensors_problem(path: Path) -> str | None:

@@ -14,6 +14,7 @@ from scorelm import audio, language, notation, page
 from scorelm.cli import UserError, worker_count
 
 SUFFIXES = {"musicxml": ".musicxml", "midi": ".mid", "png": ".png", "mp3": ".mp3", "wav": ".wav"}
+DEFAULT_FORMATS = ["musicxml", "midi", "png", "mp3"]  # what --render writes (WAV only when asked: --wav)
 
 
 @dataclass(frozen=True)

@@ -69,8 +69,8 @@ def test_information_content_and_entropy_read_back_from_the_csv(tiny_model, tmp_
 def test_information_sums_over_words_match_the_model(tiny_model):
     """Under the grammar's renormalisation no word's information content exceeds the model's own
     bits for it, and the pitch's never exceeds the event's (a pitch sums over its words)."""
-    from scorelm import sampling
-    model, tokenizer, _ = sampling.load_model_dir(tiny_model)
+    from scorelm import model_folder
+    model, tokenizer, _ = model_folder.load(tiny_model)
     from music21 import corpus
     piece = language.piece_from_score(corpus.parse("bach/bwv66.6"))
     notes = information.note_information(piece, tokenizer, information.model_predictor(model))
@@ -183,13 +183,13 @@ def test_idyom_data_and_protocol_means():
 
 def test_ngram_baseline_gives_pitch_distributions_that_sum_to_one(melody_dataset):
     records = [r for s in dataset.SPLITS for r in dataset.read_jsonl(melody_dataset / f"{s}.jsonl")][:12]
-    from scorelm import lm, sampling
+    from scorelm import decoding, lm
     from scorelm.evaluation import KneserNey, token_stream
     tokenizer = lm.train_word_tokenizer([r["text"] for r in records])
     ngram = KneserNey(3, len(tokenizer)).fit(token_stream(tokenizer, [r["text"] for r in records[1:]]))
     notes = information.note_information(language.parse(records[0]["text"])[0][0], tokenizer,
                                          information.ngram_predictor(ngram, len(tokenizer)),
-                                         sampling.Vocabulary.from_tokenizer(tokenizer), keep_distributions=True)
+                                         decoding.Vocabulary.from_tokenizer(tokenizer), keep_distributions=True)
     assert all(abs(sum(n.pitch_distribution.values()) - 1) < 1e-9 for n in notes if n.pitch)
     result = idyom.score(idyom.ngram_cross_validated(records, folds.assign_folds(records, 3, 42)))
     assert len(result.per_fold) == 3 and 0 < result.mean_of_folds < 10 and result.notes > 100

@@ -104,14 +104,14 @@ def test_constrained_decoder_allows_every_chorale():
     of every chorale is allowed where it stands (sixteenths with no sixteenth rest to fill after
     them, ties into short measures, measures longer than the time signature)."""
     from music21 import corpus
-    from scorelm import lm, sampling
+    from scorelm import decoding, lm
     texts = [TEXTS.get(s) or language.encode_score(corpus.parse(s)) for s in dataset.bach_chorale_sources()]
     tokenizer = lm.train_word_tokenizer(texts)
-    vocabulary = sampling.Vocabulary.from_tokenizer(tokenizer)
+    vocabulary = decoding.Vocabulary.from_tokenizer(tokenizer)
     walked = time_changes = 0
     for text in texts:
         voices = language.parse(text)[0][0].num_voices
-        constraint = sampling.ScoreConstraint(vocabulary, vocabulary.tables(voices))
+        constraint = decoding.ScoreConstraint(vocabulary, decoding.decoding_tables(vocabulary, voices))
         ids = lm.piece_ids(tokenizer, text)
         constraint.start(ids[:1])
         for position, token_id in enumerate(ids[1:]):
@@ -136,27 +136,26 @@ def test_voice_leading_rules_on_every_chorale(capsys):
     99% of the time."""
     from music21 import corpus
     import numpy as np
-    import infer
-    from scorelm import evaluation, lm, sampling, voice_leading
+    from scorelm import decoding, evaluation, lm, writing
     sources = dataset.bach_chorale_sources()
     all_texts = [TEXTS.get(s) or language.encode_score(corpus.parse(s)) for s in sources]
     splits = dataset.split_records([{"id": s, "text": t} for s, t in zip(sources, all_texts)], (0.8, 0.1, 0.1), 0)
     test_split = {r["text"] for r in splits["test"]}
     texts = [t for t in all_texts if language.parse(t)[0][0].num_voices == 4]
     tokenizer = lm.train_word_tokenizer(texts)
-    vocabulary = sampling.Vocabulary.from_tokenizer(tokenizer)
-    rules = vocabulary.rule_tables(4, "hard", voice_leading.RULE_NAMES)
-    mixed_hard = {rule.name for rule in voice_leading.RULES if rule.strength == "hard"}
-    default_forbids = vocabulary.rule_tables(4, infer.DEFAULT_RULES, voice_leading.RULE_NAMES).hard
+    vocabulary = decoding.Vocabulary.from_tokenizer(tokenizer)
+    rules = decoding.rule_tables(vocabulary, 4, "hard", decoding.RULE_NAMES)
+    mixed_hard = {rule.name for rule in decoding.RULES if rule.strength == "hard"}
+    default_forbids = decoding.rule_tables(vocabulary, 4, writing.DEFAULT_RULES, decoding.RULE_NAMES).hard
     assert default_forbids == mixed_hard  # the default is mixed: the rules Bach (nearly) never breaks forbid
-    forbidden = {part: {name: 0 for name in (*voice_leading.RULE_NAMES, "any rule", "mixed mode")}
+    forbidden = {part: {name: 0 for name in (*decoding.RULE_NAMES, "any rule", "mixed mode")}
                  for part in ("all", "test")}
     notes = {"all": 0, "test": 0}
     music21_counts = {"parallel_fifths": 0, "parallel_octaves": 0}
     for text in texts:
         parts = ("all", "test") if text in test_split else ("all",)
         ids = lm.piece_ids(tokenizer, text)
-        constraint = sampling.ScoreConstraint(vocabulary, vocabulary.tables(4), text.split().count(language.BAR),
+        constraint = decoding.ScoreConstraint(vocabulary, decoding.decoding_tables(vocabulary, 4), text.split().count(language.BAR),
                                               rules=rules)
         for token_id in ids[1:]:
             token, g = vocabulary.symbol[token_id], constraint.grammar

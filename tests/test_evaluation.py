@@ -8,7 +8,7 @@ import re
 import pytest
 from conftest import run_script
 
-from scorelm import evaluation, language, voice_leading
+from scorelm import decoding, evaluation, language
 
 
 def test_kneser_ney_is_a_distribution():
@@ -169,7 +169,7 @@ def test_evaluate_command(tiny_model, tiny_dataset, tmp_path):
     assert 0 <= columns["harmonized"]["matches_bach_bass_percent"] <= 100
     help_text = run_script("infer.py", "--help").stdout
     default = re.search(r"\(default (\w+)\)", help_text[help_text.index("  --rules {"):]).group(1)
-    assert report["settings"]["rules"] == default and default in voice_leading.MODES
+    assert report["settings"]["rules"] == default and default in decoding.MODES
     particles = re.search(r"default (\d+) harmonizing a melody, (\d+) otherwise", " ".join(help_text.split()))
     assert (report["settings"]["harmonization_particles"], report["settings"]["sample_particles"]) == \
         tuple(map(int, particles.groups()))

@@ -48,19 +48,19 @@ def test_stratified_corpus_sample_round_trips_through_musicxml(corpus_sample, ca
 def test_constrained_decoder_allows_every_piece_of_the_sample(corpus_sample):
     """Piano staves with voices, chords, grace notes, quartets, madrigals, folk tunes: walked word
     by word, every word is allowed where it stands."""
-    from scorelm import lm, sampling
+    from scorelm import decoding, lm
     texts = [text for r in corpus_sample for text in r.texts]
     assert any(" +" in t for t in texts) and any(" P:" in t for t in texts) and any(":0 " in t for t in texts)
     tokenizer = lm.train_word_tokenizer(texts)
-    vocabulary = sampling.Vocabulary.from_tokenizer(tokenizer)
-    unplayable = set(vocabulary.unplayable)  # quintuplets, septuplets, 17-tuplets: sampling.TICKS_PER_QUARTER
+    vocabulary = decoding.Vocabulary.from_tokenizer(tokenizer)
+    unplayable = set(vocabulary.unplayable)  # quintuplets, septuplets, 17-tuplets: decoding.TICKS_PER_QUARTER
     walked = [t for t in texts if not unplayable & set(t.split())]
     print(f"\ndecoder walk: {len(walked)} of {len(texts)} pieces; left out for tuplet values finer than "
           f"the decoder's tick: {len(texts) - len(walked)} ({', '.join(sorted(unplayable)[:6])} ...)")
     assert len(walked) >= 0.9 * len(texts)
     for text in walked:
         piece = language.parse(text)[0][0]
-        constraint = sampling.ScoreConstraint(vocabulary, vocabulary.tables(piece.num_voices), parts=piece.parts)
+        constraint = decoding.ScoreConstraint(vocabulary, decoding.decoding_tables(vocabulary, piece.num_voices), parts=piece.parts)
         ids = lm.piece_ids(tokenizer, text)
         constraint.start(ids[:1])
         for position, token_id in enumerate(ids[1:]):

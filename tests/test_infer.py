@@ -3,12 +3,15 @@ the melody, surprisal covers every note, seeds repeat, bad prompts are one-line 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import math
 
 import pytest
 from conftest import run_script
 
 from scorelm import dataset, language
+from scorelm import melody as fitting
+from scorelm.cli import UserError
 
 
 def training_texts(tiny_dataset):
@@ -127,21 +130,21 @@ def test_harmonization_keeps_the_melody(tiny_model, tiny_dataset, tmp_path):
 
 def test_which_meters_are_renotated_for_the_model():
     from fractions import Fraction
-    import infer
-    chorales = {"time_signatures": {"T:4/4": 294, "T:3/4": 35, "T:12/8": 1}}
+    from scorelm.model_folder import ModelCard
+    chorales = ModelCard(time_signatures={"T:4/4": 294, "T:3/4": 35, "T:12/8": 1})
     half, quarter = Fraction(1, 2), Fraction(1, 4)
     expected = {"4/2": half, "3/2": half, "4/1": quarter, "3/1": quarter,
                 "4/4": 1, "3/4": 1, "2/2": 1, "6/4": 1, "12/8": 1}  # 2/4, 3/8 and 12/8: under 1% of the chorales
     for meter, factor in expected.items():
         melody = f"| K:0 T:{meter} V1 C5:{language.format_duration(language.bar_length(meter))} ||"
-        assert infer.meter_for_the_model(melody, chorales)[0] == factor, meter
+        assert fitting.meter_for_the_model(melody, chorales)[0] == factor, meter
     hymn = "| K:0 T:3/2 V1 C5:6 | T:4/2 V1 C5:8 | T:2/2 V1 C5:4 ||"
-    assert infer.meter_for_the_model(hymn, chorales) == (1, hymn)  # its 2/2 would be 2/4: none of it renotated
-    assert infer.meter_for_the_model(hymn, {"time_signatures": {"T:3/2": 5, "T:4/2": 5, "T:2/2": 5}}) == (1, hymn)
-    assert infer.meter_for_the_model(hymn.replace(" | T:2/2 V1 C5:4", ""), chorales) == \
+    assert fitting.meter_for_the_model(hymn, chorales) == (1, hymn)  # its 2/2 would be 2/4: none of it renotated
+    assert fitting.meter_for_the_model(hymn, ModelCard(time_signatures={"T:3/2": 5, "T:4/2": 5, "T:2/2": 5})) == (1, hymn)
+    assert fitting.meter_for_the_model(hymn.replace(" | T:2/2 V1 C5:4", ""), chorales) == \
         (Fraction(1, 2), "| K:0 T:3/4 V1 C5:3 | T:4/4 V1 C5:4 ||")
-    assert infer.meter_for_the_model("| K:0 T:4/2 V1 C5:1/96 ||", chorales)[0] == 1  # 1/192: out of the language
-    assert infer.meter_for_the_model(hymn, {"voices": 4}) == (1, hymn)  # a model saved before the count
+    assert fitting.meter_for_the_model("| K:0 T:4/2 V1 C5:1/96 ||", chorales)[0] == 1  # 1/192: out of the language
+    assert fitting.meter_for_the_model(hymn, ModelCard()) == (1, hymn)  # a model saved before the count
 
 
 def test_a_melody_in_half_note_beats_is_harmonized_in_quarters_and_written_back(tiny_model, tiny_dataset, tmp_path):
@@ -197,22 +200,21 @@ def test_which_melodies_are_moved_for_the_model(tiny_model, tiny_dataset):
     one it can be shown as it is stays; one whose durations no move helps is an error naming the
     word."""
     import json
-    import infer
-    from scorelm import sampling
-    _, tokenizer, metadata = sampling.load_model_dir(tiny_model)
-    vocabulary = sampling.Vocabulary.from_tokenizer(tokenizer)
+    from scorelm import decoding, model_folder
+    _, tokenizer, card = model_folder.load(tiny_model)
+    vocabulary = decoding.Vocabulary.from_tokenizer(tokenizer)
     texts = training_texts(tiny_dataset)
     keys = json.loads((tiny_model / "scorelm.json").read_text())["key_signatures"]
     assert keys == {k: sum(k in t.split() for t in texts) for k in keys} and sum(keys.values()) >= len(texts)
     melody = language.parse(next(t for t in texts if t.count("K:") == 1))[0][0].top_voice().to_text()
-    assert infer.key_for_the_model(melody, metadata, vocabulary) == (None, melody)
+    assert fitting.key_for_the_model(melody, card, vocabulary) == (None, melody)
     high = language.transpose_text(melody, "P8")
-    with pytest.raises(infer.UserError):  # an octave up: above every pitch word the model has
-        infer.melody_plan(language.parse(high)[0][0], vocabulary)
-    interval, shown = infer.key_for_the_model(high, metadata, vocabulary)
+    with pytest.raises(UserError):  # an octave up: above every pitch word the model has
+        fitting.melody_plan(language.parse(high)[0][0], vocabulary)
+    interval, shown = fitting.key_for_the_model(high, card, vocabulary)
     assert interval is not None and interval.startswith(("P-", "M-", "m-", "A-", "d-"))
-    infer.melody_plan(language.parse(shown)[0][0], vocabulary)  # every note now a word it has
-    low, top = metadata["voice_ranges"]["4"][0]
+    fitting.melody_plan(language.parse(shown)[0][0], vocabulary)  # every note now a word it has
+    low, top = card.ranges(4)[0]
     lowest, highest = language.voice_ranges(language.parse(melody)[0][0])[0]
     shown_range = language.voice_ranges(language.parse(shown)[0][0])[0]
     assert low <= lowest and highest <= top  # the melody as written fits the soprano's range: so must the move
@@ -220,35 +222,34 @@ def test_which_melodies_are_moved_for_the_model(tiny_model, tiny_dataset):
     assert language.transpose_text(shown, language.inverse_interval(interval)) == high
     key = next(w for w in melody.split() if w.startswith("K:"))
     others = {k: n for k, n in keys.items() if k != key}
-    interval, shown = infer.key_for_the_model(melody, metadata | {"key_signatures": others}, vocabulary)
+    interval, shown = fitting.key_for_the_model(melody, dataclasses.replace(card, key_signatures=others), vocabulary)
     assert interval is not None and next(w for w in shown.split() if w.startswith("K:")) in others
     triplet = "| K:0 T:4/4 V1 C5:1/12 C5:11/12 C5:1 C5:2 ||"
-    with pytest.raises(infer.UserError, match="C5:1/12"):  # a triplet sixteenth has no word at any pitch
-        infer.melody_plan(language.parse(triplet)[0][0], vocabulary, approximate=False)
+    with pytest.raises(UserError, match="C5:1/12"):  # a triplet sixteenth has no word at any pitch
+        fitting.melody_plan(language.parse(triplet)[0][0], vocabulary, approximate=False)
     assert "C5:1" in vocabulary.ids_of and "C5:2" in vocabulary.ids_of
     # no move helps, so it is shown joined to its neighbour, at its own pitch
-    assert infer.key_for_the_model(triplet, metadata, vocabulary) == (None, triplet)
-    assert infer.melody_plan(language.parse(triplet)[0][0], vocabulary)[0][-3:] == ["C5:1", "C5:1", "C5:2"]
-    assert infer.joined_words(language.parse(triplet)[0][0], vocabulary) == ["C5:1/12", "C5:11/12"]  # now one C5:1
+    assert fitting.key_for_the_model(triplet, card, vocabulary) == (None, triplet)
+    assert fitting.melody_plan(language.parse(triplet)[0][0], vocabulary)[0][-3:] == ["C5:1", "C5:1", "C5:2"]
+    assert fitting.joined_words(language.parse(triplet)[0][0], vocabulary) == ["C5:1/12", "C5:11/12"]  # now one C5:1
 
 
 def test_a_melody_in_2_4_is_harmonized_two_measures_as_one(tiny_model, tiny_dataset, tmp_path):
     """A melody in 2/4, which no chorale is in: shown to the model with each two measures as one
     of 4/4, which it knows, and written back in 2/4; the same as harmonizing the paired melody
     and parting its measures again, the melody exact, every measure valid."""
-    import infer
     from fractions import Fraction
-    from scorelm import sampling
-    _, _, metadata = sampling.load_model_dir(tiny_model)
-    assert "T:4/4" in metadata["time_signatures"] and "T:2/4" not in metadata["time_signatures"]
+    from scorelm import model_folder
+    _, _, card = model_folder.load(tiny_model)
+    assert "T:4/4" in card.time_signatures and "T:2/4" not in card.time_signatures
     text = next(t for t in training_texts(tiny_dataset) if t.split()[2] == "T:4/4" and t.count("T:") == 1
                 and t.count("K:") == 1 and " L:" not in t)
     melody = language.parse(text)[0][0].top_voice()
     two = Fraction(2)
     halves = language.split_measures(melody, [[two, two]] * len(melody.measures), "2/4").to_text()
-    pairing, shown = infer.measures_for_the_model(halves, metadata)
+    pairing, shown = fitting.measures_for_the_model(halves, card)
     assert pairing == ("2/4", [[two, two]] * len(melody.measures)) and shown == melody.to_text()
-    assert infer.measures_for_the_model(melody.to_text(), metadata) == (None, melody.to_text())  # its own meter
+    assert fitting.measures_for_the_model(melody.to_text(), card) == (None, melody.to_text())  # its own meter
     (tmp_path / "halves.txt").write_text(halves + "\n")
     result = run_script("infer.py", "--harmonize", tmp_path / "halves.txt", "--model", tiny_model, "--seed", 6,
                         "-o", tmp_path / "out.txt")
@@ -270,8 +271,7 @@ def test_a_melody_above_the_model_s_words_is_harmonized_lower_and_moved_back(tin
     """A chorale melody an octave up, given as score text: harmonized where the model has its
     words, written back at its own pitch, the same as harmonizing the moved melody and moving the
     result back; a text file that is not valid score text is a one-line error."""
-    import infer
-    from scorelm import sampling
+    from scorelm import decoding, model_folder
     texts = training_texts(tiny_dataset)
     melody = language.parse(next(t for t in texts if t.count("K:") == 1))[0][0].top_voice().to_text()
     high = language.transpose_text(melody, "P8")
@@ -279,9 +279,9 @@ def test_a_melody_above_the_model_s_words_is_harmonized_lower_and_moved_back(tin
     result = run_script("infer.py", "--harmonize", tmp_path / "high.txt", "--model", tiny_model, "--seed", 4,
                         "-o", tmp_path / "out.txt")
     assert result.returncode == 0, result.stderr
-    _, tokenizer, metadata = sampling.load_model_dir(tiny_model)
-    interval, shown = infer.key_for_the_model(high, metadata, sampling.Vocabulary.from_tokenizer(tokenizer))
-    assert f"harmonizing it {infer.interval_words(interval)} and writing it back at its own pitch" in result.stderr
+    _, tokenizer, card = model_folder.load(tiny_model)
+    interval, shown = fitting.key_for_the_model(high, card, decoding.Vocabulary.from_tokenizer(tokenizer))
+    assert f"harmonizing it {fitting.interval_words(interval)} and writing it back at its own pitch" in result.stderr
     pieces, report = language.parse((tmp_path / "out.txt").read_text())
     assert report.total == 0 and pieces[0].num_voices == 4
     assert pieces[0].voice_events(0) == language.parse(high)[0][0].voice_events(0)  # the melody as given
@@ -371,7 +371,7 @@ def test_a_new_piece_closes_within_the_models_context(tiny_model, tmp_path):
 
     from transformers import AutoTokenizer
 
-    from scorelm import lm, sampling
+    from scorelm import decoding, lm, model_folder
     context = json.loads((tiny_model / "train_config.json").read_text())["max_length"]
     assert json.loads((tiny_model / "config.json").read_text())["max_position_embeddings"] == context
     result = run_script("infer.py", "|", "--model", tiny_model, "--num-samples", 8, "--seed", 5)
@@ -380,30 +380,29 @@ def test_a_new_piece_closes_within_the_models_context(tiny_model, tmp_path):
     tokenizer = AutoTokenizer.from_pretrained(tiny_model)
     lengths = [len(lm.piece_ids(tokenizer, sample)) for sample in result.stdout.splitlines()]
     # a last measure written again (to close on the tonic) gets MIN_NEW_TOKENS however long the piece
-    assert max(lengths) <= 1 + context + sampling.MIN_NEW_TOKENS
+    assert max(lengths) <= 1 + context + decoding.MIN_NEW_TOKENS
     longer = run_script("infer.py", "|", "--model", tiny_model, "--num-samples", 8, "--seed", 5,
                         "--max-new-tokens", 4 * context)
     assert max(len(lm.piece_ids(tokenizer, s)) for s in longer.stdout.splitlines()) \
-        > 1 + context + sampling.MIN_NEW_TOKENS  # asked for
+        > 1 + context + decoding.MIN_NEW_TOKENS  # asked for
 
     older = tmp_path / "older"
     shutil.copytree(tiny_model, older)
     config = json.loads((older / "config.json").read_text())
     (older / "config.json").write_text(json.dumps({**config, "max_position_embeddings": 2048}))
-    model, _, _ = sampling.load_model_dir(str(older))
-    assert sampling.context_length(model) == context
+    model, _, _ = model_folder.load(str(older))
+    assert decoding.context_length(model) == context
 
 
 def test_a_melody_note_the_model_has_no_word_for_is_harmonized_and_kept(tiny_model, tiny_dataset, tmp_path):
     """A melody whose last measure has a note under a fermata that the tiny model has no word for:
     the model is shown it as tied notes it knows, and the harmonization keeps the melody's own
     word (and a grace note the model does not know before it)."""
-    import infer
-    from scorelm import sampling
-    _, tokenizer, _ = sampling.load_model_dir(tiny_model)
-    known = sampling.Vocabulary.from_tokenizer(tokenizer)
+    from scorelm import decoding, model_folder
+    _, tokenizer, _ = model_folder.load(tiny_model)
+    known = decoding.Vocabulary.from_tokenizer(tokenizer)
     last = next(word for word in (f"{p}:4^" for p in ("G4", "A4", "F#4", "B4", "E4", "D5", "C5"))
-                if word not in known.ids_of and infer.tied_respelling(word, known))
+                if word not in known.ids_of and fitting.tied_respelling(word, known))
     grace = next(f"{p}:0" for p in ("C#5", "Bb4", "D#5", "G#4") if f"{p}:0" not in known.ids_of)
     text = next(t for t in training_texts(tiny_dataset) if "T:4/4" in t.split()[:4] and t.count("T:") == 1)
     words = language.parse(text)[0][0].top_voice().to_text().split()
@@ -422,59 +421,55 @@ def test_a_melody_note_the_model_has_no_word_for_is_harmonized_and_kept(tiny_mod
 
 
 def test_tied_respelling():
-    import infer
-    from scorelm import lm, sampling
+    from scorelm import decoding, lm
     words = ["F#4:4^~", "F#4:2", "F#4:4~", "E5:1~", "E5:1", "R:4", "R:2^", "E5:0.5~"]
-    known = sampling.Vocabulary.from_tokenizer(lm.train_word_tokenizer([" ".join(words)]))
+    known = decoding.Vocabulary.from_tokenizer(lm.train_word_tokenizer([" ".join(words)]))
     assert all(word in known.ids_of for word in words) and "F#4:6^" not in known.ids_of
-    assert infer.tied_respelling("F#4:6^", known) == ["F#4:4^~", "F#4:2"]  # the fermata where the note begins
-    assert infer.tied_respelling("E5:2~", known) == ["E5:1~", "E5:1~"]  # its own tie on the last
-    assert infer.tied_respelling("E5:3", known) == ["E5:1~", "E5:1~", "E5:1"]
-    assert infer.tied_respelling("R:6^", known) == ["R:2^", "R:4"]
-    assert infer.tied_respelling("D5:0", known) == []  # a grace note: left out of the model's view
-    assert infer.tied_respelling("G4:3", known) is None and infer.tied_respelling("V1", known) is None
+    assert fitting.tied_respelling("F#4:6^", known) == ["F#4:4^~", "F#4:2"]  # the fermata where the note begins
+    assert fitting.tied_respelling("E5:2~", known) == ["E5:1~", "E5:1~"]  # its own tie on the last
+    assert fitting.tied_respelling("E5:3", known) == ["E5:1~", "E5:1~", "E5:1"]
+    assert fitting.tied_respelling("R:6^", known) == ["R:2^", "R:4"]
+    assert fitting.tied_respelling("D5:0", known) == []  # a grace note: left out of the model's view
+    assert fitting.tied_respelling("G4:3", known) is None and fitting.tied_respelling("V1", known) is None
 
 
 def test_shown_words_spell_a_pitch_otherwise_before_moving_a_melody():
     """A source's F flat or B sharp, which the model has no word for, is shown as the same key on
     the keyboard spelled as the model knows it (tied too), before any other spelling is tried."""
-    import infer
-    from scorelm import lm, sampling
+    from scorelm import decoding, lm
     words = ["E4:1", "C5:1~", "C5:1", "E4:2", "Fb4:2"]
-    known = sampling.Vocabulary.from_tokenizer(lm.train_word_tokenizer([" ".join(words)]))
-    assert infer.shown_words("Fb4:1", known) == ["E4:1"]
-    assert infer.shown_words("B#4:2", known) == ["C5:1~", "C5:1"]  # spelled otherwise, then tied
-    assert infer.shown_words("Fb4:2", known) == ["Fb4:2"] and infer.shown_words("E4:3", known) is None
-    assert infer.enharmonic_spellings("Cb5") == ("B4",) and infer.enharmonic_spellings("C#5") == ("Db5",)
+    known = decoding.Vocabulary.from_tokenizer(lm.train_word_tokenizer([" ".join(words)]))
+    assert fitting.shown_words("Fb4:1", known) == ["E4:1"]
+    assert fitting.shown_words("B#4:2", known) == ["C5:1~", "C5:1"]  # spelled otherwise, then tied
+    assert fitting.shown_words("Fb4:2", known) == ["Fb4:2"] and fitting.shown_words("E4:3", known) is None
+    assert fitting.enharmonic_spellings("Cb5") == ("B4",) and fitting.enharmonic_spellings("C#5") == ("Db5",)
 
 
 def test_joined_rhythm():
     """A note or rest no words of the model write, even tied, is joined to a neighbour: to the
     note rather than a rest, the longer note, the one it is tied to, keeping a fermata and a tie
     held into the measure."""
-    import infer
-    from scorelm import lm, sampling
+    from scorelm import decoding, lm
     words = ["C5:1", "D5:0.5", "C5:0.5", "G4:2^", "E5:1", "D5:1", "R:1"]
-    known = sampling.Vocabulary.from_tokenizer(lm.train_word_tokenizer([" ".join(words)]))
-    assert infer.joined_rhythm(["C5:0.75", "R:0.25", "R:1"], known) == ["C5:1", "R:1"]  # a sixteenth rest
-    assert infer.joined_rhythm(["D5:0.375", "E5:0.125", "C5:0.5"], known) == ["D5:0.5", "C5:0.5"]  # dotted 16th, 32nd
-    assert infer.joined_rhythm(["R:0.25", "G4:1.75^"], known) == ["G4:2^"]  # the note's fermata kept
-    assert infer.joined_rhythm(["C5:0.25", "D5:0.75"], known) == ["D5:1"]  # the longer note
-    assert infer.joined_rhythm(["C5:0.25", "D5:0.75"], known, tied_in="C5") == ["C5:1"]  # a tie into it holds
-    assert infer.joined_rhythm(["E5:0.75~", "E5:0.25", "D5:1"], known) == ["E5:1", "D5:1"]  # its own continuation
-    assert infer.joined_rhythm(["C5:1", "D5:0.5"], known) == ["C5:1", "D5:0.5"]  # nothing to join
-    assert infer.joined_rhythm(["G#6:4^"], known) is None and infer.joined_rhythm(["V2"], known) is None
+    known = decoding.Vocabulary.from_tokenizer(lm.train_word_tokenizer([" ".join(words)]))
+    assert fitting.joined_rhythm(["C5:0.75", "R:0.25", "R:1"], known) == ["C5:1", "R:1"]  # a sixteenth rest
+    assert fitting.joined_rhythm(["D5:0.375", "E5:0.125", "C5:0.5"], known) == ["D5:0.5", "C5:0.5"]  # dotted 16th, 32nd
+    assert fitting.joined_rhythm(["R:0.25", "G4:1.75^"], known) == ["G4:2^"]  # the note's fermata kept
+    assert fitting.joined_rhythm(["C5:0.25", "D5:0.75"], known) == ["D5:1"]  # the longer note
+    assert fitting.joined_rhythm(["C5:0.25", "D5:0.75"], known, tied_in="C5") == ["C5:1"]  # a tie into it holds
+    assert fitting.joined_rhythm(["E5:0.75~", "E5:0.25", "D5:1"], known) == ["E5:1", "D5:1"]  # its own continuation
+    assert fitting.joined_rhythm(["C5:1", "D5:0.5"], known) == ["C5:1", "D5:0.5"]  # nothing to join
+    assert fitting.joined_rhythm(["G#6:4^"], known) is None and fitting.joined_rhythm(["V2"], known) is None
 
 
 def test_a_melody_rhythm_the_model_has_no_words_for_is_harmonized_and_kept(tiny_model, tiny_dataset, tmp_path):
     """A melody with a sixteenth rest the tiny model has no word for (nor any tied rests that
     write it): harmonized with the rest joined to the note before it, said on stderr, and the
     melody written as given, every voice filling every measure."""
-    import infer
-    from scorelm import sampling
-    _, tokenizer, _ = sampling.load_model_dir(tiny_model)
-    known = sampling.Vocabulary.from_tokenizer(tokenizer)
-    rest = next(r for r in ("R:0.25", "R:0.125", "R:0.375") if r not in known.ids_of and not infer.tied_respelling(r, known))
+    from scorelm import decoding, model_folder
+    _, tokenizer, _ = model_folder.load(tiny_model)
+    known = decoding.Vocabulary.from_tokenizer(tokenizer)
+    rest = next(r for r in ("R:0.25", "R:0.125", "R:0.375") if r not in known.ids_of and not fitting.tied_respelling(r, known))
     text = next(t for t in training_texts(tiny_dataset) if "T:4/4" in t.split()[:4] and t.count("T:") == 1)
     short = language.parse_token(rest).duration
     measures = language.parse(text)[0][0].top_voice().to_text().split(" | ")  # the first holds the headers
@@ -489,7 +484,7 @@ def test_a_melody_rhythm_the_model_has_no_words_for_is_harmonized_and_kept(tiny_
     measures[index] = " ".join([words[0], cut, rest] + words[2:])
     melody = language.parse(" | ".join(measures))[0][0]
     assert language.validate(melody.to_text()) == [] and f"{cut} {rest}" in melody.to_text()
-    assert infer.melody_plan(melody, known)[index][1:] == words  # shown the measure as the chorale has it
+    assert fitting.melody_plan(melody, known)[index][1:] == words  # shown the measure as the chorale has it
     (tmp_path / "melody.txt").write_text(melody.to_text() + "\n")
     result = run_script("infer.py", "--harmonize", tmp_path / "melody.txt", "--model", tiny_model, "--seed", 5,
                         "-o", tmp_path / "h.txt")

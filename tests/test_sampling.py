@@ -8,7 +8,7 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from scorelm import dataset, lm, sampling
+from scorelm import dataset, decoding, language, lm
 
 
 @pytest.fixture(scope="module")
@@ -20,16 +20,16 @@ def texts(chorale_texts, tiny_dataset) -> list[str]:
 @pytest.fixture(scope="module")
 def vocabulary(texts):
     tokenizer = lm.train_word_tokenizer(texts)
-    return tokenizer, sampling.Vocabulary.from_tokenizer(tokenizer)
+    return tokenizer, decoding.Vocabulary.from_tokenizer(tokenizer)
 
 
 def test_single_lookups_agree_with_array_lookups(vocabulary):
     _, v = vocabulary
-    tables = v.tables(4, [[60, 81], [53, 74], [48, 69], [36, 62]])
+    tables = decoding.decoding_tables(v, 4, [[60, 81], [53, 74], [48, 69], [36, 62]])
     ticks = list(range(-3, tables.min_fill.shape[1] + 3))
     for voice in range(5):
         assert [tables.fill(t, voice) for t in ticks] == tables.fill(np.array(ticks), voice).tolist()
-        assert tables.fill(-1, voice) == tables.fill(tables.min_fill.shape[1], voice) == sampling.UNREACHABLE
+        assert tables.fill(-1, voice) == tables.fill(tables.min_fill.shape[1], voice) == decoding.tables.UNREACHABLE
         for measure_ticks in (0, tables.min_fill.shape[1] - 1, 7):
             expected = tables.closing_cost(voice, np.array(ticks), measure_ticks).tolist()
             assert [tables.closing_cost(voice, t, measure_ticks) for t in ticks] == expected
@@ -38,11 +38,11 @@ def test_single_lookups_agree_with_array_lookups(vocabulary):
 
 def test_a_voice_fills_with_rests_and_untied_notes_in_its_range(vocabulary):
     _, v = vocabulary
-    tables = v.tables(4, [[60, 81], [53, 74], [48, 69], [36, 62]])
+    tables = decoding.decoding_tables(v, 4, [[60, 81], [53, 74], [48, 69], [36, 62]])
     for token_id, token in v.symbol.items():
-        if token.kind is sampling.Kind.REST:
+        if token.kind is language.Kind.REST:
             assert all(tables.fill(int(v.ticks[token_id]), voice) == 1 for voice in range(1, 5))
-        elif token.kind is sampling.Kind.NOTE and not token.tie:
+        elif token.kind is language.Kind.NOTE and not token.tie:
             # one note fills its own duration in every voice whose range holds it, and a
             # sixteenth fills in every voice although no sixteenth rest exists
             for voice in range(1, 5):
@@ -50,4 +50,4 @@ def test_a_voice_fills_with_rests_and_untied_notes_in_its_range(vocabulary):
                     assert tables.fill(int(v.ticks[token_id]), voice) == 1
     sixteenth = int(Fraction(1, 4) / v.tick)
     assert "R:0.25" not in v.ids_of and all(tables.fill(sixteenth, voice) == 1 for voice in range(1, 5))
-    assert tables.fill(0, 0) == 0 and tables.fill(sixteenth, 0) == sampling.UNREACHABLE  # nothing before V1
+    assert tables.fill(0, 0) == 0 and tables.fill(sixteenth, 0) == decoding.tables.UNREACHABLE  # nothing before V1

@@ -375,7 +375,8 @@ def test_unlikelihood_weight_takes_probability_from_what_the_rules_forbid(tmp_pa
     Bach's own word keeps them), as the saved models say."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
-    from scorelm import dataset, lm, sampling
+    from scorelm import dataset, decoding, lm
+    from scorelm.decoding.unlikelihood import forbidden_notes
     penalties = {}
     for weight in (0.0, 5.0):
         out = tmp_path / f"weight{weight:g}"
@@ -386,10 +387,10 @@ def test_unlikelihood_weight_takes_probability_from_what_the_rules_forbid(tmp_pa
         history = json.loads((out / "checkpoints" / "step-60" / "trainer_state.json").read_text())["history"]
         assert len(history.get("unlikelihood", [])) == (60 if weight else 0)
         model, tokenizer = AutoModelForCausalLM.from_pretrained(out), AutoTokenizer.from_pretrained(out)
-        vocabulary = sampling.Vocabulary.from_tokenizer(tokenizer)
+        vocabulary = decoding.Vocabulary.from_tokenizer(tokenizer)
         pieces = [lm.piece_ids(tokenizer, r["text"]) for r in dataset.read_jsonl(tiny_dataset / "train.jsonl")][:16]
         pieces = [ids[:128] for ids in pieces]  # within the tiny model's context
-        places = [sampling.forbidden_notes(vocabulary, ids, 4) for ids in pieces]
+        places = [forbidden_notes(vocabulary, ids, 4) for ids in pieces]
         batch = lm.collate(pieces, tokenizer.pad_token_id,
                            [np.concatenate([[[p, i] for i in ids] for p, ids in found]) for found in places])
         assert len(batch["forbidden"]) > 100

@@ -8,7 +8,9 @@ import itertools
 import numpy as np
 import pytest
 
-from scorelm import evaluation, language, lm, sampling, voice_leading
+from scorelm import decoding, evaluation, language, lm, model_folder
+from scorelm.decoding.unlikelihood import forbidden_notes
+from scorelm import melody as fitting
 
 WORDS = ("C3 D3 E3 G2 A2 B2 A3 B3 C4 D4 E4 F4 G4 A4 B4 C5 D5 E5 F5 G5 A5 B5 C6 Bb3 F#4 G#4 E3 F3 G3 C2 "
          "D2 E2 F2 G3 C#5 C#4").split()
@@ -20,13 +22,13 @@ def vocabulary():
     notes = [f"{p}:{d}{f}" for p in WORDS for d in ("1", "2", "4") for f in ("", "^")]
     text = "| K:0 T:4/4 V1 R:4 V2 R:4 V3 R:4 V4 R:4 || R:1 R:2 " + " ".join(notes)
     tokenizer = lm.train_word_tokenizer([text])
-    return sampling.Vocabulary.from_tokenizer(tokenizer)
+    return decoding.Vocabulary.from_tokenizer(tokenizer)
 
 
 def verdict(vocabulary, prefix: str, candidate: str, measures: int | None = None) -> set[str]:
     """Which rules a candidate word breaks after `prefix` (hard, every rule on)."""
-    rules = vocabulary.rule_tables(4, "hard", voice_leading.RULE_NAMES)
-    constraint = sampling.ScoreConstraint(vocabulary, vocabulary.tables(4), measures, rules=rules)
+    rules = decoding.rule_tables(vocabulary, 4, "hard", decoding.RULE_NAMES)
+    constraint = decoding.ScoreConstraint(vocabulary, decoding.decoding_tables(vocabulary, 4), measures, rules=rules)
     for word in prefix.split():
         constraint.advance(vocabulary.ids_of[word])
     g = constraint.grammar
@@ -76,8 +78,8 @@ def test_a_lower_voice_falls_silent_under_a_given_melody_s_note(vocabulary):
     under the melody's own rest, not for the melody, and not in a free piece."""
     melody = [["|", "K:0", "T:4/4", "V1", "C5:2", "R:2"]]  # forced measures: the rule knows a melody is given
     def under_melody(prefix: str, candidate: str) -> bool:
-        rules = vocabulary.rule_tables(4, "hard", voice_leading.RULE_NAMES)
-        constraint = sampling.ScoreConstraint(vocabulary, vocabulary.tables(4), None, rules=rules,
+        rules = decoding.rule_tables(vocabulary, 4, "hard", decoding.RULE_NAMES)
+        constraint = decoding.ScoreConstraint(vocabulary, decoding.decoding_tables(vocabulary, 4), None, rules=rules,
                                               forced_measures=melody)
         assert not constraint.music.free
         for word in prefix.split():
@@ -171,8 +173,8 @@ def test_signature_tonic_weighs_a_free_close_on_a_church_modes_final(vocabulary)
     # (Phrygian) close
     assert "signature_tonic" not in verdict(vocabulary, "| K:0 T:4/4 V1 E5:4^ V2", "C#5:4^", measures=1)
     assert "signature_tonic" in verdict(vocabulary, "| K:0 T:4/4 V1 E5:4^ V2", "G#4:4^", measures=1)
-    constraint = sampling.ScoreConstraint(vocabulary, vocabulary.tables(4), forced_measures=[["V1", "G5:4^"]],
-                                          rules=vocabulary.rule_tables(4, "hard", voice_leading.RULE_NAMES))
+    constraint = decoding.ScoreConstraint(vocabulary, decoding.decoding_tables(vocabulary, 4), forced_measures=[["V1", "G5:4^"]],
+                                          rules=decoding.rule_tables(vocabulary, 4, "hard", decoding.RULE_NAMES))
     assert constraint.music.free is False  # a harmonization: its melody decides the close
 
 
@@ -183,7 +185,7 @@ def test_readme_lists_every_rule_at_its_strength():
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     table = readme[readme.index("#### Voice-leading rules"):].split("\n\n")[2]
     rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in table.splitlines()[2:]]
-    assert [(row[0].strip("`"), row[-1]) for row in rows] == [(rule.name, rule.strength) for rule in voice_leading.RULES]
+    assert [(row[0].strip("`"), row[-1]) for row in rows] == [(rule.name, rule.strength) for rule in decoding.RULES]
 
 
 def test_mixed_mode_forbids_the_hard_rules_and_weighs_the_soft_ones(vocabulary):
@@ -193,14 +195,14 @@ def test_mixed_mode_forbids_the_hard_rules_and_weighs_the_soft_ones(vocabulary):
     ids = {word: vocabulary.ids_of[word] for word in ("D4:2", "B3:2", "B4:2")}  # fifths, fine, crossing
     masks = {}
     for mode in ("mixed", "hard"):
-        rules = vocabulary.rule_tables(4, mode, voice_leading.RULE_NAMES)
-        constraint = sampling.ScoreConstraint(vocabulary, vocabulary.tables(4), rules=rules)
+        rules = decoding.rule_tables(vocabulary, 4, mode, decoding.RULE_NAMES)
+        constraint = decoding.ScoreConstraint(vocabulary, decoding.decoding_tables(vocabulary, 4), rules=rules)
         for word in prefix.split():
             constraint.advance(vocabulary.ids_of[word])
         masks[mode] = (constraint.allowed(), constraint.penalty)
     mask, penalty = masks["mixed"]
     assert not mask[ids["D4:2"]] and mask[ids["B3:2"]] and mask[ids["B4:2"]]
-    crossing = {rule.name: rule for rule in voice_leading.RULES}["voice_crossing"]
+    crossing = {rule.name: rule for rule in decoding.RULES}["voice_crossing"]
     assert crossing.strength == "soft" and penalty[ids["B4:2"]] >= crossing.penalty and penalty[ids["B3:2"]] == 0
     mask, penalty = masks["hard"]
     assert not mask[ids["D4:2"]] and mask[ids["B3:2"]] and not mask[ids["B4:2"]] and penalty is None
@@ -211,8 +213,8 @@ def test_interval_arithmetic_agrees_with_music21():
     names = [f"{step}{accidental}{octave}" for step in "CDEFGAB" for accidental in ("", "#", "b")
              for octave in (2, 3, 4, 5)]
     for upper, lower in itertools.product(names, repeat=2):
-        ours = voice_leading.interval_class_of(language.midi_number(upper), voice_leading.diatonic_step(upper),
-                                               language.midi_number(lower), voice_leading.diatonic_step(lower))
+        ours = decoding.rules.interval_class_of(language.midi_number(upper), decoding.rules.diatonic_step(upper),
+                                               language.midi_number(lower), decoding.rules.diatonic_step(lower))
         simple = interval.Interval(pitch.Pitch(language.music21_pitch_name(lower)),
                                    pitch.Pitch(language.music21_pitch_name(upper))).simpleName
         assert ours == {"P5": 5, "P1": 1}.get(simple, 0), (upper, lower, simple)
@@ -220,10 +222,10 @@ def test_interval_arithmetic_agrees_with_music21():
 
 @pytest.mark.parametrize("mode", ["hard", "mixed", "soft"])
 def test_samples_under_rules_are_valid_and_hard_ones_break_none(tiny_model, mode):
-    model, tokenizer, metadata = sampling.load_model_dir(tiny_model)
+    model, tokenizer, card = model_folder.load(tiny_model)
     report: dict = {}
-    texts = sampling.generate_texts(model, tokenizer, "|", 6, num_voices=4, max_new_tokens=300, seed=3,
-                                    voice_ranges=metadata["voice_ranges"]["4"], rules=mode, rule_report=report)
+    texts = decoding.generate_texts(model, tokenizer, "|", 6, decoding.SamplingSettings(
+        voice_ranges=card.ranges(4), rules=mode), max_new_tokens=300, seed=3, rule_report=report)
     for text in texts:
         pieces, repairs = language.parse(text)
         assert repairs.total == 0 and len(pieces) == 1
@@ -232,7 +234,7 @@ def test_samples_under_rules_are_valid_and_hard_ones_break_none(tiny_model, mode
         counts = {"parallel_fifths_per_100_beats": "parallel_fifths", "parallel_octaves_per_100_beats": "parallel_octaves",
                   "voice_crossings_per_100_beats": "voice_crossing", "spacing_errors_per_100_beats": "spacing",
                   "notes_out_of_range_percent": "range"}
-        hard = {rule.name for rule in voice_leading.RULES if mode == "hard" or rule.strength == "hard"}
+        hard = {rule.name for rule in decoding.RULES if mode == "hard" or rule.strength == "hard"}
         for statistic, rule in counts.items():
             if rule not in hard:
                 continue
@@ -253,20 +255,19 @@ def test_a_free_close_on_a_church_modes_final_is_written_again(tiny_model, mode)
     is the Mixolydian final under the soprano's G) but breaks signature_tonic: its last measure
     is written again, and the close that wins is on C or A, or the piece is left as written
     (counted). With the rule switched off it is left alone."""
-    model, tokenizer, metadata = sampling.load_model_dir(tiny_model)
-    vocabulary = sampling.Vocabulary.from_tokenizer(tokenizer)
+    model, tokenizer, card = model_folder.load(tiny_model)
+    vocabulary = decoding.Vocabulary.from_tokenizer(tokenizer)
     text = ("| K:0 T:4/4 V1 E5:2 D5:2 V2 C5:2 B4:2 V3 G4:2 G4:2 V4 C4:2 G3:2 "
             "| V1 C5:2 G4:2^ V2 E4:1 D4:1 D4:2^ V3 G3:1 G3:1 B3:2^ V4 C3:1 C3:1 G2:2^ ||")
-    settings = dict(num_voices=4, voice_ranges=metadata["voice_ranges"]["4"], parts=None, temperature=1.0, top_k=0,
-                    top_p=1.0, vocabulary=vocabulary, rules=mode, particles=1)
-    music = voice_leading.VoiceLeading(vocabulary.rule_tables(4, mode, voice_leading.RULE_NAMES))
+    settings = decoding.SamplingSettings(voice_ranges=card.ranges(4), rules=mode)
+    music = decoding.voice_leading.VoiceLeading(decoding.rule_tables(vocabulary, 4, mode, decoding.RULE_NAMES))
     for word in text.split()[:-1]:
         token = vocabulary.symbol[vocabulary.ids_of[word]]
         music.advance(token, vocabulary.ids_of[word])
-    assert sampling._ending_faults(music, text) == {"signature_tonic"}  # final_chord holds: G is a Mixolydian final
+    assert decoding.generation.ending_faults(music, text) == {"signature_tonic"}  # final_chord holds: G is a Mixolydian final
     report: dict = {}
-    written = sampling._rewrite_ending(model, tokenizer, text, "|", 3, 0, report, modal_only=True, skip_rules=(),
-                                       **settings)
+    written = decoding.generation.rewrite_ending(model, tokenizer, text, "|", 3, 0, report, settings, vocabulary,
+                                                 modal_only=True)
     if report.get("endings left as the model wrote them"):
         assert written == text
     else:
@@ -274,11 +275,11 @@ def test_a_free_close_on_a_church_modes_final_is_written_again(tiny_model, mode)
         piece = language.parse(written)[0][0]
         assert len(piece.measures) == 2 and evaluation.ending(piece) == (True, True)
         assert evaluation.piece_statistics(piece)["counts"]["ends_on_signature_tonic"] == 1
-    music = voice_leading.VoiceLeading(vocabulary.rule_tables(4, mode, [n for n in voice_leading.RULE_NAMES
+    music = decoding.voice_leading.VoiceLeading(decoding.rule_tables(vocabulary, 4, mode, [n for n in decoding.RULE_NAMES
                                                                        if n != "signature_tonic"]))
     for word in text.split()[:-1]:
         music.advance(vocabulary.symbol[vocabulary.ids_of[word]], vocabulary.ids_of[word])
-    assert sampling._ending_faults(music, text) == set()
+    assert decoding.generation.ending_faults(music, text) == set()
 
 
 IN_C = ("| K:0 T:4/4 V1 E5:2 F5:2 V2 C5:2 C5:2 V3 G4:2 F4:2 V4 C4:2 F3:2 "
@@ -299,12 +300,12 @@ IN_C = ("| K:0 T:4/4 V1 E5:2 F5:2 V2 C5:2 C5:2 V3 G4:2 F4:2 V4 C4:2 F3:2 "
      {"final_chord", "signature_tonic"}),
 ])
 def test_which_free_closes_are_written_again(vocabulary, text, faults):
-    music = voice_leading.VoiceLeading(vocabulary.rule_tables(4, "mixed", voice_leading.RULE_NAMES))
+    music = decoding.voice_leading.VoiceLeading(decoding.rule_tables(vocabulary, 4, "mixed", decoding.RULE_NAMES))
     for word in text.split()[:-1]:
         music.advance(vocabulary.symbol[vocabulary.ids_of[word]], vocabulary.ids_of[word])
-    assert sampling._ending_faults(music, text) == faults
+    assert decoding.generation.ending_faults(music, text) == faults
     music.free = False  # a harmonization: its melody decides the mode
-    assert sampling._ending_faults(music, text) == faults - {"signature_tonic"}
+    assert decoding.generation.ending_faults(music, text) == faults - {"signature_tonic"}
 
 
 @pytest.mark.parametrize("tries, modal_only, wins", [
@@ -318,15 +319,16 @@ def test_which_ending_written_again_wins(monkeypatch, tries, modal_only, wins):
     the model's own close is off any tonic, if it at least closes on a church mode's final."""
     calls = iter(range(len(tries)))
 
-    def fake_generate(model, tokenizer, prompt, count, *, rule_report, **settings):
+    def fake_generate(model, tokenizer, prompt, count, settings, *, rule_report, **request):
         attempt = next(calls)
         rule_report.update(tries[attempt])
         return [f"{prompt} try{attempt} ||"]
 
-    monkeypatch.setattr(sampling, "generate_texts", fake_generate)
+    monkeypatch.setattr(decoding.generation, "_generate", fake_generate)
     text = "| K:0 T:4/4 V1 C5:4 | V1 G4:4^ ||"
     report: dict = {}
-    written = sampling._rewrite_ending(None, None, text, "|", 0, 0, report, modal_only=modal_only)
+    written = decoding.generation.rewrite_ending(None, None, text, "|", 0, 0, report, decoding.SamplingSettings(), None,
+                                                 modal_only=modal_only)
     if wins is None:
         assert written == text and report == {"endings left as the model wrote them": 1}
     else:
@@ -337,13 +339,11 @@ def test_which_ending_written_again_wins(monkeypatch, tries, modal_only, wins):
 def test_a_piece_of_one_measure_that_closes_off_the_tonic_is_written_again(tiny_model):
     """The model may close a piece after its first measure: that measure is the last, and none
     of it is the user's (the prompt was "|"), so it is written again like any other ending."""
-    model, tokenizer, metadata = sampling.load_model_dir(tiny_model)
+    model, tokenizer, card = model_folder.load(tiny_model)
     text = "| K:1 T:4/4 V1 D5:4 V2 A4:4 V3 F#4:4 V4 D3:4 ||"  # no fermatas: no close
     report: dict = {}
-    written = sampling._rewrite_ending(model, tokenizer, text, "|", 3, 0, report, num_voices=4,
-                                       voice_ranges=metadata["voice_ranges"]["4"], parts=None, temperature=1.0,
-                                       top_k=0, top_p=1.0, vocabulary=sampling.Vocabulary.from_tokenizer(tokenizer),
-                                       rules="hard", skip_rules=(), particles=1)
+    written = decoding.generation.rewrite_ending(model, tokenizer, text, "|", 3, 0, report, decoding.SamplingSettings(
+        voice_ranges=card.ranges(4), rules="hard"), decoding.Vocabulary.from_tokenizer(tokenizer))
     if report.get("endings left as the model wrote them"):
         assert written == text
     else:
@@ -391,27 +391,27 @@ def test_particle_weight_is_the_share_of_probability_the_rules_keep():
     grammar = np.array([[True, True, True, False], [True, True, True, True]])  # id 3 ungrammatical in row 0
     kept = torch.tensor([[0.0, float("-inf"), float("-inf"), float("-inf")],  # a hard rule keeps id 0 of three
                          [1.0, 2.0 - 4.0, 3.0, 4.0]])  # a soft rule takes 4 nats off id 1
-    weights = sampling.step_log_weights(logits, kept, grammar, temperature=1.0)
+    weights = decoding.particles.step_log_weights(logits, kept, grammar, temperature=1.0)
     assert weights[0].item() == pytest.approx(np.log(1 / 3))
     p = np.exp([1.0, 2.0, 3.0, 4.0]) / np.exp([1.0, 2.0, 3.0, 4.0]).sum()
     assert weights[1].item() == pytest.approx(np.log(1 - p[1] + p[1] * np.exp(-4)), rel=1e-5)
     # temperature applies to both masses: at t=0.5 the kept share of row 0 is still one of three equals
-    assert sampling.step_log_weights(logits, kept, grammar, temperature=0.5)[0].item() == pytest.approx(np.log(1 / 3))
+    assert decoding.particles.step_log_weights(logits, kept, grammar, temperature=0.5)[0].item() == pytest.approx(np.log(1 / 3))
 
 
 def test_particles_resample_only_when_their_weights_collapse():
     import torch
-    assert sampling._resampled(torch.zeros(8, dtype=torch.float64), 2, 4) is None
+    assert decoding.particles.resampled(torch.zeros(8, dtype=torch.float64), 2, 4) is None
     # the first piece's first particle holds nearly all the weight; the second piece's are even
     skewed = torch.tensor([0.0, -20.0, -20.0, -20.0, 0.0, 0.0, 0.0, 0.0], dtype=torch.float64)
-    assert sampling._resampled(skewed, 2, 4).tolist() == [0, 0, 0, 0, 4, 5, 6, 7]
+    assert decoding.particles.resampled(skewed, 2, 4).tolist() == [0, 0, 0, 0, 4, 5, 6, 7]
     # two of four even, two out of it: effective number 2, at the threshold, not below
-    assert sampling._resampled(torch.tensor([0.0, 0.0, -60.0, -60.0], dtype=torch.float64), 1, 4) is None
+    assert decoding.particles.resampled(torch.tensor([0.0, 0.0, -60.0, -60.0], dtype=torch.float64), 1, 4) is None
 
 
 def test_a_copied_grammar_state_is_independent(vocabulary):
-    rules = vocabulary.rule_tables(4, "hard", voice_leading.RULE_NAMES)
-    original = sampling.ScoreConstraint(vocabulary, vocabulary.tables(4), rules=rules)
+    rules = decoding.rule_tables(vocabulary, 4, "hard", decoding.RULE_NAMES)
+    original = decoding.ScoreConstraint(vocabulary, decoding.decoding_tables(vocabulary, 4), rules=rules)
     for word in "| K:0 T:4/4 V1 G4:2 A4:2 V2 C4:2".split():
         original.advance(vocabulary.ids_of[word])
     copy = original.copy()
@@ -424,12 +424,11 @@ def test_a_copied_grammar_state_is_independent(vocabulary):
 
 
 def test_particles_write_valid_pieces_that_keep_the_rules_and_repeat_with_the_seed(tiny_model):
-    model, tokenizer, metadata = sampling.load_model_dir(tiny_model)
-    settings = dict(num_voices=4, max_new_tokens=300, seed=5, voice_ranges=metadata["voice_ranges"]["4"],
-                    rules="hard", particles=3)
+    model, tokenizer, card = model_folder.load(tiny_model)
+    settings = decoding.SamplingSettings(voice_ranges=card.ranges(4), rules="hard", particles=3)
     report: dict = {}
-    texts = sampling.generate_texts(model, tokenizer, "|", 4, rule_report=report, **settings)
-    assert texts == sampling.generate_texts(model, tokenizer, "|", 4, **settings)
+    texts = decoding.generate_texts(model, tokenizer, "|", 4, settings, max_new_tokens=300, seed=5, rule_report=report)
+    assert texts == decoding.generate_texts(model, tokenizer, "|", 4, settings, max_new_tokens=300, seed=5)
     for text in texts:
         pieces, repairs = language.parse(text)
         assert repairs.total == 0 and len(pieces) == 1
@@ -454,45 +453,43 @@ def test_harmonization_with_particles_keeps_the_melody(tiny_model, tmp_path):
     assert result.returncode == 2 and "--particles must be at least 1" in result.stderr
 
 
-def test_particles_default_to_one_for_a_free_piece_and_four_under_a_melody(tiny_model, tmp_path, monkeypatch):
+def test_particles_default_to_one_for_a_free_piece_and_four_under_a_melody(tiny_model, tmp_path):
     """infer.py's particles when --particles is not given: one for a new piece or a continuation,
-    four for a harmonization (chosen on validation: README, "Particles"); --particles overrides both."""
-    import infer
+    four for a harmonization (chosen on validation: README, "Particles"); --particles overrides
+    both. Seen in what is written: with the same seed, the default writes what the particles it
+    stands for write, and not what other particles write."""
+    from conftest import run_script
     from music21 import corpus
     melody = tmp_path / "melody.musicxml"
     corpus.parse("bach/bwv66.6.mxl").parts[0].measures(0, 3).write("musicxml", fp=str(melody))
-    used, generate = [], sampling.generate_texts
 
-    def recorded(*args, **kwargs):
-        if not kwargs.get("one_window") and "particles" in kwargs:
-            used.append(kwargs["particles"])
-        return generate(*args, **kwargs)
-    monkeypatch.setattr(sampling, "generate_texts", recorded)
-    runs = {"free": ["|", "--measures", "2"], "continued": None, "harmonized": ["--harmonize", str(melody)],
-            "harmonized, 2": ["--harmonize", str(melody), "--particles", "2"]}
-    for name, argv in runs.items():
-        if argv is None:  # the first measure of the free piece, continued
-            words = (tmp_path / "free.txt").read_text().split()
-            argv = [" ".join(words[:words.index("|", 1)]), "--measures", "2"]
-        used.clear()
-        assert infer.main(argv + ["--model", str(tiny_model), "--seed", "1", "-o", str(tmp_path / f"{name}.txt")]) in (0, None)
-        assert used[0] == {"free": 1, "continued": 1, "harmonized": 4, "harmonized, 2": 2}[name], (name, used)
+    def written(*argv) -> str:
+        result = run_script("infer.py", *argv, "--model", tiny_model, "--seed", 1, "--quiet")
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    free = written("|", "--measures", 2)
+    words = free.split()
+    continued = " ".join(words[:words.index("|", 1)])
+    for argv, default, other in ((["|", "--measures", 2], 1, 2), ([continued, "--measures", 2], 1, 2),
+                                 (["--harmonize", melody], 4, 1)):
+        by_default = written(*argv)
+        assert by_default == written(*argv, "--particles", default), argv
+        assert by_default != written(*argv, "--particles", other), argv
 
 
 def test_a_melody_longer_than_the_context_is_harmonized_in_windows_of_it(tiny_model):
     """The tiny model knows 128 positions; bwv66.6 needs about 300 tokens: written in windows,
     each prompted with the last measures that fit in half the context, key and time restated."""
     from music21 import corpus
-
-    import infer
-    model, tokenizer, metadata = sampling.load_model_dir(tiny_model)
-    context = sampling.context_length(model)
-    vocabulary = sampling.Vocabulary.from_tokenizer(tokenizer)
+    model, tokenizer, card = model_folder.load(tiny_model)
+    context = decoding.context_length(model)
+    vocabulary = decoding.Vocabulary.from_tokenizer(tokenizer)
     chorale = language.piece_from_score(corpus.parse("bach/bwv66.6.mxl"))
-    forced = infer.melody_plan(chorale, vocabulary)
-    texts = sampling.generate_texts(model, tokenizer, "", 2, num_voices=4, forced_measures=forced, seed=4,
-                                    max_new_tokens=infer.harmonization_budget(forced, 4), vocabulary=vocabulary,
-                                    voice_ranges=metadata["voice_ranges"]["4"], rules="hard", particles=3)
+    forced = fitting.melody_plan(chorale, vocabulary)
+    texts = decoding.generate_texts(model, tokenizer, "", 2, decoding.SamplingSettings(
+        voice_ranges=card.ranges(4), rules="hard", particles=3), forced_measures=forced, seed=4,
+        max_new_tokens=fitting.harmonization_budget(forced, 4), vocabulary=vocabulary)
     for text in texts:
         pieces, repairs = language.parse(text)
         assert repairs.total == 0 and len(pieces) == 1
@@ -500,7 +497,7 @@ def test_a_melody_longer_than_the_context_is_harmonized_in_windows_of_it(tiny_mo
         assert len(lm.piece_ids(tokenizer, text)) > context + context // 2  # several windows
         # a window's prompt: whole measures from the end, the key and time in force stated first
         words = text.split()[:text.split().index(language.BAR, 150)]
-        prompt = sampling._window_prompt(words, context // 2, tokenizer)
+        prompt = decoding.generation.window_prompt(words, context // 2, tokenizer)
         assert len(lm.piece_ids(tokenizer, prompt)) <= context // 2
         assert prompt.split()[:3] == ["|", f"K:{chorale.measures[0].key}", f"T:{chorale.measures[0].time}"]
         shown = prompt.split()[3:]
@@ -512,8 +509,8 @@ def test_a_piece_of_more_measures_than_the_context_holds_is_written_in_windows(t
     valid score as written, the final chord kept, and every note written within the context
     (each window's prompt plus its new words fit in it)."""
     from conftest import run_script
-    model, tokenizer, _ = sampling.load_model_dir(tiny_model)
-    context = sampling.context_length(model)
+    model, tokenizer, _ = model_folder.load(tiny_model)
+    context = decoding.context_length(model)
     output = tmp_path / "long.txt"
     result = run_script("infer.py", "|", "--model", tiny_model, "--measures", 14, "--key", "G", "--time", "3/4",
                         "--seed", 3, "--particles", 2, "-o", output)
@@ -534,32 +531,32 @@ def test_a_piece_of_more_measures_than_the_context_holds_is_written_in_windows(t
 
 def test_windows_of_a_long_piece_each_fit_in_the_context(tiny_model, monkeypatch):
     """Every window a piece of set measures is written in fits in the context with its prompt."""
-    model, tokenizer, metadata = sampling.load_model_dir(tiny_model)
-    context = sampling.context_length(model)
-    calls, generate = [], sampling.generate_texts
+    model, tokenizer, card = model_folder.load(tiny_model)
+    context = decoding.context_length(model)
+    calls, generate = [], decoding.generation._generate
 
     def recorded(model, tokenizer, prompt, *args, **kwargs):
         if kwargs.get("one_window"):
             calls.append(len(lm.piece_ids(tokenizer, prompt)) + kwargs["max_new_tokens"])
         return generate(model, tokenizer, prompt, *args, **kwargs)
-    monkeypatch.setattr(sampling, "generate_texts", recorded)
-    text = sampling.generate_texts(model, tokenizer, "| K:1 T:3/4", 1, measures=12, seed=3, num_voices=4,
-                                   max_new_tokens=sampling.MEASURES_BUDGET, rules="mixed", particles=2,
-                                   voice_ranges=metadata["voice_ranges"]["4"])[0]
+    monkeypatch.setattr(decoding.generation, "_generate", recorded)
+    text = decoding.generate_texts(model, tokenizer, "| K:1 T:3/4", 1, decoding.SamplingSettings(
+        voice_ranges=card.ranges(4), rules="mixed", particles=2), measures=12, seed=3,
+        max_new_tokens=decoding.MEASURES_BUDGET)[0]
     pieces, repairs = language.parse(text)
     assert repairs.total == 0 and len(pieces[0].measures) == 12
     assert len(calls) >= 2 and all(tokens <= context for tokens in calls), calls
 
 
 def test_the_words_train_py_teaches_against_are_what_the_decoder_forbids(vocabulary):
-    """sampling.forbidden_notes, what unlikelihood_weight penalizes: where soprano C5 -> D5 over
+    """forbidden_notes, what unlikelihood_weight penalizes: where soprano C5 -> D5 over
     a bass on C3, a bass D3 (octaves) is forbidden beside the B2 written; where the piece writes
     the octaves itself, nothing is taught there; at the close, a six-four chord is forbidden."""
     def places(bass_note):
         text = (f"| K:0 T:4/4 V1 C5:2 D5:2 V2 E4:2 F4:2 V3 G3:2 A3:2 V4 C3:2 {bass_note} "
                 "| V1 C5:4^ V2 E4:4^ V3 G3:4^ V4 C3:4^ ||")
         words = text.split()
-        found = dict(sampling.forbidden_notes(vocabulary, [0] + [vocabulary.ids_of[w] for w in words], 4))
+        found = dict(forbidden_notes(vocabulary, [0] + [vocabulary.ids_of[w] for w in words], 4))
         named = {position: {vocabulary.symbol[i].text for i in ids} for position, ids in found.items()}
         return words, named
 
@@ -598,8 +595,8 @@ def test_under_a_melody_that_ends_without_a_fermata_the_close_has_none(vocabular
     without one (a fermata there would hold them where the tune goes on). A free piece, and a
     melody that ends with a fermata, still close with one in every voice."""
     def given(prefix, candidate, melody_word):
-        rules = vocabulary.rule_tables(4, "hard", voice_leading.RULE_NAMES)
-        constraint = sampling.ScoreConstraint(vocabulary, vocabulary.tables(4),
+        rules = decoding.rule_tables(vocabulary, 4, "hard", decoding.RULE_NAMES)
+        constraint = decoding.ScoreConstraint(vocabulary, decoding.decoding_tables(vocabulary, 4),
                                               forced_measures=[["|", "K:0", "T:4/4", "V1", melody_word]], rules=rules)
         for word in prefix.split():
             constraint.advance(vocabulary.ids_of[word])

@@ -175,11 +175,12 @@ def ngram_cross_validated(records: list[dict], dealt: list[list[dict]],
     """The project's Kneser-Ney n-gram model (evaluation.KneserNey) over the same folds: a word
     tokenizer over the corpus' alphabet, the order chosen within each fold's training pieces
     (the last tenth of them held out for it), never on the fold under test."""
-    from scorelm import lm, sampling
+    from scorelm import lm
+    from scorelm.decoding import Vocabulary
     from scorelm.evaluation import KneserNey, token_stream
     alphabet = " ".join(sorted({w for r in records for w in r["text"].split()}))
     tokenizer = lm.train_word_tokenizer([r["text"] for r in records] + [alphabet])
-    vocabulary = sampling.Vocabulary.from_tokenizer(tokenizer)
+    vocabulary = Vocabulary.from_tokenizer(tokenizer)
     size = len(tokenizer)
     predicted = []
     for index, held_out in enumerate(dealt):

@@ -35,12 +35,13 @@ from typing import Callable
 
 import numpy as np
 
-from scorelm import language, lm, sampling
+from scorelm import language, lm
+from scorelm.decoding import KINDS, ScoreConstraint, Vocabulary, context_length, decoding_tables
 from scorelm.analysis import ppm
 from scorelm.language import Kind
 
 LOG2 = math.log(2)
-_EVENT_KINDS = [sampling.KINDS.index(kind) for kind in (Kind.NOTE, Kind.REST, Kind.CHORD)]
+_EVENT_KINDS = [KINDS.index(kind) for kind in (Kind.NOTE, Kind.REST, Kind.CHORD)]
 
 # A predictor: given the ids of a piece (the first is the end-of-text token that begins every
 # piece), the natural-log probabilities of every id at every position: row j is the distribution
@@ -78,7 +79,7 @@ def model_predictor(model) -> Predictor:
     context carried over from one window to the next)."""
     import torch
 
-    window = sampling.context_length(model)
+    window = context_length(model)
 
     def predict(ids: list[int]) -> np.ndarray:
         out = None
@@ -142,17 +143,17 @@ def _entropy_bits(probabilities: np.ndarray) -> float:
 
 
 def note_information(piece: language.Piece, tokenizer, predictor: Predictor,
-                     vocabulary: sampling.Vocabulary | None = None,
+                     vocabulary: Vocabulary | None = None,
                      keep_distributions: bool = False) -> list[NoteInformation]:
     """Information content and entropy of every note, chord note and rest of `piece`, in the
     order the text writes them (measure by measure, voice by voice)."""
-    vocabulary = vocabulary or sampling.Vocabulary.from_tokenizer(tokenizer)
+    vocabulary = vocabulary or Vocabulary.from_tokenizer(tokenizer)
     v = vocabulary
     text = piece.to_text()
     annotated = piece.annotated_words()
     ids, spans = _word_token_spans(tokenizer, text)
     log_probs = predictor(ids)
-    constraint = sampling.ScoreConstraint(v, v.tables(piece.num_voices), parts=piece.parts)
+    constraint = ScoreConstraint(v, decoding_tables(v, piece.num_voices), parts=piece.parts)
     constraint.start(ids[:1])
     events_mask = np.isin(v.kind, _EVENT_KINDS)
     following = True  # the grammar still follows the piece
@@ -197,7 +198,7 @@ def note_information(piece: language.Piece, tokenizer, predictor: Predictor,
                                event.duration, tied_in, probability, bits(probability), _entropy_bits(p), raw,
                                alphabet)
         if pitch is not None:
-            kind = v.kind[token_id] if whole else sampling.KINDS.index(Kind.CHORD if chord_note else Kind.NOTE)
+            kind = v.kind[token_id] if whole else KINDS.index(Kind.CHORD if chord_note else Kind.NOTE)
             same = (v.kind[allowed] == kind) & (v.midi[allowed] >= 0)
             midis, weights = v.midi[allowed][same], p[same]
             total = weights.sum()
@@ -215,7 +216,7 @@ def note_information(piece: language.Piece, tokenizer, predictor: Predictor,
     return out
 
 
-def _follow(constraint: sampling.ScoreConstraint, token_id: int | None, token) -> bool:
+def _follow(constraint: ScoreConstraint, token_id: int | None, token) -> bool:
     """Advance the grammar by one word of the piece (one the model has no token for by its
     parsed Token); False where the grammar cannot follow it."""
     if token_id is not None:

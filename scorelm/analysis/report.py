@@ -15,7 +15,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from scorelm import dataset, language, notation, render, sampling
+from scorelm import dataset, language, model_folder, notation, render
+from scorelm.decoding import Vocabulary
 from scorelm.analysis import folds, information
 from scorelm.cli import UserError, check_can_write
 
@@ -48,16 +49,15 @@ class Models:
         return cls(folder, None, device)
 
     def load(self, name: str | None):
-        """(model, tokenizer, metadata, vocabulary, predictor) of a fold's model, or of the model."""
+        """(model, tokenizer, card, vocabulary, predictor) of a fold's model, or of the model."""
         if name not in self._loaded:
-            model, tokenizer, metadata = sampling.load_model_dir(self.folder / name if name else self.folder,
-                                                                 self.device)
-            self._loaded[name] = (model, tokenizer, metadata, sampling.Vocabulary.from_tokenizer(tokenizer),
+            model, tokenizer, card = model_folder.load(self.folder / name if name else self.folder, self.device)
+            self._loaded[name] = (model, tokenizer, card, Vocabulary.from_tokenizer(tokenizer),
                                   information.model_predictor(model))
         return self._loaded[name]
 
     def voices(self) -> int:
-        return self.load(self.manifest.models[0].name if self.manifest else None)[2].get("voices", 4)
+        return self.load(self.manifest.models[0].name if self.manifest else None)[2].voices
 
     def for_piece(self, text: str) -> tuple[list[str | None], bool | None]:
         """Which models analyse the piece: (names, held out); (None's list, None) for one model."""

@@ -2,7 +2,7 @@
 run) and the parser that turns text into pieces, repairing what the grammar does not allow.
 
 The grammar is the ``FOLLOWS`` table plus the arithmetic of ``Grammar.violation``; the parser,
-the validator and the constrained decoder (scorelm.sampling) all use it.
+the validator and the constrained decoder (scorelm.decoding) all use it.
 """
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
-"""Voice-leading rules for the constrained decoder: the table of rules (data, each switchable on
-its own) and the per-sequence state that checks a candidate note against the music already
-written.
+"""The voice-leading rules at work in the decoder: per-vocabulary tables, and the per-sequence
+state that checks each candidate note against the music already written, one check per rule
+(CHECKS; the rules themselves, their strengths and the reasons for them are in rules.py).
 
 Why a rule can be checked the moment a note is chosen: the language writes a measure's voices top
 down (V1 = soprano first), so when voice v chooses a note every voice above it is complete for
@@ -16,149 +16,18 @@ this module agrees with it on every chorale of the corpus), but it builds Interv
 (tens of microseconds a check), and the decoder must judge every candidate pitch for every row
 on every step. Here a spelled pitch is two integers (MIDI number, diatonic step), and one numpy
 pass judges all candidates.
-
-Strengths: hard (a note that breaks a rule is not chosen; if every candidate breaks some rule,
-rules are dropped from the end of RULES until one remains: counted, never at the cost of a valid
-score), soft (the logits of a note that breaks a rule are lowered by its penalty), and mixed, the
-default: each rule at its own strength in RULES, hard where Bach (nearly) never breaks the rule
-(the final chord, consecutive fifths and octaves, a chromatic clash such as A against A flat:
-together 0.7% of his notes), soft where he or his editors do (fermatas marked in the soprano
-only, crossings, spacing, range, overlap: 4.3% of his notes together), so that the decoder can still write what he wrote. The rule against a
-lower voice resting under a given melody's note is soft too, though Bach breaks it in 0.06% of
-his notes: it is there for melodies unlike his (a folk tune's dotted rhythms, under which the
-model falls silent), and as a penalty the particles weigh it like the model's probability.
-
-signature_tonic is the one rule about a piece as a whole rather than its lines. final_chord
-accepts a close on a church mode's final (a Phrygian melody under a signature of C ends on E),
-as Bach's modal melodies need; but a piece the model writes freely has no such melody, and left
-to itself it closes on a mode's final two or three times as often as Bach (on the fifth degree,
-a close that sounds like a half cadence, seven to nine times as often). So where no melody is
-given (free samples, continuations), in a last measure known to be the last, the closing notes
-that belong to no tonic chord of the signature break it; and a free sample that the model
-closes off the signature's tonic has its last measure written again (sampling._rewrite_ending),
-as one that breaks final_chord has, unless it closes on the key music21 finds for the whole
-piece (the model sometimes writes a piece in A major under a signature of D: its close on A is
-its tonic, and a B major chord after it would be foreign). A harmonization follows its melody's
-mode.
 """
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 
 import numpy as np
 
 from scorelm import language
-
-# Textbook SATB ranges (MIDI numbers): soprano C4-G5, alto G3-D5, tenor C3-G4, bass E2-C4.
-SATB_RANGES = [(60, 79), (55, 74), (48, 67), (40, 60)]
-STEPS = "CDEFGAB"
-MODES = ("off", "soft", "mixed", "hard")
-
-
-@dataclass(frozen=True)
-class Rule:
-    name: str
-    what: str  # one line, for --help and reports
-    penalty: float  # soft mode: nats taken off the logit of a token that breaks the rule
-    strength: str  # in mixed mode: "hard" where Bach's notes (nearly) never break it, else "soft"
-
-
-# In priority order: when every candidate breaks some rule, hard mode drops rules from the end. The
-# final chord comes first: a piece that closes off the tonic is worse than one parallel at its cadence.
-RULES = (
-    Rule("final_chord", "the piece ends on a root-position tonic chord with a fermata in every voice (none under "
-                        "a given melody whose last note has none), its third sounding (three or more voices)",
-         4.0, "hard"),
-    Rule("parallel_fifths", "consecutive perfect fifths between two voices, in parallel or contrary motion", 4.0, "hard"),
-    Rule("parallel_octaves", "consecutive octaves or unisons between two voices, in parallel or contrary motion",
-         4.0, "hard"),
-    Rule("chromatic_clash", "a note sounds against another voice's note of the same letter with another accidental "
-                            "(A against A flat)", 4.0, "hard"),
-    Rule("fermata", "a lower voice has a fermata exactly where the soprano has one", 3.0, "soft"),
-    Rule("voice_crossing", "a voice sounds above the voice written above it", 3.0, "soft"),
-    Rule("spacing", "more than an octave between soprano and alto, or alto and tenor (four voices)", 2.0, "soft"),
-    Rule("range", "a note outside its voice's textbook range (four voices: "
-                  "soprano C4-G5, alto G3-D5, tenor C3-G4, bass E2-C4)", 2.0, "soft"),
-    Rule("voice_overlap", "a voice moves past the note the voice above it has just left", 1.0, "soft"),
-    Rule("rest", "under a given melody, a lower voice begins a rest while the melody sings", 3.0, "soft"),
-    Rule("signature_tonic", "a piece with no given melody closes on its key signature's own major or minor "
-                            "tonic, not on a church mode's final", 2.0, "soft"),
-)
-RULE_NAMES = tuple(rule.name for rule in RULES)
-
-
-def diatonic_step(spelled: str) -> int:
-    """Diatonic step number of a spelled pitch (C4 -> 28, B#3 -> 27): letters, not semitones."""
-    return 7 * int(spelled[-1]) + STEPS.index(spelled[0])
-
-
-def interval_class_of(upper_midi: int, upper_step: int, lower_midi: int, lower_step: int) -> int:
-    """5 for a perfect fifth (or compound: twelfth, ...), 1 for a perfect unison or octave (or
-    compound), 0 otherwise; by spelling, as music21's simple interval names: C-G is a fifth, B#-G
-    is not. Plain Python on single numbers; the decoder looks whole rows up in a table of these."""
-    steps, semitones = upper_step - lower_step, upper_midi - lower_midi
-    if steps < 0 or (steps == 0 and semitones < 0):
-        steps, semitones = -steps, -semitones
-    simple = semitones - 12 * (steps // 7)
-    if steps % 7 == 4 and simple == 7:
-        return 5
-    return 1 if steps % 7 == 0 and simple == 0 else 0
-
-
-def tonic_pitch_classes(key: int) -> tuple[int, int]:
-    """The two tonics of a key signature: its major key's and its relative minor's."""
-    major = (7 * key) % 12
-    return major, (major + 9) % 12
-
-
-@functools.lru_cache(maxsize=None)
-def tonic_names(key: int) -> tuple[str, str]:
-    """The spelled tonics of a key signature's major and relative minor keys (K:-3: Eb, C)."""
-    from music21 import key as music21_key
-    signature = music21_key.KeySignature(key)
-    return tuple(signature.asKey(mode).tonic.name.replace("-", "b") for mode in ("major", "minor"))
-
-
-def analysed_tonic(piece: "language.Piece") -> str:
-    """The spelled tonic of the key music21 finds for the piece (Krumhansl-Schmuckler)."""
-    return language.score_from_piece(piece).analyze("key").tonic.name.replace("-", "b")
-
-
-def spelled_name(spelled: str) -> str:
-    """The pitch without its octave: "F#4" -> "F#"."""
-    return spelled[:-1]
-
-
-def tonic_triad_tones(key: int) -> set[int]:
-    """Pitch classes of the key signature's two tonic triads: its major key's and its relative
-    minor's."""
-    major, minor = tonic_pitch_classes(key)
-    return {major, (major + 4) % 12, (major + 7) % 12, minor, (minor + 3) % 12, (minor + 7) % 12}
-
-
-def modal_finals(key: int) -> tuple[int, ...]:
-    """The finals of the church modes a chorale melody in this signature may close on besides
-    the two tonics: Dorian (2nd degree), Phrygian (3rd) and Mixolydian (5th)."""
-    major = (7 * key) % 12
-    return tuple((major + degree) % 12 for degree in (2, 4, 7))
-
-
-def consonant_root_position(bass_pc: int, upper_pcs) -> bool:
-    """The chord is a major or minor triad (or an open fifth / unison) with its root in the bass."""
-    intervals = {(pc - bass_pc) % 12 for pc in upper_pcs}
-    return intervals <= {0, 3, 7} or intervals <= {0, 4, 7}
-
-
-def has_third(bass_pc: int, upper_pcs) -> bool:
-    """A voice above the bass sounds its third (major or minor): the chord is no open fifth."""
-    return any((pc - bass_pc) % 12 in (3, 4) for pc in upper_pcs)
-
-
-def closing_chord(bass_pc: int, upper_pcs, num_voices: int) -> bool:
-    """What final_chord asks of the last chord over its bass: a root-position triad, its third
-    sounding where there are three or more voices."""
-    return consonant_root_position(bass_pc, upper_pcs) and (num_voices < 3 or has_third(bass_pc, upper_pcs))
+from scorelm.decoding.rules import (RULE_NAMES, RULES, SATB_RANGES, closing_chord, diatonic_step, hard_rules,
+                                    interval_class_of, modal_finals, spelled_name, tonic_names, tonic_pitch_classes,
+                                    tonic_triad_tones)
+from scorelm.decoding.vocabulary import Vocabulary
 
 
 @dataclass
@@ -175,16 +44,14 @@ class _Event:
 class RuleTables:
     """Per-vocabulary arrays the rules read (built once per vocabulary and setting)."""
 
-    def __init__(self, vocabulary, num_voices: int, mode: str, enabled: tuple[str, ...]):
+    def __init__(self, vocabulary: Vocabulary, num_voices: int, mode: str, enabled: tuple[str, ...]):
         v = vocabulary
         self.mode, self.num_voices = mode, num_voices
         four = num_voices == 4
         self.enabled = tuple(name for name in RULE_NAMES if name in enabled
                              and not (name in ("spacing", "range") and not four))
         self.penalty = {rule.name: rule.penalty for rule in RULES}
-        # the rules that forbid (the others weigh): all in hard mode, none in soft, per RULES in mixed
-        self.hard = frozenset(rule.name for rule in RULES if rule.name in self.enabled and
-                              (mode == "hard" or (mode == "mixed" and rule.strength == "hard")))
+        self.hard = hard_rules(mode, self.enabled)  # the rules that forbid (the others weigh)
         self.pitch_midi = v.midi  # per id (-1 for non-notes)
         self.step = np.full(v.size, -1, dtype=np.int64)  # diatonic step per id
         self.fermata = np.zeros(v.size, dtype=bool)
@@ -277,96 +144,17 @@ class VoiceLeading:
 
     # -- the verdict
     def broken(self, ids: np.ndarray, measure_ticks: int, last_measure: bool, fillable: np.ndarray) -> dict[str, np.ndarray]:
-        """For candidate note/rest ids of the current voice: which enabled rules each breaks.
+        """For candidate note/rest ids of the current voice: which enabled rules each breaks (a
+        rule that does not apply here, as a rule between voices to the soprano, has no entry).
         `fillable[r]`: whether the voice can fill r ticks (the grammar's tables)."""
-        t, v = self.t, self.voice
         out: dict[str, np.ndarray] = {}
-        if v < 0 or not len(ids):
+        if self.voice < 0 or not len(ids):
             return out
-        events = self.current[v]
-        onset = events[-1].end if events else 0
-        midi = t.pitch_midi[ids]
-        note = t.is_note[ids]
-        ticks = t.ticks[ids]
-        enabled = t.enabled
-        previous = self._previous(v, onset)
-        if v > 0 and ("parallel_fifths" in enabled or "parallel_octaves" in enabled):
-            fifths = np.zeros(len(ids), dtype=bool)
-            octaves = np.zeros(len(ids), dtype=bool)
-            if previous is not None and previous.midi is not None:
-                moves = note & (midi != previous.midi)
-                for upper in range(v):
-                    upper_before, upper_now = self._previous(upper, onset), self._at(upper, onset)
-                    if upper_before is None or upper_now is None or upper_before.midi is None \
-                            or upper_now.midi is None or upper_now.midi == upper_before.midi:
-                        continue  # a rest, or the upper voice holds: no parallel motion
-                    was = interval_class_of(upper_before.midi, upper_before.step, previous.midi, previous.step)
-                    if not was:
-                        continue
-                    now = t.interval_table[upper_now.pitch_index, t.pitch_index[ids]]
-                    (fifths if was == 5 else octaves)[moves & (now == was)] = True
-            if "parallel_fifths" in enabled:
-                out["parallel_fifths"] = fifths
-            if "parallel_octaves" in enabled:
-                out["parallel_octaves"] = octaves
-        if "chromatic_clash" in enabled and v > 0:
-            # A against A flat at once, in any octaves: Bach writes it at 3 of the 6,681 onsets of his
-            # validation and test chorales; the model left alone, at 5 of every 100 beats
-            clash = np.zeros(len(ids), dtype=bool)
-            letter, name = t.step[ids] % 7, t.name[ids]  # a diatonic step's letter: its number mod 7
-            for upper in range(v):
-                for event in self._overlapping(upper, onset):
-                    if event.midi is not None:
-                        clash |= (letter == event.step % 7) & (name != event.name) & (event.start < onset + ticks)
-            out["chromatic_clash"] = note & clash
-        if v > 0 and ("voice_crossing" in enabled or "spacing" in enabled):
-            # lowest and highest upper-neighbour pitch sounding while each candidate sounds
-            span = max(measure_ticks - onset, 1)
-            low = np.full(span + 1, 10 ** 3)
-            high = np.full(span + 1, -10 ** 3)
-            for event in self._overlapping(v - 1, onset):
-                if event.midi is None:
-                    continue
-                first = max(event.start - onset, 0) + 1
-                if first <= span:
-                    low[first] = min(low[first], event.midi)
-                    high[first] = max(high[first], event.midi)
-            low, high = np.minimum.accumulate(low), np.maximum.accumulate(high)
-            reach = np.minimum(ticks, span)
-            if "voice_crossing" in enabled:
-                out["voice_crossing"] = note & (midi > low[reach])
-            if "spacing" in enabled:
-                out["spacing"] = (note & (midi < high[reach] - 12)) if v in (1, 2) else np.zeros(len(ids), bool)
-        if "range" in enabled:
-            low_limit, high_limit = t.ranges[v]
-            out["range"] = note & ((midi < low_limit) | (midi > high_limit))
-        if "voice_overlap" in enabled and v > 0:
-            upper_before, upper_now = self._previous(v - 1, onset), self._at(v - 1, onset)
-            overlap = np.zeros(len(ids), dtype=bool)
-            if upper_before is not None and upper_now is not None and upper_before.midi is not None \
-                    and upper_now.midi != upper_before.midi and previous is not None and previous.midi is not None:
-                overlap = note & (midi != previous.midi) & (midi > upper_before.midi)
-            out["voice_overlap"] = overlap
-        if "rest" in enabled and v > 0 and not self.free:
-            # under a folk tune's dotted rhythms the model, left alone, rests in eighths for whole
-            # measures (its lower voices silent a fifth to nine tenths of the time; Bach's at most a
-            # tenth). Not in a free piece: there the sequences whose soprano rests escape the
-            # penalty, and the particles kept them (pieces with a soprano silent for measures)
-            sung = self._at(0, onset)
-            out["rest"] = ~note if sung is not None and sung.midi is not None else np.zeros(len(ids), dtype=bool)
-        if "fermata" in enabled and v > 0:
-            soprano = next((e for e in self.current[0] if e.start == onset), None)
-            wanted = soprano is not None and soprano.fermata
-            # nor may a note sound across the onset of a soprano fermata (it could have none there)
-            across = np.zeros(len(ids), dtype=bool)
-            for event in self.current[0]:
-                if event.fermata and event.start > onset:
-                    across |= onset + ticks > event.start
-            out["fermata"] = (t.fermata[ids] != wanted) | across
-        if "final_chord" in enabled and last_measure:
-            out["final_chord"] = self._final_chord_breaks(ids, onset, ticks, midi, note, measure_ticks, fillable)
-        if "signature_tonic" in enabled and last_measure and self.free and self.key is not None:
-            out["signature_tonic"] = self._off_signature_close(onset, ticks, midi, note, measure_ticks)
+        candidates = Candidates(self, ids, measure_ticks, last_measure, fillable)
+        for name in self.t.enabled:
+            where = CHECKS[name](self, candidates)
+            if where is not None:
+                out[name] = where
         return out
 
     def _off_signature_close(self, onset, ticks, midi, note, measure_ticks) -> np.ndarray:
@@ -562,3 +350,167 @@ class VoiceLeading:
             dropped = names.pop()
             self.dropped[dropped] = self.dropped.get(dropped, 0) + 1
         return mask, penalty
+
+
+class Candidates:
+    """One step's candidate notes and rests of the current voice, and what the checks read of
+    them; what two checks share (consecutive intervals, the voice above's compass) is worked out
+    once, when the first of them asks."""
+
+    def __init__(self, music: VoiceLeading, ids: np.ndarray, measure_ticks: int, last_measure: bool,
+                 fillable: np.ndarray):
+        t, v = music.t, music.voice
+        self.music, self.ids, self.voice = music, ids, v
+        self.measure_ticks, self.last_measure, self.fillable = measure_ticks, last_measure, fillable
+        events = music.current[v]
+        self.onset = events[-1].end if events else 0
+        self.midi = t.pitch_midi[ids]
+        self.note = t.is_note[ids]
+        self.ticks = t.ticks[ids]
+        self.previous = music._previous(v, self.onset)  # this voice's event before the candidate
+        self._consecutive = self._compass = None
+
+    def none(self) -> np.ndarray:
+        return np.zeros(len(self.ids), dtype=bool)
+
+    def consecutive(self) -> tuple[np.ndarray, np.ndarray]:
+        """Which candidates make consecutive fifths, and which octaves, with a voice above."""
+        if self._consecutive is None:
+            music, t, v, onset = self.music, self.music.t, self.voice, self.onset
+            fifths, octaves = self.none(), self.none()
+            previous = self.previous
+            if previous is not None and previous.midi is not None:
+                moves = self.note & (self.midi != previous.midi)
+                for upper in range(v):
+                    upper_before, upper_now = music._previous(upper, onset), music._at(upper, onset)
+                    if upper_before is None or upper_now is None or upper_before.midi is None \
+                            or upper_now.midi is None or upper_now.midi == upper_before.midi:
+                        continue  # a rest, or the upper voice holds: no parallel motion
+                    was = interval_class_of(upper_before.midi, upper_before.step, previous.midi, previous.step)
+                    if not was:
+                        continue
+                    now = t.interval_table[upper_now.pitch_index, t.pitch_index[self.ids]]
+                    (fifths if was == 5 else octaves)[moves & (now == was)] = True
+            self._consecutive = fifths, octaves
+        return self._consecutive
+
+    def compass(self) -> tuple[np.ndarray, np.ndarray]:
+        """The lowest and the highest pitch of the voice above that sounds while each candidate does."""
+        if self._compass is None:
+            onset = self.onset
+            span = max(self.measure_ticks - onset, 1)
+            low = np.full(span + 1, 10 ** 3)
+            high = np.full(span + 1, -10 ** 3)
+            for event in self.music._overlapping(self.voice - 1, onset):
+                if event.midi is None:
+                    continue
+                first = max(event.start - onset, 0) + 1
+                if first <= span:
+                    low[first] = min(low[first], event.midi)
+                    high[first] = max(high[first], event.midi)
+            low, high = np.minimum.accumulate(low), np.maximum.accumulate(high)
+            reach = np.minimum(self.ticks, span)
+            self._compass = low[reach], high[reach]
+        return self._compass
+
+
+# One check per rule: the candidates that break it, or None where it does not apply to them.
+
+def parallel_fifths(music: VoiceLeading, c: Candidates):
+    return c.consecutive()[0] if c.voice > 0 else None
+
+
+def parallel_octaves(music: VoiceLeading, c: Candidates):
+    return c.consecutive()[1] if c.voice > 0 else None
+
+
+def chromatic_clash(music: VoiceLeading, c: Candidates):
+    # A against A flat at once, in any octaves: Bach writes it at 3 of the 6,681 onsets of his
+    # validation and test chorales; the model left alone, at 5 of every 100 beats
+    if c.voice == 0:
+        return None
+    t = music.t
+    clash = c.none()
+    letter, name = t.step[c.ids] % 7, t.name[c.ids]  # a diatonic step's letter: its number mod 7
+    for upper in range(c.voice):
+        for event in music._overlapping(upper, c.onset):
+            if event.midi is not None:
+                clash |= (letter == event.step % 7) & (name != event.name) & (event.start < c.onset + c.ticks)
+    return c.note & clash
+
+
+def voice_crossing(music: VoiceLeading, c: Candidates):
+    return c.note & (c.midi > c.compass()[0]) if c.voice > 0 else None
+
+
+def spacing(music: VoiceLeading, c: Candidates):
+    if c.voice == 0:
+        return None
+    return (c.note & (c.midi < c.compass()[1] - 12)) if c.voice in (1, 2) else c.none()
+
+
+def voice_range(music: VoiceLeading, c: Candidates):
+    low_limit, high_limit = music.t.ranges[c.voice]
+    return c.note & ((c.midi < low_limit) | (c.midi > high_limit))
+
+
+def voice_overlap(music: VoiceLeading, c: Candidates):
+    if c.voice == 0:
+        return None
+    upper_before, upper_now = music._previous(c.voice - 1, c.onset), music._at(c.voice - 1, c.onset)
+    previous = c.previous
+    if upper_before is not None and upper_now is not None and upper_before.midi is not None \
+            and upper_now.midi != upper_before.midi and previous is not None and previous.midi is not None:
+        return c.note & (c.midi != previous.midi) & (c.midi > upper_before.midi)
+    return c.none()
+
+
+def rest(music: VoiceLeading, c: Candidates):
+    # under a folk tune's dotted rhythms the model, left alone, rests in eighths for whole
+    # measures (its lower voices silent a fifth to nine tenths of the time; Bach's at most a
+    # tenth). Not in a free piece: there the sequences whose soprano rests escape the
+    # penalty, and the particles kept them (pieces with a soprano silent for measures)
+    if c.voice == 0 or music.free:
+        return None
+    sung = music._at(0, c.onset)
+    return ~c.note if sung is not None and sung.midi is not None else c.none()
+
+
+def fermata(music: VoiceLeading, c: Candidates):
+    if c.voice == 0:
+        return None
+    soprano = next((e for e in music.current[0] if e.start == c.onset), None)
+    wanted = soprano is not None and soprano.fermata
+    # nor may a note sound across the onset of a soprano fermata (it could have none there)
+    across = c.none()
+    for event in music.current[0]:
+        if event.fermata and event.start > c.onset:
+            across |= c.onset + c.ticks > event.start
+    return (music.t.fermata[c.ids] != wanted) | across
+
+
+def final_chord(music: VoiceLeading, c: Candidates):
+    if not c.last_measure:
+        return None
+    return music._final_chord_breaks(c.ids, c.onset, c.ticks, c.midi, c.note, c.measure_ticks, c.fillable)
+
+
+def signature_tonic(music: VoiceLeading, c: Candidates):
+    if not (c.last_measure and music.free and music.key is not None):
+        return None
+    return music._off_signature_close(c.onset, c.ticks, c.midi, c.note, c.measure_ticks)
+
+
+CHECKS = {"parallel_fifths": parallel_fifths, "parallel_octaves": parallel_octaves,
+          "chromatic_clash": chromatic_clash, "voice_crossing": voice_crossing, "spacing": spacing,
+          "range": voice_range, "voice_overlap": voice_overlap, "rest": rest, "fermata": fermata,
+          "final_chord": final_chord, "signature_tonic": signature_tonic}
+assert set(CHECKS) == set(RULE_NAMES), "every rule in rules.RULES has its check here"
+
+
+def rule_tables(vocabulary: Vocabulary, num_voices: int, mode: str, enabled) -> RuleTables:
+    """The rules' tables for this vocabulary and setting, built once."""
+    key = ("rules", num_voices, mode, tuple(enabled))
+    if key not in vocabulary.derived:
+        vocabulary.derived[key] = RuleTables(vocabulary, num_voices, mode, tuple(enabled))
+    return vocabulary.derived[key]

@@ -1,0 +1,29 @@
+"""Decoding: the model writes only valid scores, keeps the voice-leading rules, and closes its
+pieces as they should close.
+
+- ``vocabulary``: the model's token ids as words of the language, as arrays the checks index.
+- ``tables``: what the grammar constraint looks up on every step (built once per vocabulary).
+- ``constraint``: the grammar constraint of one sequence, and the LogitsProcessor over a batch.
+- ``rules``: the voice-leading rules (a table), their strengths and the harmony they reason with.
+- ``voice_leading``: the rules at work: one check per rule against the music written so far.
+- ``particles``: particle sampling, so that the rules do not drive voices into a corner.
+- ``settings``: SamplingSettings, one typed object for how pieces are sampled.
+- ``generation``: generate_texts (a batch, windows over the context, endings written again).
+- ``progress``: a progress bar fed by generate()'s streamer hook.
+- ``unlikelihood``: the words the hard rules forbid along a training piece (train.py).
+
+Dependencies point one way: vocabulary <- tables, rules <- voice_leading <- constraint <-
+particles <- generation.
+"""
+from scorelm.decoding.constraint import GrammarLogitsProcessor, ScoreConstraint
+from scorelm.decoding.generation import MEASURES_BUDGET, MIN_NEW_TOKENS, context_length, generate_texts, stop_ids
+from scorelm.decoding.progress import Progress
+from scorelm.decoding.rules import MODES, RULE_NAMES, RULES
+from scorelm.decoding.settings import SamplingSettings
+from scorelm.decoding.tables import decoding_tables
+from scorelm.decoding.vocabulary import KINDS, TICKS_PER_QUARTER, Vocabulary
+from scorelm.decoding.voice_leading import rule_tables
+
+__all__ = ["GrammarLogitsProcessor", "KINDS", "MEASURES_BUDGET", "MIN_NEW_TOKENS", "MODES", "Progress", "RULES",
+           "RULE_NAMES", "SamplingSettings", "ScoreConstraint", "TICKS_PER_QUARTER", "Vocabulary", "context_length",
+           "decoding_tables", "generate_texts", "rule_tables", "stop_ids"]

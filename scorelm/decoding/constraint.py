@@ -1,0 +1,305 @@
+"""The grammar constraint: the state of one sequence and the mask of token ids that may come
+next, so that the model writes only text the score language's grammar accepts (every sample a
+valid score); and the transformers LogitsProcessor that applies it to a batch.
+
+The grammar itself (what may follow what, how measures fill) is language.Grammar: the
+constraint asks it about one representative token per kind, duration and pitch, then adds what
+only a decoder needs: never painting itself into a corner (a remainder the voice's rests and
+notes cannot fill, a tie no note can continue, a token budget too small to close the piece),
+voice ranges, forced tokens (harmonization), and a measure count. It rules out nothing else:
+every word of every chorale in the corpus is allowed where it stands (tested).
+"""
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+
+from scorelm import language
+from scorelm.decoding import voice_leading
+from scorelm.decoding.rules import OFF
+from scorelm.decoding.tables import UNREACHABLE, DecodingTables
+from scorelm.decoding.vocabulary import CHORD, NOTE, REST, Vocabulary, pitch_order
+from scorelm.language import EVENT_KINDS, FOLLOWS, HEADER_KINDS, Grammar, Kind
+
+# after these, a TIME or LENGTH may come: which ties are open then decides which lengths may
+LENGTH_MAY_FOLLOW = tuple(kind for kind, after in FOLLOWS.items() if after & {Kind.TIME, Kind.LENGTH})
+_UNSET = object()
+
+
+class ScoreConstraint:
+    """Grammar state of one sequence, and the mask of token ids that may come next."""
+
+    def __init__(self, vocabulary: Vocabulary, tables: DecodingTables, measures: int | None = None,
+                 forced_measures: list[list[str]] | None = None, max_tokens: int | None = None,
+                 rules: voice_leading.RuleTables | None = None, parts: tuple | None = None):
+        self.v = vocabulary
+        self.tables = tables
+        self._fill = tables.fill
+        self._closing_cost = tables.closing_cost
+        self._bar_length: object = _UNSET  # the bar length _bar_ticks and _far_budget were derived from
+        self._bar_ticks = self._far_budget = 0
+        self.num_voices = tables.num_voices  # the tables were built for these voices
+        self.grammar = Grammar(self.num_voices)
+        self.measures = len(forced_measures) if forced_measures else measures
+        self.forced_measures = forced_measures
+        self.forced: list[int] = []  # ids that must come next, in order
+        self.max_tokens = max_tokens
+        self.generated = 0
+        self.finished = False
+        # the voice-leading rules narrow (hard ones) or weigh (soft ones) what the grammar allows
+        self.music = voice_leading.VoiceLeading(rules) \
+            if rules is not None and rules.mode != OFF and rules.enabled else None
+        if self.music is not None:
+            self.music.free = not forced_measures  # a given melody decides its own mode's close
+        self.penalty: np.ndarray | None = None  # soft rules: nats off each id's logit this step
+        # particle sampling weighs each step by the mass the rules leave of what the grammar allows:
+        # with weigh_steps, allowed() keeps the grammar's own mask (before the rules)
+        # and counts the rules hard mode had to give up on this step
+        self.weigh_steps = False
+        self.grammar_mask: np.ndarray | None = None
+        self.rules_given_up = 0
+        # the parts and staves a new piece states (the training data's usual layout; None: no P
+        # words, every voice a part of its own): the model chooses the voices' notes, not their layout
+        self.parts = tuple(parts) if parts else ()
+
+    # -- following the text
+    def advance(self, token_id: int) -> None:
+        self.generated += 1
+        if self.finished:
+            return
+        if self.forced:
+            self.forced.pop(0)
+        token = self.v.symbol.get(token_id)
+        if token is None or self.grammar.last is Kind.END:
+            self.finished = True
+            return
+        self.grammar.advance(token)
+        if self.music is not None:
+            self.music.advance(token, token_id)
+        if self.forced_measures and not self.forced and token.kind in (Kind.NOTE, Kind.REST) \
+                and self._complete_measures() > self.grammar.measure_index:
+            self._queue_next_measure()
+
+    def start(self, prompt_ids: list[int]) -> None:
+        """Follow the prompt (its validity was checked before); queue forced tokens."""
+        for token_id in prompt_ids:
+            token = self.v.symbol.get(token_id)
+            if token is not None:
+                self.grammar.advance(token)
+                if self.music is not None:
+                    self.music.advance(token, token_id)
+        if self.grammar.parts and self.grammar.last is not Kind.PARTS:
+            self.parts = tuple(self.grammar.parts)  # the prompt stated its own layout
+        if self.forced_measures and (self.grammar.last is None or
+                                     self._complete_measures() > self.grammar.measure_index):
+            self._queue_next_measure()  # the first measure, or the one after a prompt of whole measures
+
+    def _queue_next_measure(self) -> None:
+        index = self.grammar.measure_index + 1
+        if index < len(self.forced_measures):
+            self.forced = [self.v.ids_of[word] for word in self.forced_measures[index]]
+
+    # -- the mask
+    def allowed(self) -> np.ndarray:
+        """The ids that may come next. Masks are cached by grammar state and shared between
+        rows and steps: treat the array as read-only."""
+        v, g = self.v, self.grammar
+        self.penalty = None
+        self.rules_given_up = 0
+        if self.finished:
+            return self.tables.nothing
+        if self.forced:  # a given melody's note: not weighed (its own probability would favour the
+            # particles whose lower voices have written more notes by then, not the better ones)
+            self.grammar_mask = self._forced_mask()
+            return self.grammar_mask
+        if g.bar_length is not self._bar_length:  # a new time signature (rare): recompute what it decides
+            self._bar_length = g.bar_length
+            self._bar_ticks = int(g.bar_length / v.tick) if g.bar_length else 0
+            self._far_budget = 4 * self._closing_cost(0, 0, self._bar_ticks) + 16
+        enough_measures = self.measures is not None and self._complete_measures() >= self.measures
+        ties = tuple(sorted(g.open_ties.items())) if g.open_ties and g.last in LENGTH_MAY_FOLLOW else bool(g.open_ties)
+        state = (g.last, g.measure_index == 0, g.key is None, g.bar_length, g.measure_length, g.voice, g.filled,
+                 g.num_voices, g.open_ties.get(g.voice), ties, self.measures is not None, enough_measures,
+                 self._last_measure(), g.pending, g.chord_low if g.last in (Kind.NOTE, Kind.CHORD) else None,
+                 g.optional, (tuple(g.parts), self.parts) if g.in_first_measure else None,
+                 # an optional voice with a tie open must appear: which voices may be skipped
+                 frozenset(v for v in g.open_ties if v in g.optional) if g.optional else None)
+        entry = self.tables.cache.get(state)
+        if entry is None:
+            entry = self.tables.cache[state] = self._compute_mask(self._bar_ticks, enough_measures)
+        mask, need = entry
+        budget = None if self.max_tokens is None else self.max_tokens - self.generated
+        if budget is not None and budget <= self._far_budget:  # near the end: only what still fits
+            mask = mask & (need <= budget)
+            if not mask.any():
+                mask = self.tables.nothing
+        if mask is self.tables.nothing:
+            self.finished = True
+        self.grammar_mask = mask
+        if mask is not self.tables.nothing and self.music is not None and g.last in (Kind.VOICE,) + EVENT_KINDS:
+            fillable = self.tables.fillable[max(g.voice, 0)]
+            given_up = sum(self.music.dropped.values())
+            mask, self.penalty = self.music.choose(mask, int(g.measure_length / v.tick), self._last_measure(), fillable)
+            self.rules_given_up = sum(self.music.dropped.values()) - given_up
+        return mask
+
+    def _forced_mask(self) -> np.ndarray:
+        mask = np.zeros(self.v.size, dtype=bool)
+        mask[self.forced[0]] = True
+        return mask
+
+    def copy(self) -> "ScoreConstraint":
+        """An independent copy of this sequence's state (particle sampling duplicates sequences);
+        the vocabulary and the tables stay shared."""
+        shared = {id(self.v): self.v, id(self.tables): self.tables}
+        if self.music is not None:
+            shared[id(self.music.t)] = self.music.t
+        return copy.deepcopy(self, shared)
+
+    def _compute_mask(self, bar_ticks: int, enough_measures: bool) -> tuple[np.ndarray, np.ndarray]:
+        """The ids allowed in this grammar state, and for each the token budget it needs (the
+        fewest tokens that finish the piece after it, plus itself), applied near the budget's end."""
+        v, g = self.v, self.grammar
+        mask = np.zeros(v.size, dtype=bool)
+        need = np.zeros(v.size, dtype=np.int64)
+        measure_ticks = int(g.measure_length / v.tick) if g.measure_length else 0
+        candidates = [pair for kind in FOLLOWS[g.last] for pair in v.structural_by_kind[kind]]
+        stating_parts = g.in_first_measure and g.last in (Kind.TIME, Kind.PARTS)
+        for token_id, token in candidates:
+            if g.violation(token) is not None:
+                continue
+            if stating_parts and token.kind is Kind.PARTS and (
+                    len(g.parts) >= len(self.parts) or token.staves != self.parts[len(g.parts)]):
+                continue
+            if stating_parts and token.kind in (Kind.LENGTH, Kind.VOICE) and len(g.parts) < len(self.parts):
+                continue
+            if token.kind is Kind.BAR and g.last is not None and g.last is not Kind.END:
+                if enough_measures:
+                    continue
+                need[token_id] = 1 + self._closing_cost(0, 0, bar_ticks)  # room for another whole measure
+            if token.kind is Kind.END and self.measures is not None and not enough_measures:
+                continue
+            if token.kind in (Kind.TIME, Kind.LENGTH):
+                length = int(token.duration / v.tick)
+                if not self.tables.fillable_by_all(length):
+                    continue  # some voice could not fill such a measure
+                if not self._ties_fit(length):
+                    continue  # a note tied over the bar line must be continuable in a measure this long
+            if token.kind is Kind.LENGTH and token.duration == g.bar_length:
+                continue  # a length is written only where it differs from the time signature
+            if token.kind in HEADER_KINDS:
+                length = measure_ticks if token.kind in (Kind.KEY, Kind.PARTS) else int(token.duration / v.tick)
+                need[token_id] = 1 + self._closing_cost(0, 0, length)  # room to write the measure it heads
+            if token.kind is Kind.VOICE:
+                if self._fill(measure_ticks, token.number) >= UNREACHABLE:
+                    continue
+                need[token_id] = 1 + self._closing_cost(token.number, measure_ticks, measure_ticks)
+            mask[token_id] = True
+        if (Kind.NOTE in FOLLOWS[g.last] or Kind.CHORD in FOLLOWS[g.last]) and g.voice >= 1:
+            notes, notes_need = self._note_mask(measure_ticks, bar_ticks)
+            mask |= notes
+            need = np.where(notes, notes_need, need)
+        if g.last is Kind.END or not mask.any():
+            return self.tables.nothing, need  # a dead end, decided once per state
+        return mask, need
+
+    def _note_mask(self, measure_ticks: int, bar_ticks: int) -> tuple[np.ndarray, np.ndarray]:
+        """Notes, rests, grace notes and chord notes the voice may write next."""
+        v, g = self.v, self.grammar
+        remaining = int(g.remaining / v.tick)
+        after = remaining - v.ticks
+        in_range = self.tables.in_range[g.voice]
+        need = 1 + self._closing_cost(g.voice, after, measure_ticks)
+        mask = np.zeros(v.size, dtype=bool)
+        if g.last in (Kind.NOTE, Kind.CHORD):  # the chord may grow downwards
+            below = (v.kind == CHORD) & (v.rank >= 0) & (v.rank < pitch_order(g.chord_low))
+            if g.pending:  # it owes tied pitches: only they, or notes between them and the last one
+                owed = np.isin(v.pitch, [v.pitches.index(p) for p in g.pending if p in v.pitches])
+                return self._continuable_ties(below & (in_range | owed) & (v.rank >= max(map(pitch_order, g.pending))),
+                                              after, need, bar_ticks)
+            mask |= below & in_range
+        if remaining > 0:
+            fits = (v.ticks > 0) & (v.ticks <= remaining) & (self._fill(after, g.voice) < UNREACHABLE)
+            tied = g.open_ties.get(g.voice, ())
+            if tied:
+                # the next event sounds every tied pitch: its first note is the highest of them, or
+                # a note above them with the tied ones as chord notes under it
+                top = max(tied, key=language.pitch_rank)
+                heads = (v.kind == NOTE) & fits & ~v.grace
+                if all(p in v.chord_pitches for p in tied if p != top):
+                    mask |= heads & (v.pitch == (v.pitches.index(top) if top in v.pitches else -2))
+                if all(p in v.chord_pitches for p in tied):
+                    mask |= heads & in_range & (v.rank > pitch_order(top))
+            else:
+                mask |= fits & ((v.kind == REST) | (in_range & (v.kind == NOTE)))
+        if not g.open_ties.get(g.voice):
+            mask |= v.grace & in_range  # no tie may lead into a grace note
+        return self._continuable_ties(mask, after, need, bar_ticks)
+
+    def _continuable_ties(self, mask, after, need, bar_ticks: int) -> tuple[np.ndarray, np.ndarray]:
+        """A tie must be continuable: by a note of the same pitch in this measure, or in the next;
+        none across the last measure's bar line, and none within two measures' worth of tokens
+        of the budget's end (write towards the end)."""
+        v, g = self.v, self.grammar
+        ties = mask & v.tie
+        if ties.any():
+            continuable = self.tables.continuable[g.voice]
+            rooms = np.where(after > 0, after, bar_ticks).clip(0, continuable.shape[1] - 1)
+            ok = continuable[v.pitch.clip(0), rooms]
+            if self._last_measure():
+                ok &= after > 0
+            mask &= ~ties | ok
+            need = np.where(v.tie, np.maximum(need, 2 * self._closing_cost(0, 0, bar_ticks) + 9), need)
+        return mask, need
+
+    def _complete_measures(self) -> int:
+        g = self.grammar
+        closed = g.last in EVENT_KINDS and g.remaining == 0 and not g.pending \
+            and not g.skips_required(self.num_voices + 1)
+        return g.measure_index + closed
+
+    def _ties_fit(self, measure_ticks: int) -> bool:
+        """Every note tied over the bar line can be continued, by its voice, in a measure this long."""
+        continuable, pitches = self.tables.continuable, self.v.pitches
+        return all(pitch in pitches and continuable[voice, pitches.index(pitch), measure_ticks]
+                   for voice, tied in self.grammar.open_ties.items() for pitch in tied)
+
+    def _last_measure(self) -> bool:
+        return self.measures is not None and self.grammar.measure_index + 1 >= self.measures
+
+
+class GrammarLogitsProcessor:
+    """transformers LogitsProcessor: -inf for every token the constraint forbids, per row."""
+
+    def __init__(self, constraints: list[ScoreConstraint], prompt_length: int, stop_ids: list[int]):
+        self.constraints = constraints
+        self.seen = prompt_length
+        self.after_end = np.zeros(constraints[0].v.size, dtype=bool)  # after || : only the end of text
+        self.after_end[stop_ids] = True
+
+    def __call__(self, input_ids, scores):
+        import torch
+        length = input_ids.shape[1]
+        for constraint, new_ids in zip(self.constraints, input_ids[:, self.seen:length].tolist()):
+            for token_id in new_ids:
+                constraint.advance(token_id)
+        self.seen = length
+        rows, penalties, grammar_rows = [], [], []
+        for constraint in self.constraints:
+            mask = constraint.allowed()
+            rows.append(self.after_end if constraint.finished else mask)
+            penalties.append(None if constraint.finished else constraint.penalty)
+            if constraint.weigh_steps:
+                grammar_rows.append(self.after_end if constraint.finished else constraint.grammar_mask | mask)
+        forbidden = np.logical_not(np.stack(rows))
+        self.grammar_allowed = np.stack(grammar_rows) if grammar_rows else None  # for particle weights
+        width = scores.shape[1]
+        if any(p is not None for p in penalties):  # soft rules
+            size = forbidden.shape[1]
+            penalty = np.stack([np.zeros(size, dtype=np.float32) if p is None else p for p in penalties])
+            penalty = np.pad(penalty, ((0, 0), (0, max(0, width - size))))[:, :width]
+            scores = scores - torch.from_numpy(penalty).to(scores.device, scores.dtype)
+        if forbidden.shape[1] < width:  # a model's vocabulary may be padded beyond its tokenizer's (Pythia's is)
+            forbidden = np.pad(forbidden, ((0, 0), (0, width - forbidden.shape[1])), constant_values=True)
+        return scores.masked_fill(torch.from_numpy(forbidden[:, :width]).to(scores.device), float("-inf"))

@@ -1,0 +1,276 @@
+"""Generation: pieces sampled in a batch under the grammar constraint and the rules, with
+transformers' generate() (or particle sampling); a piece longer than the model's context written
+in windows of it; a close that breaks the rules written again."""
+from __future__ import annotations
+
+import copy
+
+from scorelm import language
+from scorelm.cli import UserError
+from scorelm.decoding.constraint import GrammarLogitsProcessor, ScoreConstraint
+from scorelm.decoding.particles import sample_particles
+from scorelm.decoding.rules import OFF, analysed_tonic
+from scorelm.decoding.settings import SamplingSettings
+from scorelm.decoding.tables import decoding_tables
+from scorelm.decoding.vocabulary import Vocabulary
+from scorelm.decoding.voice_leading import VoiceLeading, rule_tables
+
+def stop_ids(tokenizer) -> list[int]:
+    """Generation ends at || (the end of the piece) or at the end-of-text token."""
+    ids = [tokenizer.eos_token_id]
+    end = tokenizer(" ||", add_special_tokens=False)["input_ids"]
+    if len(end) == 1:
+        ids.append(end[0])
+    return ids
+
+
+MIN_NEW_TOKENS = 128  # enough to finish a measure and close the piece, however long the prompt
+MEASURES_BUDGET = 1024  # infer.py --measures N without --max-new-tokens: the measures asked for come first
+
+
+def context_length(model) -> int:
+    """Positions the model knows (from scratch, train.py's max_length: model_folder.load sees to it
+    for models saved before the config recorded it; fine-tuned, the pretrained model's): beyond them a model writes from positions it never learned, and its music falls apart (long
+    free samples turned to runs, rests and grace notes after about 500 tokens)."""
+    return getattr(model.config, "max_position_embeddings", None) or 1024
+
+
+def generate_texts(model, tokenizer, prompt: str, num_samples: int = 1, settings: SamplingSettings = SamplingSettings(),
+                   *, measures: int | None = None, forced_measures: list[list[str]] | None = None,
+                   max_new_tokens: int | None = None, seed: int | None = None, vocabulary: Vocabulary | None = None,
+                   rule_report: dict | None = None, progress=None) -> list[str]:
+    """Sample `num_samples` pieces continuing `prompt`, in one batch with the KV cache, as
+    `settings` say. measures: the piece ends after that many; forced_measures: the words each
+    measure must begin with (a harmonization's melody: melody.melody_plan). max_new_tokens None:
+    as many as the model's context holds after the prompt (at least MIN_NEW_TOKENS), so that a
+    new piece closes before the positions the model was never trained on. rule_report (a dict)
+    receives how often hard mode had to drop each rule, and how many endings were written again
+    (rewrite_ending). A layout with several voices on a staff (a piano's) is sampled without the
+    voice-leading rules. A harmonization, or a piece of `measures` measures, that needs more
+    tokens than the model's context holds is written in windows of it (write_in_windows).
+    progress: a Progress (tokens and pieces as they are written), or None."""
+    return _generate(model, tokenizer, prompt, num_samples, settings.in_effect(), measures=measures,
+                     forced_measures=forced_measures, max_new_tokens=max_new_tokens, seed=seed,
+                     vocabulary=vocabulary, rule_report=rule_report, progress=progress)
+
+
+def _generate(model, tokenizer, prompt: str, num_samples: int, settings: SamplingSettings, *, measures: int | None,
+              forced_measures: list[list[str]] | None, max_new_tokens: int | None, seed: int | None,
+              vocabulary: Vocabulary | None, rule_report: dict | None, progress=None,
+              one_window: bool = False) -> list[str]:
+    """generate_texts with its settings in effect; one_window: this call writes one window of a
+    piece (write_in_windows), so the piece is not closed within its tokens."""
+    import torch
+    from transformers import LogitsProcessorList, set_seed
+
+    from scorelm import lm
+    constrain, stop_at_end, particles = settings.constrain, settings.stop_at_end, settings.particles
+    if seed is not None:
+        set_seed(seed)
+    prompt_ids = lm.piece_ids(tokenizer, prompt) if prompt.strip() else [tokenizer.eos_token_id]
+    budget_given = max_new_tokens is not None
+    if max_new_tokens is None:
+        max_new_tokens = max(MIN_NEW_TOKENS, context_length(model) - len(prompt_ids))
+    # a harmonization, or a piece of set measures given more tokens than the context holds, is
+    # written in windows of it (an ending written again keeps to its own last measure: no budget given)
+    windows = (bool(forced_measures) or measures is not None and budget_given) and constrain and stop_at_end \
+        and max_new_tokens > context_length(model) - len(prompt_ids) > 0
+    if windows:
+        max_new_tokens = context_length(model) - len(prompt_ids)
+    stops = stop_ids(tokenizer)
+    processors = LogitsProcessorList()
+    input_ids = torch.tensor([prompt_ids] * (num_samples * particles), device=model.device)
+    if constrain:
+        vocabulary = vocabulary or Vocabulary.from_tokenizer(tokenizer)
+        tables = decoding_tables(vocabulary, settings.num_voices, settings.voice_ranges)
+        rules = None
+        if settings.rules != OFF:
+            rules = rule_tables(vocabulary, settings.num_voices, settings.rules, settings.enabled_rules)
+        # the tokens the piece must close within: none where the measures decide where it ends
+        closing_budget = None if forced_measures or windows or one_window else max_new_tokens
+        constraints = []
+        for _ in range(num_samples * particles):
+            constraint = ScoreConstraint(vocabulary, tables, measures, forced_measures, closing_budget,
+                                         rules, settings.parts)
+            constraint.start(prompt_ids)
+            constraints.append(constraint)
+        processors.append(GrammarLogitsProcessor(constraints, len(prompt_ids), stops + [tokenizer.pad_token_id]))
+    streamer = progress.start(len(input_ids), max_new_tokens, stops) if progress is not None else None
+    if particles > 1 and constrain:
+        for constraint in constraints:
+            constraint.weigh_steps = True
+        output, constraints = sample_particles(model, input_ids, processors[0], particles, max_new_tokens,
+                                               stops if stop_at_end else [], tokenizer.pad_token_id,
+                                               temperature=settings.temperature, top_k=settings.top_k,
+                                               top_p=settings.top_p, progress=streamer)
+    else:
+        generation_config = copy.deepcopy(model.generation_config)
+        generation_config.update(do_sample=True, temperature=settings.temperature, top_k=settings.top_k or None,
+                                 top_p=settings.top_p,
+                                 max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id,
+                                 eos_token_id=stops if stop_at_end else None)
+        with torch.no_grad():
+            output = model.generate(input_ids, attention_mask=torch.ones_like(input_ids),
+                                    generation_config=generation_config, logits_processor=processors,
+                                    streamer=streamer)
+    if constrain and rule_report is not None:
+        for constraint in constraints:
+            if constraint.music is not None:
+                for name, count in constraint.music.dropped.items():
+                    rule_report[name] = rule_report.get(name, 0) + count
+    texts = []
+    for row in output:
+        continuation = tokenizer.decode(row[len(prompt_ids):], skip_special_tokens=True)
+        words = (prompt + " " + continuation).split()
+        if language.END in words:
+            words = words[:words.index(language.END) + 1]
+        texts.append(" ".join(words))
+    windowed = set()  # rows whose constraint followed only their first window
+    if windows:
+        for row, text in enumerate(texts):
+            if not text.endswith(language.END):
+                texts[row] = write_in_windows(model, tokenizer, text, measures, forced_measures, seed, row,
+                                              rule_report, settings, vocabulary)
+                windowed.add(row)
+    if constrain and settings.rules != OFF and measures is None and not forced_measures and stop_at_end:
+        faults = {row: ending_faults(c.music, texts[row]) for row, c in enumerate(constraints)
+                  if c.music is not None and texts[row].endswith(language.END)}
+        for row, broken in faults.items():
+            if broken:
+                texts[row] = rewrite_ending(model, tokenizer, texts[row], prompt, seed, row, rule_report,
+                                            settings, vocabulary, modal_only=broken == {"signature_tonic"})
+    if constrain and rule_report is not None and measures is not None and not forced_measures:
+        # a piece of known measures (an ending written again reads these): does it close as the rules want
+        for row, c in enumerate(constraints):
+            if c.music is not None and texts[row].endswith(language.END) and row not in windowed:
+                for name in ending_faults(c.music, texts[row]):
+                    rule_report[ENDING_FAULTS[name]] = rule_report.get(ENDING_FAULTS[name], 0) + 1
+    return texts
+
+
+def write_in_windows(model, tokenizer, text: str, measures: int | None, forced_measures: list[list[str]] | None,
+                     seed: int | None, row: int, rule_report, settings: SamplingSettings, vocabulary) -> str:
+    """A harmonization (or a piece of `measures` measures) that reached the end of the model's
+    context, finished in windows: the measure it was writing is dropped, the last measures that
+    fit in half the context become the next window's prompt (their key and time signatures
+    stated again), and the next measures (of the melody) are written within the context after
+    it; until the piece ends. A model writing past the positions it was trained on loses its way
+    (see context_length); this keeps every note it writes within them, the previous measures
+    always in view."""
+    from scorelm import lm
+    context = context_length(model)
+    words = text.split()
+    total = len(forced_measures) if forced_measures else measures
+    for window in range(1, total + 1):
+        if words[-1] == language.END:
+            break
+        kept = words[:len(words) - words[::-1].index(language.BAR) - 1]  # without the measure cut off
+        done = kept.count(language.BAR)
+        window_seed = None if seed is None else seed * 1013 + row * 37 + window
+        new = None
+        for most_tokens in (context // 2, 0) if done else ():  # if not even one measure fits after it: the last alone
+            prompt = window_prompt(kept, most_tokens, tokenizer)
+            shown = prompt.count(language.BAR)
+            still = dict(forced_measures=[[]] * shown + forced_measures[done:]) if forced_measures \
+                else dict(measures=shown + total - done)
+            still.setdefault("measures", None)
+            still.setdefault("forced_measures", None)
+            result = _generate(model, tokenizer, prompt, 1, settings,
+                               max_new_tokens=context - len(lm.piece_ids(tokenizer, prompt)), seed=window_seed,
+                               vocabulary=vocabulary, rule_report=rule_report, one_window=True, **still)[0]
+            new = result.split()[len(prompt.split()):]
+            if language.END in new or new.count(language.BAR) >= 2:
+                break
+            new = None
+        if new is None and forced_measures:
+            raise UserError(f"measure {done + 1} of the melody does not fit in the model's context of {context} "
+                            "tokens with the measure before it")
+        if new is None:  # a free piece's measure longer than the context allows: written on past it, as before
+            return _generate(model, tokenizer, " ".join(words), 1, settings, measures=total, forced_measures=None,
+                             max_new_tokens=MEASURES_BUDGET, seed=window_seed, vocabulary=vocabulary,
+                             rule_report=rule_report, one_window=True)[0]
+        words = kept + new
+    return " ".join(words)
+
+
+def window_prompt(words: list[str], most_tokens: int, tokenizer) -> str:
+    """The last complete measures of `words` that fit in `most_tokens` (at least one), as a piece
+    of their own: the key and time signatures in force stated in its first measure. Built on the
+    words, not on a parse: a parse would drop a tie still open into the next measure."""
+    from scorelm import lm
+    bars = [i for i, word in enumerate(words) if word == language.BAR]
+    chosen = None
+    for start in reversed(bars):
+        stated = {word[:2]: word for word in words[:start] if word[:2] in ("K:", "T:")}  # the last of each
+        header_end = start + 1
+        while header_end < len(words) and words[header_end][:2] in ("K:", "T:", "P:", "L:"):
+            header_end += 1
+        header = {word[:2]: word for word in words[start + 1:header_end]}
+        first = [stated.get(kind) if kind not in header else header[kind] for kind in ("K:", "T:")]
+        rest = [word for word in words[start + 1:header_end] if word[:2] not in ("K:", "T:")]
+        text = " ".join([language.BAR] + [word for word in first if word] + rest + words[header_end:])
+        if chosen is not None and len(lm.piece_ids(tokenizer, text)) > most_tokens:
+            break
+        chosen = text
+    return chosen
+
+
+ENDING_FAULTS = {"final_chord": "closes off the tonic", "signature_tonic": "closes on a mode's final"}
+
+
+def ending_faults(music: VoiceLeading, text: str) -> set[str]:
+    """The rules the close of a piece (its text, `music` having followed it) breaks: final_chord,
+    and (no melody given) signature_tonic, unless the bass closes on the tonic of the key music21
+    finds for the whole piece; each only where enabled."""
+    enabled, faults = music.t.enabled, set()
+    if "final_chord" in enabled and music.end_breaks():
+        faults.add("final_chord")
+    if "signature_tonic" in enabled and music.free and music.closes_off_signature():
+        if music.closing_bass() != analysed_tonic(language.parse(text)[0][0]):
+            faults.add("signature_tonic")
+    return faults
+
+
+ENDING_TRIES = 3
+
+
+def rewrite_ending(model, tokenizer, text: str, prompt: str, seed: int | None, row: int, rule_report,
+                   settings: SamplingSettings, vocabulary, modal_only: bool = False) -> str:
+    """A piece closes where the model closes it; a model cannot know that the rules want a tonic
+    chord with fermatas there, so when the last chord breaks final_chord (or, with no melody
+    given, closes on a church mode's final: signature_tonic), the last measure is written again
+    knowing that it is the last (those rules then shape the soprano's last note and the chord
+    under it). Up to ENDING_TRIES times; the first that closes as the rules want wins. Where none
+    does, the first that closes on a mode's final is still better than an ending off any tonic
+    (not so where that is what the model wrote: modal_only); else the original stays. Never
+    touches the user's prompt."""
+    words = text.split()
+    last_bar = len(words) - 1 - words[::-1].index(language.BAR)
+    if len(prompt.split()) > last_bar + 1:
+        return text  # the last measure is (partly) the user's own
+    measures = words.count(language.BAR)
+    fallback = None
+    for attempt in range(ENDING_TRIES):
+        report: dict = {}
+        candidate = _generate(model, tokenizer, " ".join(words[:last_bar + 1]), 1, settings, measures=measures,
+                              forced_measures=None, max_new_tokens=None,
+                              seed=None if seed is None else seed * 1009 + row * 31 + attempt, vocabulary=vocabulary,
+                              rule_report=report)[0]
+        if "final_chord" in report or ENDING_FAULTS["final_chord"] in report:
+            continue
+        if ENDING_FAULTS["signature_tonic"] not in report:
+            return written_again(candidate, report, rule_report)
+        fallback = fallback or (candidate, report)
+    if fallback is not None and not modal_only:
+        return written_again(*fallback, rule_report)
+    if rule_report is not None:
+        rule_report["endings left as the model wrote them"] = rule_report.get("endings left as the model wrote them", 0) + 1
+    return text
+
+
+def written_again(candidate: str, report: dict, rule_report: dict | None) -> str:
+    if rule_report is not None:
+        for name, count in report.items():
+            rule_report[name] = rule_report.get(name, 0) + count
+        rule_report["endings written again"] = rule_report.get("endings written again", 0) + 1
+    return candidate

@@ -1,0 +1,148 @@
+"""The scorecard (infer.py --evaluate): bits per note beside a Kneser-Ney baseline; music
+statistics of free samples and of harmonizations of every soprano of a split (test, or
+validation for choosing settings), each beside Bach's own chorales of that split: a table, JSON,
+a plot and a page."""
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from scorelm import language, lm, render, writing
+from scorelm.cli import UserError, check_can_write
+from scorelm.decoding import Progress, SamplingSettings
+
+PAGE_EXAMPLES = 2  # free samples and harmonizations each, engraved and played on the scorecard's page
+BATCH = 10  # free samples a batch (seeds seed, seed + BATCH, ...)
+
+
+@dataclass
+class ScorecardSettings:
+    """What the scorecard measures and where it writes (the sampling settings travel beside)."""
+    split: str = "test"  # test to report, validation to choose settings
+    dataset: Path | None = None  # default: the one the model was trained on
+    samples: int = 100  # free samples
+    harmonizations: int | None = None  # the first N sopranos of the split (None: all)
+    sample_particles: int = writing.FREE_PARTICLES
+    harmonization_particles: int = writing.HARMONIZATION_PARTICLES
+    max_new_tokens: int | None = None
+    seed: int = 0
+    output: Path | None = None  # the stem's place (default: the model folder's evaluation.*)
+    overwrite: bool = False
+    performance: render.Performance | None = None
+    quiet: bool = False
+
+
+def report(loaded: writing.LoadedModel, sampling: SamplingSettings, options: ScorecardSettings) -> int:
+    """The scorecard of a loaded model: printed, and written as JSON, PNG and a page."""
+    from scorelm import dataset, evaluation
+    folder = Path(options.dataset or loaded.card.dataset or "dataset")
+    split = options.split
+    if not (folder / f"{split}.jsonl").is_file():
+        raise UserError(f"no dataset in {folder}/ (pass --dataset)")
+    texts = {name: [r["text"] for r in dataset.read_records(folder / f"{name}.jsonl")] for name in dataset.SPLITS}
+    if not texts["test"] or not texts["validation"]:
+        raise UserError(f"{folder}/ needs non-empty validation and test splits")
+    stem = options.output.with_suffix("") if options.output else loaded.folder / "evaluation"
+    for path in (stem.with_suffix(".json"), stem.with_suffix(".png"), render.page_path(stem)):
+        check_can_write(path, options.overwrite)
+    say = (lambda line: None) if options.quiet else (lambda line: print(line, file=sys.stderr))
+    say(f"scoring the {split} split ({len(texts[split])} pieces)")
+    model_metrics = lm.evaluate_texts(loaded.model, loaded.tokenizer, texts[split], loaded.card.max_length or 1024)
+    say("fitting Kneser-Ney n-grams on the training split")
+    ngram = evaluation.ngram_bits_per_note(loaded.tokenizer, texts["train"], texts["validation"], texts["test"])
+    samples, sample_report = free_samples(loaded, sampling.replace(particles=options.sample_particles),
+                                          options.samples, options.max_new_tokens, options.seed, options.quiet)
+    count = options.harmonizations if options.harmonizations is not None else len(texts[split])
+    harmonized, originals, harmonize_report = harmonize_all(
+        loaded, sampling.replace(particles=options.harmonization_particles), texts[split][:count], options.seed,
+        options.quiet)
+    settings = {"rules": sampling.rules, "skip_rules": list(sampling.skip_rules), "temperature": sampling.temperature,
+                "top_k": sampling.top_k, "top_p": sampling.top_p, "seed": options.seed,
+                "sample_particles": options.sample_particles,
+                "harmonization_particles": options.harmonization_particles}
+    say("computing music statistics")
+    reference = evaluation.corpus_pitch_classes(texts["train"])
+    bach = evaluation.music_statistics(texts[split], reference)
+    columns = {"samples": {"bits_per_note": model_metrics["bits_per_note"],
+                           **evaluation.music_statistics(samples, reference, bach)},
+               "harmonized": {**evaluation.music_statistics(harmonized, reference, bach),
+                              **evaluation.agreement(harmonized, originals)},
+               "n-gram": {"bits_per_note": ngram[f"{split}_bits_per_note"], "order": ngram["order"]},
+               "Bach": {**bach, **evaluation.distribution_distances(bach, bach)}}
+    for column in columns.values():
+        column.pop("_histograms", None)
+    print(f"{split} split: {len(texts[split])} pieces of Bach; {len(samples)} free samples; "
+          f"{len(harmonized)} harmonized sopranos; rules {sampling.rules}, "
+          f"{options.sample_particles} / {options.harmonization_particles} particle(s) a sample / a harmonization")
+    print(evaluation.format_table(columns))
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    stem.with_suffix(".json").write_text(json.dumps(
+        {"columns": columns, "settings": settings, "samples": samples, "harmonizations": harmonized,
+         "rule_fallbacks": {"samples": sample_report, "harmonizations": harmonize_report},
+         "dataset": str(folder), "split": split, "ngram_order": ngram["order"]}, indent=1) + "\n")
+    evaluation.plot_table(columns, stem.with_suffix(".png"))
+    html_path = page(columns, stem, samples, harmonized, settings, loaded.folder, split, options.performance)
+    print(f"wrote {stem.with_suffix('.json')}, {stem.with_suffix('.png')} and {html_path}")
+    return 0
+
+
+def page(columns: dict, stem: Path, samples: list[str], harmonized: list[str], settings: dict, model: Path,
+         split: str, performance: render.Performance | None) -> Path:
+    """The scorecard as a page: the table, the plots, and a few of the pieces to see and hear."""
+    from scorelm import evaluation
+    from scorelm import page as html
+    intro = (f'<section class="block"><h2>Scorecard ({html.esc(split)} split)</h2>'
+             f'{html.table_html(columns, evaluation.ROWS)}'
+             f'{html.image_html(stem.with_suffix(".png").read_bytes(), "the scorecard plotted")}</section>')
+    chosen = [(f"Free sample {n + 1}", text) for n, text in enumerate(samples[:PAGE_EXAMPLES])] + \
+        [(f"Harmonization {n + 1}", text) for n, text in enumerate(harmonized[:PAGE_EXAMPLES])]
+    pieces, titles, repairs = [], [], []
+    for title, text in chosen:
+        parsed, parse_report = language.parse(text)
+        if parsed:
+            pieces.append(parsed[0])
+            titles.append(title)
+            repairs.append(parse_report.lines())
+    render.render_pieces(pieces, stem, [], title="Scorecard", titles=titles, repairs=repairs,
+                         performance=performance or render.Performance(), intro_html=intro,
+                         page_title=f"ScoreLM scorecard: {Path(model).name}",
+                         settings={"model": str(model), **{k: v for k, v in settings.items() if v}})
+    return render.page_path(stem)
+
+
+def free_samples(loaded: writing.LoadedModel, settings: SamplingSettings, count: int, max_new_tokens: int | None,
+                 seed: int, quiet: bool = False) -> tuple[list[str], dict]:
+    """`count` new pieces from '|', BATCH at a time (seeds seed, seed + BATCH, ...), and the
+    rules' report."""
+    from tqdm import tqdm
+    samples, rule_report = [], {}
+    progress = Progress("  steps", quiet)
+    for first in tqdm(range(0, count, BATCH), desc="sampling", unit="batch", file=sys.stderr, disable=quiet):
+        samples += writing.write(loaded, language.BAR, settings, min(BATCH, count - first),
+                                 max_new_tokens=max_new_tokens, seed=seed + first, rule_report=rule_report,
+                                 progress=progress)
+    return samples, rule_report
+
+
+def harmonize_all(loaded: writing.LoadedModel, settings: SamplingSettings, texts: list[str], seed: int,
+                  quiet: bool = False) -> tuple[list[str], list[str], dict]:
+    """Alto, tenor and bass written under the soprano of each piece (seed + its index): the
+    harmonizations, the pieces they harmonize, and the rules' report. A melody with a note no
+    words of the model can write (melody.melody_plan) is skipped (said on stderr)."""
+    from tqdm import tqdm
+
+    from scorelm import melody
+    harmonized, originals, rule_report = [], [], {}
+    for index, text in enumerate(tqdm(texts, desc="harmonizing", unit="piece", file=sys.stderr, disable=quiet)):
+        piece = language.parse(text)[0][0]
+        try:
+            fitted = melody.fit(text, loaded.card, loaded.vocabulary)
+        except UserError as error:
+            tqdm.write(f"note: piece {index + 1} not harmonized: {error}", file=sys.stderr)
+            continue
+        originals.append(text)
+        harmonized += writing.harmonize(loaded, piece, settings, 1, seed=seed + index, rule_report=rule_report,
+                                        fitted=fitted)
+    return harmonized, originals, rule_report

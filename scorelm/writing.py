@@ -1,0 +1,116 @@
+"""Writing music with a trained model: new pieces and continuations of a prompt, and
+harmonizations of a melody, as infer.py and the scorecard ask for them."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+from scorelm import language, lm, melody, model_folder, notation, render
+from scorelm.decoding import (MEASURES_BUDGET, Progress, SamplingSettings, Vocabulary, context_length,
+                              generate_texts)
+from scorelm.decoding.rules import MIXED
+from scorelm.model_folder import ModelCard
+from scorelm.prompt import check_prompt
+
+DEFAULT_RULES = MIXED  # measured on validation with particles, against hard and off: README, "Choosing the default"
+# Particles a piece, chosen on validation for each kind of piece (README, "Particles: one for a
+# free piece, four for a harmonization"): under a given melody four brought the lower voices'
+# chords, rhythm and intervals all closer to Bach's than one; a free piece's intervals and rhythm
+# came closer with one, at 0.86 of unconstrained sampling's speed against 0.34.
+FREE_PARTICLES = 1
+HARMONIZATION_PARTICLES = 4
+
+
+@dataclass
+class LoadedModel:
+    """A model folder loaded to write with: the model, its tokenizer, its card, and its
+    vocabulary as the decoder sees it."""
+    model: object
+    tokenizer: object
+    card: ModelCard
+    vocabulary: Vocabulary
+    folder: Path
+
+    @classmethod
+    def load(cls, folder, device: str = "auto") -> "LoadedModel":
+        model, tokenizer, card = model_folder.load(folder, device)
+        return cls(model, tokenizer, card, Vocabulary.from_tokenizer(tokenizer), Path(folder))
+
+    def settings(self, **choices) -> SamplingSettings:
+        """Sampling settings for this model's pieces: its usual voices, their ranges and layout."""
+        card = self.card
+        return SamplingSettings(num_voices=card.voices, voice_ranges=card.ranges(), parts=card.layout(), **choices)
+
+    @property
+    def context(self) -> int:
+        return context_length(self.model)
+
+
+def write(loaded: LoadedModel, prompt: str, settings: SamplingSettings, num_samples: int = 1, *,
+          measures: int | None = None, max_new_tokens: int | None = None, seed: int | None = None,
+          rule_report: dict | None = None, progress: Progress | None = None, notes: list | None = None) -> list[str]:
+    """New pieces (prompt '|', or a new piece's header) or continuations of the prompt. A prompt
+    in a meter the model hardly knows in its note values is written renotated and written back
+    (melody.meter_for_the_model; only under the constraint, whose every word can be written
+    back). The prompt must be grammatical and in the model's words (a one-line error). `notes`
+    receives what the user is told of a renotation."""
+    factor, shown = (Fraction(1), prompt) if not settings.constrain else melody.meter_for_the_model(prompt, loaded.card)
+    if factor != 1 and notes is not None:
+        meter = next(word[2:] for word in prompt.split() if word.startswith("T:"))
+        notes.append(f"the model hardly knows {meter}; writing in {language.scale_durations(f'T:{meter}', factor)[2:]} "
+                     f"(every note value {'halved' if factor == Fraction(1, 2) else 'a quarter as long'}) and "
+                     f"writing it back in {meter}")
+    if shown:
+        check_prompt(shown, loaded.vocabulary, settings.num_voices)
+    if max_new_tokens is None and measures:
+        # the measures asked for come first, past the context if need be
+        max_new_tokens = max(MEASURES_BUDGET, loaded.context - len(lm.piece_ids(loaded.tokenizer, shown)))
+    texts = generate_texts(loaded.model, loaded.tokenizer, shown, num_samples, settings, measures=measures,
+                           max_new_tokens=max_new_tokens, seed=seed, vocabulary=loaded.vocabulary,
+                           rule_report=rule_report, progress=progress)
+    return [melody.written_back(text, factor) for text in texts]
+
+
+def harmonize(loaded: LoadedModel, given: language.Piece, settings: SamplingSettings, num_samples: int = 1, *,
+              seed: int | None = None, rule_report: dict | None = None, progress: Progress | None = None,
+              fitted: melody.MelodyFit | None = None) -> list[str]:
+    """Alto, tenor and bass (the model's lower voices) under the top voice of `given`, the
+    melody kept word for word: the melody fitted to the model (melody.fit, or `fitted`), the
+    lower voices written under the fit and written back in the melody's own note values, key
+    and measures."""
+    given = given.top_voice()
+    fitted = fitted or melody.fit(given.to_text(), loaded.card, loaded.vocabulary)
+    if not settings.constrain:
+        raise ValueError("a harmonization needs the constrained decoder")
+    budget = melody.harmonization_budget(fitted.forced, settings.num_voices)
+    texts = generate_texts(loaded.model, loaded.tokenizer, "", num_samples, settings, forced_measures=fitted.forced,
+                           max_new_tokens=budget, seed=seed, vocabulary=loaded.vocabulary, rule_report=rule_report,
+                           progress=progress)
+    return [melody.restore_melody(fitted.written_back(text), given) for text in texts]
+
+
+def render_texts(texts: list[str], stem: Path, formats: list[str], *, title: str, performance: render.Performance,
+                 settings: dict, notes_html: str | None = None, warn=None) -> list[Path]:
+    """--render: each text's piece (repaired where it must be, the repairs said through `warn`)
+    written in `formats` beside `stem`, and one page for the run."""
+    pieces, repairs = [], []
+    for text in texts:
+        parsed, report = language.parse(text)
+        if report.total and warn is not None:
+            warn(f"repaired {report.total} problem(s) before rendering:\n" + "\n".join(report.lines()))
+        pieces += parsed
+        repairs += [report.lines()] * len(parsed)
+    return render.render_pieces(pieces, stem, formats, title=title, performance=performance, settings=settings,
+                                repairs=repairs, notes_html=[notes_html] * len(pieces) if notes_html else None,
+                                page_title=f"{title}s" if len(pieces) > 1 else title)
+
+
+def melody_source_html(path: str, given: language.Piece) -> str:
+    """The given melody on a harmonization's page: where it came from, engraved as given."""
+    from scorelm import page
+    svgs = notation.svg_pages(notation.musicxml_bytes(language.score_from_piece(given.top_voice(),
+                                                                                title="The given melody")))
+    scores = "".join(f'<div class="score melody">{page.responsive_svg(svg)}</div>' for svg in svgs)
+    return (f'<details open><summary>The melody, from {page.esc(Path(path).name)}</summary>{scores}</details>'
+            f'<p class="muted">Below: the harmonization (the melody unchanged, alto, tenor and bass written by the model).</p>')
