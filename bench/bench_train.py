@@ -22,9 +22,9 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
-import train as train_script  # noqa: E402
 from scorelm import config as configuration  # noqa: E402
 from scorelm import dataset, lm  # noqa: E402
+from scorelm.training import loop as training_loop  # noqa: E402
 
 
 def make_data(cfg):
@@ -70,11 +70,11 @@ def train_py_loop(cfg, tokenizer, blocks, steps: int, precision: str) -> float:
     with tempfile.TemporaryDirectory() as output_dir:
         run_cfg = dataclasses.replace(cfg, max_steps=steps, eval_every=0, save_every=0, output_dir=output_dir,
                                       mixed_precision=precision)
-        accelerator = train_script.make_accelerator(run_cfg)
+        accelerator = training_loop.make_accelerator(run_cfg)
         model = lm.build_scratch_model(cfg.scratch_model, tokenizer, cfg.max_length, cfg.seed)
         data = {"train": blocks, "validation": blocks[:1], "validation_notes": 1}
         start = time.perf_counter()
-        train_script.train(run_cfg, accelerator, model, tokenizer, data, None, lambda message: None)
+        training_loop.train(run_cfg, accelerator, model, tokenizer, data, None, lambda message: None)
         return time.perf_counter() - start
 
 
