@@ -22,8 +22,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from scorelm import dataset
-from scorelm.cli import UserError, check_can_write, run, worker_count
+from scorelm import dataset, files
+from scorelm.cli import UserError, check_can_write, quiet_worker, run, worker_count
 
 
 def encode_all(sources: list[str], workers: int, melody: bool = False
@@ -31,7 +31,7 @@ def encode_all(sources: list[str], workers: int, melody: bool = False
     """Encode files in parallel (music21's parsing is the slow part). Returns the records,
     the (source, error) of each skipped file, and the encoder's losses summed."""
     records, skipped, losses = [], [], Counter()
-    with multiprocessing.Pool(workers) as pool:
+    with multiprocessing.Pool(workers, initializer=quiet_worker) as pool:
         results = pool.imap_unordered(functools.partial(dataset.encode_file, melody=melody), sources, chunksize=4)
         for result in tqdm(results, total=len(sources), desc="encoding", unit="file", file=sys.stderr):
             losses.update(result.losses)
@@ -113,8 +113,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.corpus and args.input:
         raise UserError("--corpus and --input each name what to encode: give one of them")
     if args.corpus == "list":
-        for name, files in dataset.corpus_folders().items():
-            print(f"{name:24s} {len(files):5d} files")
+        for name, scores in dataset.corpus_folders().items():
+            print(f"{name:24s} {len(scores):5d} files")
         return 0
     if args.corpus:
         folders = dataset.corpus_folders()
@@ -149,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
         dataset.write_jsonl_atomic(args.output / f"{name}.jsonl", splits[name])
     summary = summarize(splits, skipped, losses, len(extra), time.perf_counter() - start)
     summary["arguments"] = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
-    (args.output / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+    files.write_text(args.output / "summary.json", json.dumps(summary, indent=1) + "\n")
     print_summary(summary, args.output)
     return 0
 

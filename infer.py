@@ -21,7 +21,7 @@ import math
 import sys
 from pathlib import Path
 
-from scorelm import lm, melody, prompt, render, writing
+from scorelm import files, lm, melody, prompt, render, writing
 from scorelm.cli import UserError, check_can_write, run
 from scorelm.decoding import MODES, RULE_NAMES, RULES, Progress
 from scorelm.decoding.rules import OFF
@@ -167,8 +167,7 @@ def main(argv: list[str] | None = None) -> int:
         warn("voice-leading rules: " + ", ".join(f"{what} {count}" for what, count in rule_report.items()))
     output = "\n".join(texts) + "\n"
     if args.output:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(output)
+        files.write_text(args.output, output)
     else:
         sys.stdout.write(output)
     if args.render:

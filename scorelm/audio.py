@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from scorelm import language
+from scorelm import files, language
 
 DEFAULT_TEMPO = 72  # quarter notes a minute: a chorale sung in church, unhurried
 FERMATA_HOLD = 1.5  # a note under the top voice's fermata lasts this many times its written length
@@ -157,11 +157,12 @@ def write_midi(piece: language.Piece, path: Path, **performance_settings) -> Pat
         for event in track.events:
             if getattr(event, "channel", None) is not None:
                 event.channel = channel
-    midi_file.open(str(path), "wb")
-    try:
-        midi_file.write()
-    finally:
-        midi_file.close()
+    with files.replacing(path) as temporary:
+        midi_file.open(str(temporary), "wb")
+        try:
+            midi_file.write()
+        finally:
+            midi_file.close()
     return path
 
 
@@ -269,5 +270,6 @@ def mp3_bytes(samples: np.ndarray) -> bytes:
 
 def write_wav(samples: np.ndarray, path: Path) -> Path:
     import soundfile
-    soundfile.write(str(path), samples, SAMPLE_RATE, subtype="PCM_16")
+    with files.replacing(path) as temporary:
+        soundfile.write(str(temporary), samples, SAMPLE_RATE, subtype="PCM_16")
     return path

@@ -1,7 +1,9 @@
-"""What every ScoreLM script does the same way: one-line errors for users, exit codes."""
+"""What every ScoreLM script does the same way: one-line errors for users, exit codes, Ctrl-C
+and SIGTERM, worker processes."""
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -15,17 +17,39 @@ class UserError(Exception):
         self.code = code
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the program is, as Ctrl-C raises KeyboardInterrupt: the same
+    clean-up runs (workers stopped, partial files removed), and the exit code is 143."""
+
+
+def _terminated(signum, frame):
+    raise Terminated()
+
+
 def run(main) -> None:
-    """Run a script's main(); UserError becomes a one-line message, Ctrl-C exit 130."""
+    """Run a script's main(); UserError becomes a one-line message; Ctrl-C (SIGINT) and SIGTERM
+    stop it the same way, without a traceback, exit 130 and 143. (train.py's loop catches both
+    itself, to save a checkpoint first.)"""
     program = Path(sys.argv[0]).name
+    signal.signal(signal.SIGTERM, _terminated)
     try:
         sys.exit(main())
     except UserError as error:
         print(f"{program}: error: {error}", file=sys.stderr)
         sys.exit(error.code)
-    except KeyboardInterrupt:
-        print(f"{program}: interrupted", file=sys.stderr)
-        sys.exit(130)
+    except KeyboardInterrupt as interrupt:
+        terminated = isinstance(interrupt, Terminated)
+        print(f"{program}: {'terminated' if terminated else 'interrupted'}; complete files kept, partial ones removed",
+              file=sys.stderr)
+        sys.exit(143 if terminated else 130)
+
+
+def quiet_worker() -> None:
+    """A worker process's initializer: Ctrl-C in the terminal reaches every process of the group,
+    but only the parent acts on it (it stops the workers, without their tracebacks); SIGTERM
+    ends a worker at once (the parent's pool sends it when it stops them)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def check_can_write(path: Path, overwrite: bool) -> None:

@@ -161,7 +161,8 @@ def load_config(path: Path | None, overrides: dict | None = None) -> TrainConfig
 
 
 def save_config(config: TrainConfig, path: Path) -> None:
-    path.write_text(json.dumps(dataclasses.asdict(config), indent=2) + "\n")
+    from scorelm import files
+    files.write_text(path, json.dumps(dataclasses.asdict(config), indent=2) + "\n")
 
 
 def help_text() -> str:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import statistics
 from collections import Counter
 from dataclasses import dataclass
@@ -248,11 +247,10 @@ def percentiles(values: list[int]) -> dict[str, float]:
 
 
 def write_jsonl_atomic(path: Path, records: list[dict]) -> None:
-    temporary = path.with_suffix(path.suffix + ".tmp")
-    with open(temporary, "w", encoding="utf-8") as f:
+    from scorelm import files
+    with files.replacing(path) as temporary, open(temporary, "w", encoding="utf-8") as f:
         for record in records:
             f.write(json.dumps(record, ensure_ascii=False) + "\n")
-    os.replace(temporary, path)
 
 
 def read_jsonl(path: Path) -> list[dict]:

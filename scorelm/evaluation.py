@@ -7,7 +7,7 @@ import math
 from collections import Counter, defaultdict
 from fractions import Fraction
 
-from scorelm import language
+from scorelm import files, language
 from scorelm.decoding import rules
 from scorelm.decoding.rules import SATB_RANGES
 
@@ -421,5 +421,6 @@ def plot_table(columns: dict[str, dict], path) -> None:
         axis.set_title(label, fontsize=10)
         axis.tick_params(labelsize=8)
     figure.tight_layout()
-    figure.savefig(path, dpi=110)
+    with files.replacing(path) as temporary:
+        figure.savefig(temporary, dpi=110)
     plt.close(figure)

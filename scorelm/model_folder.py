@@ -102,7 +102,8 @@ class ModelCard:
     def save(self, folder: Path) -> None:
         """scorelm.json, its fingerprint taken of the files already beside it."""
         self.files = fingerprint(folder)
-        (folder / CARD).write_text(json.dumps(self.to_json(), indent=1) + "\n")
+        from scorelm import files
+        files.write_text(folder / CARD, json.dumps(self.to_json(), indent=1) + "\n")
 
     def ranges(self, voices: int | None = None) -> list | None:
         """Each voice's range for pieces of this many voices (default: the usual number)."""

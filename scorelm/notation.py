@@ -5,6 +5,8 @@ import html
 import re
 from pathlib import Path
 
+from scorelm import files
+
 PAGE_WIDTH = 2100  # verovio units (tenths of a staff space at scale 100); about A4 at 40%
 PAGE_HEIGHT_LIMIT = 60000  # verovio's largest page: one tall page instead of many
 
@@ -59,7 +61,8 @@ def write_png_pages(svgs: list[str], path: Path) -> list[Path]:
     written = []
     for number, svg in enumerate(svgs, 1):
         page_path = path if number == 1 else path.with_name(f"{path.stem}-{number}{path.suffix}")
-        cairosvg.svg2png(bytestring=svg.encode("utf-8"), write_to=str(page_path), background_color="white")
+        with files.replacing(page_path) as temporary:
+            cairosvg.svg2png(bytestring=svg.encode("utf-8"), write_to=str(temporary), background_color="white")
         written.append(page_path)
     return written
 

@@ -15,6 +15,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from scorelm import files
+
 STYLE = """
 :root { color-scheme: light dark; --ink: #1d1d1f; --paper: #fafafa; --card: #ffffff; --muted: #5f6368;
         --line: #d9d9de; --accent: #3b5bdb; }
@@ -118,8 +120,7 @@ def page_html(title: str, pieces: list[PagePiece], settings: dict | None = None,
 
 def write_page(path: Path, title: str, pieces: list[PagePiece], settings: dict | None = None,
                intro_html: str = "") -> Path:
-    path.write_text(page_html(title, pieces, settings, intro_html), encoding="utf-8")
-    return path
+    return files.write_text(path, page_html(title, pieces, settings, intro_html))
 
 
 def table_html(columns: dict[str, dict], rows: list[tuple[str, str]]) -> str:

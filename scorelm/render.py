@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import multiprocessing
 import sys
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
-from scorelm import audio, language, notation, page
-from scorelm.cli import UserError, worker_count
+from scorelm import audio, files, language, notation, page
+from scorelm.cli import UserError, quiet_worker, worker_count
 
 SUFFIXES = {"musicxml": ".musicxml", "midi": ".mid", "png": ".png", "mp3": ".mp3", "wav": ".wav"}
 DEFAULT_FORMATS = ["musicxml", "midi", "png", "mp3"]  # what --render writes (WAV only when asked: --wav)
@@ -85,18 +84,25 @@ def render_pieces(pieces: list[language.Piece], stem: Path, formats: list[str], 
     results = [None] * len(jobs)
     progress = tqdm(total=len(jobs), desc="rendering", unit="piece", file=sys.stderr, disable=len(jobs) < 2)
     workers = min(worker_count(None), len(jobs))
-    if workers > 1 and "fork" in multiprocessing.get_all_start_methods():
-        # fork: the workers start with everything imported (music21 alone takes a second to import)
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
-            futures = {pool.submit(_render_one, *job): index for index, job in enumerate(jobs)}
-            for future in as_completed(futures):
-                results[futures[future]] = future.result()
+    try:
+        if workers > 1 and "fork" in multiprocessing.get_all_start_methods():
+            # fork: the workers start with everything imported (music21 alone takes a second to
+            # import); leaving the block (an error, Ctrl-C, SIGTERM) terminates them
+            with multiprocessing.get_context("fork").Pool(workers, initializer=quiet_worker) as pool:
+                for index, result in pool.imap_unordered(_render_indexed, enumerate(jobs)):
+                    results[index] = result
+                    progress.update()
+        else:
+            for index, job in enumerate(jobs):
+                results[index] = _render_one(*job)
                 progress.update()
-    else:
-        for index, job in enumerate(jobs):
-            results[index] = _render_one(*job)
-            progress.update()
-    progress.close()
+    except BaseException:
+        # a stopped worker may leave a file half written under its temporary name: removed;
+        # the pieces written whole stay, and no page is written
+        files.remove_partial(planned_paths(stem, len(pieces), formats, with_page))
+        raise
+    finally:
+        progress.close()
     written = [path for paths, _ in results for path in paths]
     if with_page:
         shown = []
@@ -107,6 +113,11 @@ def render_pieces(pieces: list[language.Piece], stem: Path, formats: list[str], 
         written.append(page.write_page(page_path(stem), page_title or title, shown,
                                        {**(settings or {}), **performance.settings()}, intro_html))
     return written
+
+
+def _render_indexed(indexed_job: tuple[int, tuple]):
+    index, job = indexed_job
+    return index, _render_one(*job)
 
 
 def _render_one(piece: language.Piece, piece_stem: Path, formats: list[str], piece_title: str,
@@ -132,14 +143,14 @@ def _render_files(piece: language.Piece, piece_stem: Path, formats: list[str], p
     written = []
     for fmt in formats:
         if fmt == "musicxml":
-            path[fmt].write_bytes(xml)
+            files.write_bytes(path[fmt], xml)
             written.append(path[fmt])
         elif fmt == "png":
             written += notation.write_png_pages(svgs, path[fmt])
         elif fmt == "midi":
             written.append(audio.write_midi(piece, path[fmt], **performance.options(), title=piece_title))
         elif fmt == "mp3":
-            path[fmt].write_bytes(encoded)
+            files.write_bytes(path[fmt], encoded)
             written.append(path[fmt])
         elif fmt == "wav":
             written.append(audio.write_wav(samples, path[fmt]))

@@ -9,7 +9,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from scorelm import language, lm, render, writing
+from scorelm import files, language, lm, render, writing
 from scorelm.cli import UserError, check_can_write
 from scorelm.decoding import Progress, SamplingSettings
 
@@ -77,8 +77,7 @@ def report(loaded: writing.LoadedModel, sampling: SamplingSettings, options: Sco
           f"{len(harmonized)} harmonized sopranos; rules {sampling.rules}, "
           f"{options.sample_particles} / {options.harmonization_particles} particle(s) a sample / a harmonization")
     print(evaluation.format_table(columns))
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    stem.with_suffix(".json").write_text(json.dumps(
+    files.write_text(stem.with_suffix(".json"), json.dumps(
         {"columns": columns, "settings": settings, "samples": samples, "harmonizations": harmonized,
          "rule_fallbacks": {"samples": sample_report, "harmonizations": harmonize_report},
          "dataset": str(folder), "split": split, "ngram_order": ngram["order"]}, indent=1) + "\n")

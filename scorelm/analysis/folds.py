@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -56,9 +55,8 @@ class FoldManifest:
     models: list[FoldModel] = field(default_factory=list)
 
     def write(self, folder: Path) -> None:
-        temporary = folder / (MANIFEST + ".tmp")
-        temporary.write_text(json.dumps(asdict(self), indent=1) + "\n")
-        os.replace(temporary, folder / MANIFEST)
+        from scorelm import files
+        files.write_text(folder / MANIFEST, json.dumps(asdict(self), indent=1) + "\n")
 
     @classmethod
     def read(cls, folder: Path, complete: bool = True) -> "FoldManifest":

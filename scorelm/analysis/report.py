@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import csv
 import math
-import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from scorelm import dataset, language, model_folder, notation, render
+from scorelm import dataset, files, language, model_folder, notation, render
 from scorelm.decoding import Vocabulary
 from scorelm.analysis import folds, information
 from scorelm.cli import UserError, check_can_write
@@ -181,12 +180,10 @@ def write_csv(path: Path, rows: list[dict], columns: list[str]) -> None:
     """Written under a temporary name and renamed into place: whole or absent."""
     extra = sorted({key for row in rows for key in row} - set(columns),
                    key=lambda k: (not k.startswith("cpitch."), int(k.split(".")[1]) if k.split(".")[1].isdigit() else 0))
-    temporary = path.with_name(path.name + ".tmp")
-    with open(temporary, "w", newline="") as f:
+    with files.replacing(path) as temporary, open(temporary, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=columns + extra, restval="")
         writer.writeheader()
         writer.writerows(rows)
-    os.replace(temporary, path)
 
 
 @dataclass

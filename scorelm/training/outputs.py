@@ -10,7 +10,7 @@ import shutil
 from pathlib import Path
 
 from scorelm import config as configuration
-from scorelm import language, model_folder
+from scorelm import files, language, model_folder
 from scorelm.training.checkpoints import STAGING
 
 def plot_losses(history: dict, path: Path) -> None:
@@ -32,7 +32,8 @@ def plot_losses(history: dict, path: Path) -> None:
     axes.legend()
     axes.grid(alpha=0.3)
     figure.tight_layout()
-    figure.savefig(path, dpi=120)
+    with files.replacing(path) as temporary:
+        figure.savefig(temporary, dpi=120)
     plt.close(figure)
 
 
