@@ -35,7 +35,8 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
                                      epilog=__doc__.split("\n\n", 1)[1])
     parser.add_argument("prompt", nargs="?", default="|", help="score text to continue (default: '|', a new piece)")
     parser.add_argument("--model", default="score-lm", help="trained model directory (default: score-lm)")
-    parser.add_argument("--num-samples", type=int, help="pieces to sample, in one batch (default 1)")
+    parser.add_argument("--num-samples", type=int, help="pieces to write (default 1), side by side in batches of at most "
+                             f"{writing.ROWS_PER_BATCH} sequences (pieces times particles)")
     parser.add_argument("--temperature", type=float, default=1.0)
     parser.add_argument("--top-k", type=int, default=0, help="sample from the k likeliest tokens (0: all)")
     parser.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling mass")
@@ -102,6 +103,8 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
         raise UserError(f"--top-k must be 0 (all tokens) or more, not {args.top_k}")
     if args.seed is not None and not 0 <= args.seed < 2 ** 32:
         raise UserError(f"--seed must be from 0 to 2**32 - 1, not {args.seed}")
+    if args.particles is not None and args.particles > writing.MAX_PARTICLES:
+        raise UserError(f"--particles must be at most {writing.MAX_PARTICLES}")
     if args.harmonize and args.no_constrain:
         raise UserError("--harmonize needs the constrained decoder; drop --no-constrain")
     return args
@@ -122,6 +125,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_arguments(argv)
     performance = render.performance_of(args)  # --tempo and --fermata-hold checked before any work
     warn = (lambda line: None) if args.quiet else (lambda line: print(line, file=sys.stderr))
+    if args.quiet:
+        from transformers.utils import logging as transformers_logging
+        transformers_logging.set_verbosity_error()  # its reminders too
     if args.surprisal:
         from scorelm.analysis import report
         return report.analyse(args.model, report.AnalysisSettings(args.surprisal, args.output, args.overwrite,

@@ -20,6 +20,11 @@ DEFAULT_RULES = MIXED  # measured on validation with particles, against hard and
 # came closer with one, at 0.86 of unconstrained sampling's speed against 0.34.
 FREE_PARTICLES = 1
 HARMONIZATION_PARTICLES = 4
+# Sequences decoded side by side at most (pieces times particles): more pieces are written in
+# batches of this many, so that memory stays bounded however many are asked for (seeds seed,
+# seed + pieces a batch, ...; a run within one batch is as before).
+ROWS_PER_BATCH = 64
+MAX_PARTICLES = ROWS_PER_BATCH
 
 
 @dataclass
@@ -66,9 +71,11 @@ def write(loaded: LoadedModel, prompt: str, settings: SamplingSettings, num_samp
     if max_new_tokens is None and measures:
         # the measures asked for come first, past the context if need be
         max_new_tokens = max(MEASURES_BUDGET, loaded.context - len(lm.piece_ids(loaded.tokenizer, shown)))
-    texts = generate_texts(loaded.model, loaded.tokenizer, shown, num_samples, settings, measures=measures,
-                           max_new_tokens=max_new_tokens, seed=seed, vocabulary=loaded.vocabulary,
-                           rule_report=rule_report, progress=progress)
+    texts = []
+    for first, count in _shown(batches(num_samples, settings), progress):
+        texts += generate_texts(loaded.model, loaded.tokenizer, shown, count, settings, measures=measures,
+                                max_new_tokens=max_new_tokens, seed=None if seed is None else seed + first,
+                                vocabulary=loaded.vocabulary, rule_report=rule_report, progress=progress)
     return [melody.written_back(text, factor) for text in texts]
 
 
@@ -84,10 +91,28 @@ def harmonize(loaded: LoadedModel, given: language.Piece, settings: SamplingSett
     if not settings.constrain:
         raise ValueError("a harmonization needs the constrained decoder")
     budget = melody.harmonization_budget(fitted.forced, settings.num_voices)
-    texts = generate_texts(loaded.model, loaded.tokenizer, "", num_samples, settings, forced_measures=fitted.forced,
-                           max_new_tokens=budget, seed=seed, vocabulary=loaded.vocabulary, rule_report=rule_report,
-                           progress=progress)
+    texts = []
+    for first, count in _shown(batches(num_samples, settings), progress):
+        texts += generate_texts(loaded.model, loaded.tokenizer, "", count, settings, forced_measures=fitted.forced,
+                                max_new_tokens=budget, seed=None if seed is None else seed + first,
+                                vocabulary=loaded.vocabulary, rule_report=rule_report, progress=progress)
     return [melody.restore_melody(fitted.written_back(text), given) for text in texts]
+
+
+def batches(num_samples: int, settings: SamplingSettings) -> list[tuple[int, int]]:
+    """(first piece, pieces) of each batch: at most ROWS_PER_BATCH sequences side by side."""
+    per_batch = max(1, ROWS_PER_BATCH // settings.in_effect().particles)
+    return [(first, min(per_batch, num_samples - first)) for first in range(0, num_samples, per_batch)]
+
+
+def _shown(planned: list[tuple[int, int]], progress: Progress | None):
+    """The batches, with a bar of them (pieces written, time left) where there are several."""
+    if len(planned) < 2 or progress is None or progress.quiet:
+        return planned
+    import sys
+
+    from tqdm import tqdm
+    return tqdm(planned, desc="batches", unit="batch", file=sys.stderr, dynamic_ncols=True)
 
 
 def render_texts(texts: list[str], stem: Path, formats: list[str], *, title: str, performance: render.Performance,

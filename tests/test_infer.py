@@ -509,3 +509,20 @@ def test_a_melody_note_no_known_words_can_write_is_a_one_line_error(tiny_model, 
     assert result.returncode == 2
     assert result.stderr.strip() == "infer.py: error: the melody's 'G#6:4^' is not in the model's vocabulary"
     assert not output.exists() and not list(tmp_path.glob("h*"))
+
+
+def test_many_samples_are_written_in_batches_of_bounded_width(tiny_model):
+    """--num-samples beyond one batch (64 sequences side by side): every piece written and valid,
+    the first batch as a run of 64 writes it; --particles beyond a batch is a one-line error."""
+    from scorelm import writing
+    many = run_script("infer.py", "|", "--model", tiny_model, "--num-samples", writing.ROWS_PER_BATCH + 6,
+                      "--seed", 3, "--max-new-tokens", 60, "--quiet")
+    assert many.returncode == 0, many.stderr
+    assert_valid_samples(many.stdout, "|", writing.ROWS_PER_BATCH + 6)
+    one_batch = run_script("infer.py", "|", "--model", tiny_model, "--num-samples", writing.ROWS_PER_BATCH,
+                           "--seed", 3, "--max-new-tokens", 60, "--quiet")
+    assert many.stdout.splitlines()[:writing.ROWS_PER_BATCH] == one_batch.stdout.splitlines()
+    assert many.stderr == ""  # --quiet: no bars, no notes
+    too_wide = run_script("infer.py", "|", "--model", tiny_model, "--particles", writing.MAX_PARTICLES + 1)
+    assert too_wide.returncode == 2 and too_wide.stderr.strip() == \
+        f"infer.py: error: --particles must be at most {writing.MAX_PARTICLES}"
