@@ -127,21 +127,21 @@ def free_samples(loaded: writing.LoadedModel, settings: SamplingSettings, count:
 
 def harmonize_all(loaded: writing.LoadedModel, settings: SamplingSettings, texts: list[str], seed: int,
                   quiet: bool = False) -> tuple[list[str], list[str], dict]:
-    """Alto, tenor and bass written under the soprano of each piece (seed + its index): the
-    harmonizations, the pieces they harmonize, and the rules' report. A melody with a note no
-    words of the model can write (melody.melody_plan) is skipped (said on stderr)."""
-    from tqdm import tqdm
-
+    """Alto, tenor and bass written under the soprano of each piece, several side by side
+    (writing.harmonize_each): the harmonizations, the pieces they harmonize, and the rules'
+    report. A melody with a note no words of the model can write (melody.melody_plan) is skipped
+    (said on stderr)."""
     from scorelm import melody
-    harmonized, originals, rule_report = [], [], {}
-    for index, text in enumerate(tqdm(texts, desc="harmonizing", unit="piece", file=sys.stderr, disable=quiet)):
-        piece = language.parse(text)[0][0]
+    pieces, fits, originals, rule_report = [], [], [], {}
+    for index, text in enumerate(texts):
         try:
-            fitted = melody.fit(text, loaded.card, loaded.vocabulary)
+            fits.append(melody.fit(text, loaded.card, loaded.vocabulary))
         except UserError as error:
-            tqdm.write(f"note: piece {index + 1} not harmonized: {error}", file=sys.stderr)
+            if not quiet:
+                print(f"note: piece {index + 1} not harmonized: {error}", file=sys.stderr)
             continue
         originals.append(text)
-        harmonized += writing.harmonize(loaded, piece, settings, 1, seed=seed + index, rule_report=rule_report,
-                                        fitted=fitted)
+        pieces.append(language.parse(text)[0][0])
+    harmonized = writing.harmonize_each(loaded, pieces, fits, settings, seed=seed, rule_report=rule_report,
+                                        progress=Progress("harmonizing", quiet))
     return harmonized, originals, rule_report

@@ -99,6 +99,28 @@ def harmonize(loaded: LoadedModel, given: language.Piece, settings: SamplingSett
     return [melody.restore_melody(fitted.written_back(text), given) for text in texts]
 
 
+def harmonize_each(loaded: LoadedModel, melodies: list[language.Piece], fits: list[melody.MelodyFit],
+                   settings: SamplingSettings, *, seed: int | None = None, rule_report: dict | None = None,
+                   progress: Progress | None = None) -> list[str]:
+    """One harmonization of each melody (its fit from melody.fit), several side by side: in
+    batches of at most ROWS_PER_BATCH sequences, melodies of similar length together (a batch
+    runs as long as its longest), seeds seed, seed + melodies a batch, ... Returned in the
+    melodies' order."""
+    order = sorted(range(len(melodies)), key=lambda index: len(fits[index].forced))
+    per_batch = max(1, ROWS_PER_BATCH // settings.in_effect().particles)
+    harmonized: list[str] = [""] * len(melodies)
+    for first in _shown(list(range(0, len(order), per_batch)), progress):
+        group = order[first:first + per_batch]
+        budget = max(melody.harmonization_budget(fits[index].forced, settings.num_voices) for index in group)
+        texts = generate_texts(loaded.model, loaded.tokenizer, "", len(group), settings,
+                               melodies=[fits[index].forced for index in group], max_new_tokens=budget,
+                               seed=None if seed is None else seed + first, vocabulary=loaded.vocabulary,
+                               rule_report=rule_report, progress=progress)
+        for index, text in zip(group, texts):
+            harmonized[index] = melody.restore_melody(fits[index].written_back(text), melodies[index].top_voice())
+    return harmonized
+
+
 def batches(num_samples: int, settings: SamplingSettings) -> list[tuple[int, int]]:
     """(first piece, pieces) of each batch: at most ROWS_PER_BATCH sequences side by side."""
     per_batch = max(1, ROWS_PER_BATCH // settings.in_effect().particles)

@@ -526,3 +526,24 @@ def test_many_samples_are_written_in_batches_of_bounded_width(tiny_model):
     too_wide = run_script("infer.py", "|", "--model", tiny_model, "--particles", writing.MAX_PARTICLES + 1)
     assert too_wide.returncode == 2 and too_wide.stderr.strip() == \
         f"infer.py: error: --particles must be at most {writing.MAX_PARTICLES}"
+
+
+def test_melodies_harmonized_side_by_side_each_keep_their_own(tiny_model, tiny_dataset):
+    """writing.harmonize_each (the scorecard's): melodies of different lengths in one batch, each
+    harmonization a valid score holding its own melody note for note, in the melodies' order;
+    longer than the tiny model's context, so written on in windows row by row."""
+    from scorelm import melody, writing
+    loaded = writing.LoadedModel.load(tiny_model, "cpu")
+    texts = sorted(training_texts(tiny_dataset), key=len)
+    chosen = [texts[0], texts[len(texts) // 2], texts[-1], texts[1]]
+    pieces = [language.parse(text)[0][0] for text in chosen]
+    fits = [melody.fit(text, loaded.card, loaded.vocabulary) for text in chosen]
+    settings = loaded.settings(rules="mixed", particles=2)
+    harmonized = writing.harmonize_each(loaded, pieces, fits, settings, seed=5)
+    assert len(harmonized) == len(pieces)
+    for text, piece in zip(harmonized, pieces):
+        written, report = language.parse(text)
+        assert report.total == 0 and len(written) == 1
+        assert written[0].voice_events(0) == piece.top_voice().voice_events(0)
+        assert written[0].num_voices == 4
+    assert harmonized == writing.harmonize_each(loaded, pieces, fits, settings, seed=5)  # the seed repeats

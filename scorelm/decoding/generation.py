@@ -8,7 +8,7 @@ import copy
 from scorelm import language
 from scorelm.cli import UserError
 from scorelm.decoding.constraint import GrammarLogitsProcessor, ScoreConstraint
-from scorelm.decoding.particles import sample_particles
+from scorelm.decoding.particles import STATIC_CACHE_ROWS, sample_particles
 from scorelm.decoding.rules import OFF, analysed_tonic
 from scorelm.decoding.settings import SamplingSettings
 from scorelm.decoding.tables import decoding_tables
@@ -38,7 +38,8 @@ def context_length(model) -> int:
 def generate_texts(model, tokenizer, prompt: str, num_samples: int = 1, settings: SamplingSettings = SamplingSettings(),
                    *, measures: int | None = None, forced_measures: list[list[str]] | None = None,
                    max_new_tokens: int | None = None, seed: int | None = None, vocabulary: Vocabulary | None = None,
-                   rule_report: dict | None = None, progress=None) -> list[str]:
+                   rule_report: dict | None = None, progress=None,
+                   melodies: list[list[list[str]]] | None = None) -> list[str]:
     """Sample `num_samples` pieces continuing `prompt`, in one batch with the KV cache, as
     `settings` say. measures: the piece ends after that many; forced_measures: the words each
     measure must begin with (a harmonization's melody: melody.melody_plan). max_new_tokens None:
@@ -48,16 +49,21 @@ def generate_texts(model, tokenizer, prompt: str, num_samples: int = 1, settings
     (rewrite_ending). A layout with several voices on a staff (a piano's) is sampled without the
     voice-leading rules. A harmonization, or a piece of `measures` measures, that needs more
     tokens than the model's context holds is written in windows of it (write_in_windows).
-    progress: a Progress (tokens and pieces as they are written), or None."""
+    progress: a Progress (tokens and pieces as they are written), or None. melodies: each piece's
+    own forced measures (num_samples of them, in place of forced_measures): several melodies
+    harmonized side by side, each closing where its melody does (max_new_tokens: the longest's
+    budget)."""
+    if melodies is not None and (len(melodies) != num_samples or forced_measures is not None):
+        raise ValueError("melodies: one forced-measure list per piece, instead of forced_measures")
     return _generate(model, tokenizer, prompt, num_samples, settings.in_effect(), measures=measures,
                      forced_measures=forced_measures, max_new_tokens=max_new_tokens, seed=seed,
-                     vocabulary=vocabulary, rule_report=rule_report, progress=progress)
+                     vocabulary=vocabulary, rule_report=rule_report, progress=progress, melodies=melodies)
 
 
 def _generate(model, tokenizer, prompt: str, num_samples: int, settings: SamplingSettings, *, measures: int | None,
               forced_measures: list[list[str]] | None, max_new_tokens: int | None, seed: int | None,
               vocabulary: Vocabulary | None, rule_report: dict | None, progress=None,
-              one_window: bool = False) -> list[str]:
+              one_window: bool = False, melodies: list | None = None) -> list[str]:
     """generate_texts with its settings in effect; one_window: this call writes one window of a
     piece (write_in_windows), so the piece is not closed within its tokens."""
     import torch
@@ -65,6 +71,8 @@ def _generate(model, tokenizer, prompt: str, num_samples: int, settings: Samplin
 
     from scorelm import lm
     constrain, stop_at_end, particles = settings.constrain, settings.stop_at_end, settings.particles
+    forced_of = melodies if melodies is not None else [forced_measures] * num_samples  # per piece
+    any_forced = any(forced_of)
     if seed is not None:
         set_seed(seed)
     prompt_ids = lm.piece_ids(tokenizer, prompt) if prompt.strip() else [tokenizer.eos_token_id]
@@ -73,7 +81,7 @@ def _generate(model, tokenizer, prompt: str, num_samples: int, settings: Samplin
         max_new_tokens = max(MIN_NEW_TOKENS, context_length(model) - len(prompt_ids))
     # a harmonization, or a piece of set measures given more tokens than the context holds, is
     # written in windows of it (an ending written again keeps to its own last measure: no budget given)
-    windows = (bool(forced_measures) or measures is not None and budget_given) and constrain and stop_at_end \
+    windows = (any_forced or measures is not None and budget_given) and constrain and stop_at_end \
         and max_new_tokens > context_length(model) - len(prompt_ids) > 0
     if windows:
         max_new_tokens = context_length(model) - len(prompt_ids)
@@ -87,11 +95,11 @@ def _generate(model, tokenizer, prompt: str, num_samples: int, settings: Samplin
         if settings.rules != OFF:
             rules = rule_tables(vocabulary, settings.num_voices, settings.rules, settings.enabled_rules)
         # the tokens the piece must close within: none where the measures decide where it ends
-        closing_budget = None if forced_measures or windows or one_window else max_new_tokens
+        closing_budget = None if any_forced or windows or one_window else max_new_tokens
         constraints = []
         for _ in range(num_samples * particles):
-            constraint = ScoreConstraint(vocabulary, tables, measures, forced_measures, closing_budget,
-                                         rules, settings.parts)
+            constraint = ScoreConstraint(vocabulary, tables, measures, forced_of[len(constraints) // particles],
+                                         closing_budget, rules, settings.parts)
             constraint.start(prompt_ids)
             constraints.append(constraint)
         processors.append(GrammarLogitsProcessor(constraints, len(prompt_ids), stops + [tokenizer.pad_token_id]))
@@ -108,6 +116,7 @@ def _generate(model, tokenizer, prompt: str, num_samples: int, settings: Samplin
         generation_config.update(do_sample=True, temperature=settings.temperature, top_k=settings.top_k or None,
                                  top_p=settings.top_p,
                                  max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id,
+                                 cache_implementation="static" if len(input_ids) >= STATIC_CACHE_ROWS else None,
                                  eos_token_id=stops if stop_at_end else None)
         with torch.no_grad():
             output = model.generate(input_ids, attention_mask=torch.ones_like(input_ids),
@@ -129,17 +138,17 @@ def _generate(model, tokenizer, prompt: str, num_samples: int, settings: Samplin
     if windows:
         for row, text in enumerate(texts):
             if not text.endswith(language.END):
-                texts[row] = write_in_windows(model, tokenizer, text, measures, forced_measures, seed, row,
+                texts[row] = write_in_windows(model, tokenizer, text, measures, forced_of[row], seed, row,
                                               rule_report, settings, vocabulary)
                 windowed.add(row)
-    if constrain and settings.rules != OFF and measures is None and not forced_measures and stop_at_end:
+    if constrain and settings.rules != OFF and measures is None and not any_forced and stop_at_end:
         faults = {row: ending_faults(c.music, texts[row]) for row, c in enumerate(constraints)
                   if c.music is not None and texts[row].endswith(language.END)}
         for row, broken in faults.items():
             if broken:
                 texts[row] = rewrite_ending(model, tokenizer, texts[row], prompt, seed, row, rule_report,
                                             settings, vocabulary, modal_only=broken == {"signature_tonic"})
-    if constrain and rule_report is not None and measures is not None and not forced_measures:
+    if constrain and rule_report is not None and measures is not None and not any_forced:
         # a piece of known measures (an ending written again reads these): does it close as the rules want
         for row, c in enumerate(constraints):
             if c.music is not None and texts[row].endswith(language.END) and row not in windowed:

@@ -62,6 +62,8 @@ class RuleTables:
                 self.step[token_id] = diatonic_step(token.pitch)
                 self.name[token_id] = spelled_name(token.pitch)
         self.is_note = v.midi >= 0
+        # sharps (+) or flats (-) of each spelled pitch: A against A flat is one letter, two alterations
+        self.alteration = np.where(self.is_note, v.midi - natural_midi(self.step), 0)
         self.pitch_index = v.pitch  # per id: index into v.pitches, -1 for non-notes
         # interval class of every (upper pitch, lower pitch) pair, looked up rather than computed per step
         numbers = [(language.midi_number(p), diatonic_step(p)) for p in v.pitches]
@@ -430,13 +432,18 @@ def chromatic_clash(music: VoiceLeading, c: Candidates):
     if c.voice == 0:
         return None
     t = music.t
-    clash = c.none()
-    letter, name = t.step[c.ids] % 7, t.name[c.ids]  # a diatonic step's letter: its number mod 7
-    for upper in range(c.voice):
-        for event in music._overlapping(upper, c.onset):
-            if event.midi is not None:
-                clash |= (letter == event.step % 7) & (name != event.name) & (event.start < c.onset + c.ticks)
-    return c.note & clash
+    sounding = [event for upper in range(c.voice) for event in music._overlapping(upper, c.onset)
+                if event.midi is not None]
+    if not sounding:
+        return c.none()
+    steps = np.array([event.step for event in sounding])
+    alterations = np.array([event.midi for event in sounding]) - natural_midi(steps)
+    starts = np.array([event.start for event in sounding])
+    # candidates by the notes sounding above them: the same letter (a diatonic step's number mod 7)
+    # with another alteration, the upper note begun before the candidate ends
+    clash = (t.step[c.ids, None] % 7 == steps % 7) & (t.alteration[c.ids, None] != alterations) \
+        & (starts < (c.onset + c.ticks)[:, None])
+    return c.note & clash.any(axis=1)
 
 
 def voice_crossing(music: VoiceLeading, c: Candidates):
@@ -506,6 +513,11 @@ CHECKS = {"parallel_fifths": parallel_fifths, "parallel_octaves": parallel_octav
           "range": voice_range, "voice_overlap": voice_overlap, "rest": rest, "fermata": fermata,
           "final_chord": final_chord, "signature_tonic": signature_tonic}
 assert set(CHECKS) == set(RULE_NAMES), "every rule in rules.RULES has its check here"
+
+
+def natural_midi(step):
+    """The MIDI number of a diatonic step's natural (C4, step 28, is 60), for ints or arrays."""
+    return 12 * (np.asarray(step) // 7 + 1) + np.array([0, 2, 4, 5, 7, 9, 11])[np.asarray(step) % 7]
 
 
 def rule_tables(vocabulary: Vocabulary, num_voices: int, mode: str, enabled) -> RuleTables:
