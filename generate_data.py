@@ -22,17 +22,17 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from scorelm import dataset, files
+from scorelm import dataset, files, language
 from scorelm.cli import UserError, check_can_write, quiet_worker, run, worker_count
 
 
-def encode_all(sources: list[str], workers: int, melody: bool = False
+def encode_all(sources: list[str], workers: int, melody: bool = False, instruments: str = "voices"
                ) -> tuple[list[dict], list[tuple[str, str]], Counter]:
     """Encode files in parallel (music21's parsing is the slow part). Returns the records,
     the (source, error) of each skipped file, and the encoder's losses summed."""
     records, skipped, losses = [], [], Counter()
     with multiprocessing.Pool(workers, initializer=quiet_worker) as pool:
-        results = pool.imap_unordered(functools.partial(dataset.encode_file, melody=melody), sources, chunksize=4)
+        results = pool.imap_unordered(functools.partial(dataset.encode_file, melody=melody, instruments=instruments), sources, chunksize=4)
         for result in tqdm(results, total=len(sources), desc="encoding", unit="file", file=sys.stderr):
             losses.update(result.losses)
             if result.error:
@@ -102,6 +102,11 @@ def main(argv: list[str] | None = None) -> int:
                              "each voice in its range")
     parser.add_argument("--melody", action="store_true",
                         help="encode the top voice alone (a melody corpus: the chorales' sopranos, a song's tune)")
+    parser.add_argument("--instruments", choices=language.INSTRUMENTS,
+                        help="where some parts are named as voices, the parts beside them: doubling keeps each "
+                             "that does not double a voice (a choir's piano; the default for --input and "
+                             "--corpus), voices drops them all (the default for the Bach chorales, whose "
+                             "instruments play colla parte or obbligato), all keeps every part")
     parser.add_argument("--limit", type=int, metavar="N", help="encode only the first N files")
     parser.add_argument("--workers", type=int, help="processes (default: one per core)")
     parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
@@ -137,7 +142,8 @@ def main(argv: list[str] | None = None) -> int:
         check_can_write(args.output / name, args.overwrite)
 
     start = time.perf_counter()
-    records, skipped, losses = encode_all(sources, worker_count(args.workers), args.melody)
+    instruments = args.instruments or ("doubling" if args.input or args.corpus else "voices")
+    records, skipped, losses = encode_all(sources, worker_count(args.workers), args.melody, instruments)
     if not records:
         raise UserError(f"none of the {len(sources)} files could be encoded")
     splits = dataset.split_records(records, fractions, args.seed)

@@ -119,10 +119,12 @@ def record_for(piece: language.Piece, record_id: str, source: str, key_name: str
     }
 
 
-def encode_file(source: str, melody: bool = False) -> EncodedFile:
+def encode_file(source: str, melody: bool = False, instruments: str = "voices") -> EncodedFile:
     """Parse one file (a corpus path like "bach/bwv66.6.mxl" or a file path) and encode it (with
     `melody`, its top voice alone: the soprano of a chorale, the first voice of the first part
-    encoded). Runs in worker processes; never raises for a bad file, it reports the error instead."""
+    encoded, the voices' parts alone; `instruments`: what becomes of the parts beside the voices,
+    language.INSTRUMENTS). Runs in worker processes; never raises for a bad file, it reports the
+    error instead."""
     from music21 import converter, corpus, stream
     stats = language.EncodeStats()
     try:
@@ -134,7 +136,7 @@ def encode_file(source: str, melody: bool = False) -> EncodedFile:
         scores = list(parsed.scores) if isinstance(parsed, stream.Opus) else [parsed]
         records = []
         for number, score in enumerate(scores):
-            piece = language.piece_from_score(score, stats)
+            piece = language.piece_from_score(score, stats, "voices" if melody else instruments)
             if melody and piece.measures:
                 piece = melody_of(piece)
             if not piece.measures or all(e.pitch is None for m in piece.measures for v in m.voices for e in v):

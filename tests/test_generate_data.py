@@ -158,3 +158,58 @@ def test_corpus_folders(tmp_path):
     assert result.returncode == 0, result.stderr
     summary = json.loads((tmp_path / "ef" / "summary.json").read_text())
     assert summary["pieces"] > 100 and summary["skipped"] == 0  # one collection file, a piece per tune
+
+
+def _pitched_notes(text: str) -> int:
+    piece = language.parse(text)[0][0]
+    return sum(len(event.pitches) for measure in piece.measures for voice in measure.voices for event in voice)
+
+
+def test_a_choir_with_piano_keeps_its_piano(tmp_path):
+    """Issue 30: a user's choir with piano keeps every note of it (Beach's Prayer of a Tired Child:
+    four soprano and alto parts and a piano; Liliuokalani's Aloha 'Oe: SATB, a solo voice and a
+    piano), the piano as a part of two staves; --instruments voices drops the piano as the
+    chorales' rule does."""
+    from music21 import corpus
+    sources = {name: corpus.getWork(work) for name, work in
+               (("prayer_of_a_tired_child", "beach/prayer_of_a_tired_child"), ("aloha_oe", "liliuokalani/aloha_oe"))}
+    totals = {name: sum(len(n.pitches) for n in corpus.parse(str(path)).flatten().notes)
+              for name, path in sources.items()}
+    assert totals == {"prayer_of_a_tired_child": 1089, "aloha_oe": 463}
+    for mode in ("default", "voices"):
+        output = tmp_path / mode
+        result = run_script("generate_data.py", "--input", *sources.values(), "--output", output, "--split",
+                            "1/0/0", *(["--instruments", mode] if mode != "default" else []))
+        assert result.returncode == 0, result.stderr
+        records = {r["id"]: r for r in dataset.read_jsonl(output / "train.jsonl")}
+        for name, total in totals.items():
+            text = records[name]["text"]
+            if mode == "default":
+                assert _pitched_notes(text) == total, name  # every note kept
+                assert "P:1/2" in text.split(" V1 ")[0] or "P:2/2" in text.split(" V1 ")[0]  # the piano's staves
+            else:
+                assert _pitched_notes(text) < total / 2 and records[name]["voices"] == 4
+
+
+def test_an_instrument_doubling_a_voice_is_dropped_and_one_of_its_own_kept():
+    """--instruments doubling (the default for your scores): a violin playing the soprano's notes
+    an octave higher (colla parte) goes, a flute with a line of its own stays; the chorales'
+    rule (voices) drops both; all keeps both."""
+    from music21 import note, stream
+    score = stream.Score()
+    line = ["C5", "D5", "E5", "F5", "G5", "F5", "E5", "D5"]
+    own = ["G5", "A5", "B5", "C6", "D6", "E6", "F6", "G6"]
+    for name, pitches in (("Soprano", line), ("Alto", ["A4"] * 8), ("Tenor", ["E4"] * 8), ("Bass", ["A3"] * 8),
+                          ("Violin", [p[:-1] + str(int(p[-1]) + 1) for p in line]), ("Flute", own)):
+        part = stream.Part()
+        part.partName = name
+        for pitch in pitches:
+            part.append(note.Note(pitch, quarterLength=1))
+        score.append(part)
+    kept = {mode: [staff.partName for staff in language.select_parts(score, mode)] for mode in language.INSTRUMENTS}
+    assert kept == {"doubling": ["Soprano", "Alto", "Tenor", "Bass", "Flute"],
+                    "voices": ["Soprano", "Alto", "Tenor", "Bass"],
+                    "all": ["Soprano", "Alto", "Tenor", "Bass", "Violin", "Flute"]}
+    stats = language.EncodeStats()
+    assert language.piece_from_score(score, stats, "doubling").num_voices == 5
+    assert stats.counts["instrument staves doubling a voice dropped"] == 1

@@ -76,5 +76,5 @@ from scorelm.language.piece import Event, Measure, Piece, paired_measures, split
 from scorelm.language.grammar import (  # noqa: F401
     EVENT_KINDS, FOLLOWS, HEADER_KINDS, Grammar, ParseReport, Violation, parse, validate)
 from scorelm.language.encoder import (  # noqa: F401
-    SATB_NAMES, VOCAL_PART_WORDS, EncodeStats, encode_score, piece_from_score, select_parts, writable)
+    INSTRUMENTS, SATB_NAMES, VOCAL_PART_WORDS, EncodeStats, encode_score, piece_from_score, select_parts, writable)
 from scorelm.language.decoder import part_names, score_from_piece  # noqa: F401

@@ -31,12 +31,52 @@ def _is_vocal_name(name: str | None) -> bool:
     return first in VOCAL_PART_WORDS
 
 
-def select_parts(score) -> list:
-    """The staves to encode: the vocal parts by name, else all, in score order (top to bottom).
-    music21 gives each staff of a piano its own PartStaff."""
+# What becomes of the parts beside the voices where some parts are named as voices: "voices"
+# drops them all (the chorales' rule: the dataset is their four-part vocal texture, and their
+# 127 instrumental parts are colla parte or obbligato: trumpets, horns, timpani, violins);
+# "doubling" drops only a part that doubles a voice (colla parte) and keeps the others (a
+# choir's piano), "all" keeps every part.
+INSTRUMENTS = ("doubling", "voices", "all")
+# An instrument's staff doubles a voice when at least this share of its onsets fall on that
+# voice's onsets with a pitch class in common (octaves apart count: a violin an octave above).
+DOUBLING_SHARE = 0.8
+
+
+def select_parts(score, instruments: str = "voices", stats: EncodeStats | None = None) -> list:
+    """The staves to encode, in score order (top to bottom): the vocal parts by name and the
+    instrument staves that `instruments` keeps beside them (INSTRUMENTS), or every staff where
+    none is named as a voice. music21 gives each staff of a piano its own PartStaff."""
     parts = list(score.parts) if hasattr(score, "parts") and len(score.parts) else [score]
     vocal = [part for part in parts if _is_vocal_name(part.partName)]
-    return vocal or parts
+    if not vocal or instruments == "all":
+        return parts
+    if instruments == "voices":
+        return vocal
+    onsets = [_onsets(part) for part in vocal]
+    kept = []
+    for part in parts:
+        if part in vocal or not any(doubles(_onsets(part), voice) for voice in onsets):
+            kept.append(part)
+        elif stats is not None:
+            stats.counts["instrument staves doubling a voice dropped"] += 1
+    return kept
+
+
+def _onsets(part) -> dict[float, set[int]]:
+    """The pitch classes that begin at each offset of a staff."""
+    found: dict[float, set[int]] = {}
+    for note in part.flatten().notes:
+        found.setdefault(float(note.offset), set()).update(p.pitchClass for p in note.pitches)
+    return found
+
+
+def doubles(staff: dict[float, set[int]], voice: dict[float, set[int]]) -> bool:
+    """Whether a staff (its onsets: _onsets) doubles a voice: DOUBLING_SHARE of its onsets on the
+    voice's, with a pitch class in common. A staff without notes doubles nothing."""
+    if not staff:
+        return False
+    shared = sum(1 for at, classes in staff.items() if classes & voice.get(at, set()))
+    return shared >= DOUBLING_SHARE * len(staff)
 
 
 def group_staves(score, staves: list) -> list[list]:
@@ -282,12 +322,13 @@ def _majority(values: list, what: str, stats: EncodeStats):
     return Counter(values).most_common(1)[0][0]
 
 
-def piece_from_score(score, stats: EncodeStats | None = None) -> Piece:
-    """Encode a music21 Score (or a single Part) into a Piece."""
+def piece_from_score(score, stats: EncodeStats | None = None, instruments: str = "voices") -> Piece:
+    """Encode a music21 Score (or a single Part) into a Piece; `instruments`: what becomes of
+    the parts beside the voices (INSTRUMENTS)."""
     stats = stats if stats is not None else EncodeStats()
-    staves = select_parts(score)
+    staves = select_parts(score, instruments, stats)
     dropped = (len(score.parts) if hasattr(score, "parts") else 1) - len(staves)
-    if dropped > 0:
+    if dropped > 0 and instruments == "voices":
         stats.counts["parts not named as voices dropped (instruments beside the voices)"] += dropped
     parts = group_staves(score, staves)
     for part in parts:
@@ -384,5 +425,5 @@ def _untie(located: tuple[list[Event], int], following: set[str], stats: EncodeS
         events[i] = untied
 
 
-def encode_score(score, stats: EncodeStats | None = None) -> str:
-    return piece_from_score(score, stats).to_text()
+def encode_score(score, stats: EncodeStats | None = None, instruments: str = "voices") -> str:
+    return piece_from_score(score, stats, instruments).to_text()
