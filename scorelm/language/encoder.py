@@ -65,8 +65,9 @@ def select_parts(score, instruments: str = "voices", stats: EncodeStats | None =
 def _onsets(part) -> dict[float, set[int]]:
     """The pitch classes that begin at each offset of a staff."""
     found: dict[float, set[int]] = {}
-    for note in part.flatten().notes:
-        found.setdefault(float(note.offset), set()).update(p.pitchClass for p in note.pitches)
+    for element in part.flatten().notes:
+        if _is_note_or_rest(element):  # chord symbols are no notes
+            found.setdefault(float(element.offset), set()).update(p.pitchClass for p in element.pitches)
     return found
 
 
