@@ -60,6 +60,10 @@ def _pitch_name(pitch) -> str:
     return pitch.nameWithOctave + (f"{cents:+g}c" if cents else "")
 
 
+# the parts a user's score keeps (generate_data.py --input): all but an instrument doubling a voice
+INSTRUMENTS = "doubling"
+
+
 def notes_of(score, ties_the_language_holds: bool = False) -> Counter:
     """Every pitched note of the staves the encoder reads (each chord note counted): (staff,
     measure, offset in the measure, pitch, duration, tied onward, fermata, grace).
@@ -76,7 +80,7 @@ def notes_of(score, ties_the_language_holds: bool = False) -> Counter:
     from music21 import chord, expressions
     from scorelm.language.encoder import _measures_of, tied_onward, timed_elements, voice_containers
     notes = Counter()
-    for number, staff in enumerate(language.select_parts(score)):
+    for number, staff in enumerate(language.select_parts(score, INSTRUMENTS)):
         voices: dict[int, list[tuple[int, Fraction, object, Fraction]]] = {}  # voice -> its elements in order
         for index, measure in enumerate(_measures_of(staff)):
             for order, (container, elements) in enumerate(voice_containers(measure)):
@@ -150,10 +154,10 @@ def file_round_trip(source: str) -> RoundTrip:
         for score in scores:
             stats = language.EncodeStats()
             try:
-                piece = language.piece_from_score(score, stats)
+                piece = language.piece_from_score(score, stats, INSTRUMENTS)
                 text = piece.to_text()
                 back = musicxml_round_trip(piece, Path(folder))
-                again = language.encode_score(back)
+                again = language.encode_score(back, instruments=INSTRUMENTS)
             except Exception as error:
                 result.error = f"{type(error).__name__}: {error}"
                 return result
