@@ -1,6 +1,8 @@
 """Writing music21 scores as MusicXML and engraved sheet music (verovio SVG, then PNG by cairosvg)."""
 from __future__ import annotations
 
+import contextlib
+import gc
 import html
 import re
 from pathlib import Path
@@ -11,32 +13,81 @@ PAGE_WIDTH = 2100  # verovio units (tenths of a staff space at scale 100); about
 PAGE_HEIGHT_LIMIT = 60000  # verovio's largest page: one tall page instead of many
 
 
-def musicxml_bytes(score) -> bytes:
+def musicxml_bytes(score, in_place: bool = False) -> bytes:
     """MusicXML of a score from language.score_from_piece. The score is already in measures with
     its voices and ties, so music21's re-notation (makeNotation) is left out: it moves what
     overflows a measure longer than its time signature into the next measure after that
     measure's own notes (the notes come out of order), and fails on a voice absent from the next
     measure. What the page needs is done here instead: a duration no single note value writes (5
-    quarters) split into tied notes, accidentals, beams, tuplet brackets. Works on a copy."""
+    quarters) split into tied notes, accidentals, beams, tuplet brackets. Works on a copy, or,
+    with `in_place`, on the score itself (a score made to be written once: a fifth of the time).
+    Python's cycle collector is paused meanwhile: music21's objects are many and long-lived, and
+    its passes over them made writing worse than linear in the piece's length."""
     import copy
+    with cycle_collection_paused():
+        return _musicxml(score if in_place else copy.deepcopy(score))
 
+
+@contextlib.contextmanager
+def cycle_collection_paused():
+    """gc.disable() for a block (reference counting still frees what it can), as it was after."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
+def _musicxml(score) -> bytes:
     from music21 import meter, stream
     from music21.exceptions21 import StreamException
     from music21.musicxml.m21ToXml import GeneralObjectExporter
     from music21.stream import makeNotation
-    score = copy.deepcopy(score)
     score.splitAtDurations(recurse=True)
     for part in score.parts:
         makeNotation.makeAccidentalsInMeasureStream(part)
+        in_force = None
         for measure in part.getElementsByClass(stream.Measure):
-            try:
-                makeNotation.makeBeams(measure, inPlace=True)
-            except (meter.MeterException, StreamException):
-                pass  # no beam grouping fits (a measure longer than its time signature): unbeamed
+            in_force = measure.timeSignature or in_force
+            if in_force is not None:
+                try:
+                    _beam(measure, in_force)
+                except (meter.MeterException, StreamException):
+                    pass  # no beam grouping fits (a measure longer than its time signature): unbeamed
             makeNotation.makeTupletBrackets(measure, inPlace=True)
     exporter = GeneralObjectExporter(score)
     exporter.makeNotation = False
     return exporter.parse()
+
+
+def _beam(measure, time_signature) -> None:
+    """Beams for one measure's voices by the time signature in force, set as music21's makeBeams
+    sets them (TimeSignature.getBeams does the grouping), stems left to the engraver. Written
+    out because makeBeams looks the time signature up through the part from each measure and
+    sets stem directions through the part's context: together worse than linear in the piece's
+    length (a 2,000-measure text took 19 s to write, 20,000 measures 15 minutes)."""
+    from music21 import beam
+    from music21.common.numberTools import opFrac
+    bar = time_signature.barDuration.quarterLength
+    groups = [voice.notesAndRests.stream() for voice in measure.voices] if measure.hasVoices() \
+        else [measure.notesAndRests.stream()]
+    for notes in groups:
+        if len(notes) <= 1:
+            continue  # nothing to beam
+        for grace in [n for n in notes if n.duration.isGrace]:
+            notes.remove(grace)
+        total = opFrac(opFrac(sum(n.duration.quarterLength for n in notes)))
+        if total > bar:
+            continue
+        offset = 0.0
+        if measure.paddingLeft != 0.0:
+            offset = opFrac(measure.paddingLeft)
+        elif measure.paddingRight == 0.0 and notes.highestTime < bar:
+            offset = bar - notes.highestTime  # a measure short of its time signature: a pickup
+        for note, beams in zip(notes, time_signature.getBeams(notes, measureStartOffset=offset)):
+            note.beams = beams if beams is not None else beam.Beams()
 
 
 def svg_pages(musicxml: bytes, scale: int = 40) -> list[str]:
