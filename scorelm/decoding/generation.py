@@ -117,6 +117,9 @@ def _generate(model, tokenizer, prompt: str, num_samples: int, settings: Samplin
                                  top_p=settings.top_p,
                                  max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id,
                                  cache_implementation="static" if len(input_ids) >= STATIC_CACHE_ROWS else None,
+                                 # no torch.compile of the forward pass on a GPU: every new batch
+                                 # width would compile again, a stall before the first note
+                                 disable_compile=True,
                                  eos_token_id=stops if stop_at_end else None)
         with torch.no_grad():
             output = model.generate(input_ids, attention_mask=torch.ones_like(input_ids),
