@@ -345,11 +345,7 @@ class MelodyFit:
         """What a user is told of the fit, one line each."""
         lines = []
         if self.factor != 1:
-            meter = next(word[2:] for word in self.text.split() if word.startswith("T:"))
-            lines.append(f"the model hardly knows {meter}; harmonizing the melody in "
-                         f"{language.scale_durations(f'T:{meter}', self.factor)[2:]} (every note value "
-                         f"{'halved' if self.factor == Fraction(1, 2) else 'a quarter as long'}) and writing it back in "
-                         f"{meter}")
+            lines.append(renotation_note(self.text, self.factor, "harmonizing the melody"))
         if self.pairing:
             lines.append(f"the model hardly knows {self.pairing[0]}; harmonizing the melody in "
                          f"{PAIRED_METERS[self.pairing[0]]}, two measures as one, and writing it back in {self.pairing[0]}")
@@ -366,6 +362,15 @@ class MelodyFit:
     def written_back(self, text: str) -> str:
         """What the model wrote under the fit, in the melody's own note values, key and measures."""
         return written_back(text, self.factor, self.interval, self.pairing)
+
+
+def renotation_note(text: str, factor: Fraction, doing: str) -> str:
+    """What a user is told when `text` is shown to the model with its note values scaled by
+    `factor` (meter_for_the_model): '... harmonizing the melody in 3/4 (every note value halved)'."""
+    meter = next(word[2:] for word in text.split() if word.startswith("T:"))
+    return (f"the model hardly knows {meter}; {doing} in {language.scale_durations(f'T:{meter}', factor)[2:]} "
+            f"(every note value {'halved' if factor == Fraction(1, 2) else 'a quarter as long'}) and writing it "
+            f"back in {meter}")
 
 
 def fit(text: str, card: ModelCard, vocabulary: Vocabulary) -> MelodyFit:

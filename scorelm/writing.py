@@ -62,10 +62,7 @@ def write(loaded: LoadedModel, prompt: str, settings: SamplingSettings, num_samp
     receives what the user is told of a renotation."""
     factor, shown = (Fraction(1), prompt) if not settings.constrain else melody.meter_for_the_model(prompt, loaded.card)
     if factor != 1 and notes is not None:
-        meter = next(word[2:] for word in prompt.split() if word.startswith("T:"))
-        notes.append(f"the model hardly knows {meter}; writing in {language.scale_durations(f'T:{meter}', factor)[2:]} "
-                     f"(every note value {'halved' if factor == Fraction(1, 2) else 'a quarter as long'}) and "
-                     f"writing it back in {meter}")
+        notes.append(melody.renotation_note(prompt, factor, "writing"))
     if shown:
         check_prompt(shown, loaded.vocabulary, settings.num_voices)
     if max_new_tokens is None and measures:
@@ -107,10 +104,9 @@ def harmonize_each(loaded: LoadedModel, melodies: list[language.Piece], fits: li
     runs as long as its longest), seeds seed, seed + melodies a batch, ... Returned in the
     melodies' order."""
     order = sorted(range(len(melodies)), key=lambda index: len(fits[index].forced))
-    per_batch = max(1, ROWS_PER_BATCH // settings.in_effect().particles)
     harmonized: list[str] = [""] * len(melodies)
-    for first in _shown(list(range(0, len(order), per_batch)), progress):
-        group = order[first:first + per_batch]
+    for first, count in _shown(batches(len(order), settings), progress):
+        group = order[first:first + count]
         budget = max(melody.harmonization_budget(fits[index].forced, settings.num_voices) for index in group)
         texts = generate_texts(loaded.model, loaded.tokenizer, "", len(group), settings,
                                melodies=[fits[index].forced for index in group], max_new_tokens=budget,
