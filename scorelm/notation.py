@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import html
+import multiprocessing
 import re
 from pathlib import Path
 
@@ -26,6 +27,72 @@ def musicxml_bytes(score, in_place: bool = False) -> bytes:
     import copy
     with cycle_collection_paused():
         return _musicxml(score if in_place else copy.deepcopy(score))
+
+
+SPAN_MEASURES = 500  # a longer piece is written in spans of at most this many measures (piece_musicxml)
+
+
+def piece_musicxml(piece, title: str | None = None, workers: int = 1, span_measures: int = SPAN_MEASURES) -> bytes:
+    """MusicXML of a piece (language.Piece), the same bytes as musicxml_bytes of its whole score
+    but for the parts' random ids. A piece longer than `span_measures` is written in spans of
+    measures, on up to `workers` processes: each span built and written on its own, together
+    with the measure before it as the context music21 reads for accidentals and beams (that
+    measure then dropped), the spans' measures then joined into the first span's document.
+    Memory stays that of one span, and a long piece is written on every core."""
+    from scorelm.language import score_from_piece
+    count = len(piece.measures)
+    if count <= span_measures:
+        with cycle_collection_paused():
+            score = score_from_piece(piece, title=title)
+        return musicxml_bytes(score, in_place=True)
+    spans = [(first, min(first + span_measures, count)) for first in range(0, count, span_measures)]
+    global _SPANNED
+    _SPANNED = (piece, title)  # read by the workers, forked with it
+    try:
+        if workers > 1 and "fork" in multiprocessing.get_all_start_methods() \
+                and not multiprocessing.current_process().daemon:  # a pool's worker may not fork its own
+            from scorelm.cli import quiet_worker
+            with multiprocessing.get_context("fork").Pool(min(workers, len(spans)), initializer=quiet_worker) as pool:
+                written = pool.map(_span_musicxml, spans, chunksize=1)
+        else:
+            written = [_span_musicxml(span) for span in spans]
+    finally:
+        _SPANNED = None
+    return _joined(written)
+
+
+_SPANNED = None
+_PART = re.compile(r'<part id="[^"]*">(.*?)</part>', re.S)
+
+
+def _span_musicxml(span: tuple[int, int]) -> str:
+    from scorelm.language import score_from_piece
+    piece, title = _SPANNED
+    first, end = span
+    with cycle_collection_paused():
+        score = score_from_piece(piece, title=title, span=(max(first - 1, 0), end))
+    return musicxml_bytes(score, in_place=True).decode("utf-8")
+
+
+def _joined(documents: list[str]) -> bytes:
+    """The first span's document with every later span's measures (after its context measure)
+    appended to each part, in order."""
+    head = documents[0]
+    additions = [[] for _ in _PART.finditer(head)]
+    for document in documents[1:]:
+        bodies = [match.group(1) for match in _PART.finditer(document)]
+        if len(bodies) != len(additions):
+            raise ValueError("the spans of a piece were written with different parts")
+        for part, body in enumerate(bodies):
+            context_end = body.find("</measure>") + len("</measure>")  # the context measure's
+            additions[part].append(body[context_end:].rstrip())
+    pieces, at = [], 0
+    for part, match in enumerate(_PART.finditer(head)):
+        last = head.rfind("</measure>", match.start(1), match.end(1)) + len("</measure>")
+        pieces += [head[at:last], *additions[part]]
+        at = last
+    pieces.append(head[at:])
+    return "".join(pieces).encode("utf-8")
 
 
 @contextlib.contextmanager

@@ -133,9 +133,7 @@ def _render_one(piece: language.Piece, piece_stem: Path, formats: list[str], pie
 
 def _render_files(piece: language.Piece, piece_stem: Path, formats: list[str], piece_title: str,
                   performance: Performance, with_page: bool):
-    with notation.cycle_collection_paused():
-        score = language.score_from_piece(piece, title=piece_title)
-    xml = notation.musicxml_bytes(score, in_place=True)  # the score is made for this file alone
+    xml = notation.piece_musicxml(piece, title=piece_title, workers=worker_count(None))
     path = {fmt: piece_stem.with_name(piece_stem.name + SUFFIXES[fmt]) for fmt in formats}
     svgs = notation.svg_pages(xml) if with_page or "png" in formats else []
     samples = encoded = seconds = None

@@ -94,3 +94,50 @@ def test_an_over_long_measure_music21_cannot_renotate_still_round_trips(tmp_path
     assert result.returncode == 0, result.stderr
     assert language.encode_score(converter.parse(tmp_path / "long.musicxml")) == text
     assert (tmp_path / "long.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def _without_part_ids(xml: bytes) -> str:
+    """MusicXML with music21's random part ids numbered in order of appearance."""
+    import re
+    ids: dict[str, str] = {}
+    return re.sub(r'P[0-9a-f]{32}', lambda match: ids.setdefault(match.group(0), f"P{len(ids)}"), xml.decode())
+
+
+@pytest.mark.parametrize("name", ["bach/bwv248.42-4", "joplin/maple_leaf_rag", "beach/prayer"])
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_piece_written_in_spans_is_the_same_musicxml_as_written_whole(name, workers):
+    """A long piece is written in spans of measures (in parallel where there are cores): the
+    document is the same, byte for byte but for music21's random part ids, whatever the span
+    length. Spans of 1 to 4 measures put their edges at every measure: ties across them
+    (bwv248.42-4's held notes, the rag's syncopations), accidentals carried from the measure
+    before, key and time changes, a pickup, keyboard clefs judged from the whole piece and a
+    choir with a piano (Beach)."""
+    from music21 import corpus
+    from scorelm import notation
+    piece = language.parse(language.encode_score(corpus.parse(name), instruments="doubling"))[0][0]
+    whole = _without_part_ids(notation.musicxml_bytes(language.score_from_piece(piece, title=name), in_place=True))
+    for span in (1, 2, 4):
+        spanned = notation.piece_musicxml(piece, title=name, workers=workers, span_measures=span)
+        assert _without_part_ids(spanned) == whole, (name, span)
+
+
+def test_a_long_text_reconstructs_in_spans_and_reads_back(tmp_path, chorale_texts):
+    """Past notation.SPAN_MEASURES measures reconstruct.py writes the piece in spans: the file
+    holds every measure, numbered in order, and reads back to the same text."""
+    from music21 import converter
+    from scorelm import notation
+    words = chorale_texts["bach/bwv66.6.mxl"].split()
+    bars = [index for index, word in enumerate(words) if word == language.BAR]
+    head, body = words[:bars[1]], words[bars[1]:words.index(language.END)]
+    repeats = notation.SPAN_MEASURES // body.count(language.BAR) + 2
+    text = " ".join(head + body * repeats + [language.END])
+    measures = text.split().count(language.BAR)
+    assert measures > notation.SPAN_MEASURES + 10
+    (tmp_path / "long.txt").write_text(text + "\n")
+    result = run_script("reconstruct.py", tmp_path / "long.txt")
+    assert result.returncode == 0, result.stderr
+    score = converter.parse(tmp_path / "long.musicxml")
+    for part in score.parts:
+        numbers = [measure.number for measure in part.getElementsByClass("Measure")]
+        assert numbers == list(range(numbers[0], numbers[0] + measures))
+    assert language.encode_score(score) == text

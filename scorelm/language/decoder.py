@@ -62,38 +62,47 @@ def _element(event: Event, tied_before: set[str], whole_measure: bool = True):
     return element
 
 
-def score_from_piece(piece: Piece, title: str | None = None):
+def score_from_piece(piece: Piece, title: str | None = None, span: tuple[int, int] | None = None):
     """Build a music21 Score: a Part per part of the piece (a PartStaff per staff, braced, for a
     part of several staves), a Voice per voice on a staff that holds several, real Measures,
-    signatures, pickup, chords, grace notes, ties, fermatas."""
-    from music21 import clef, key, layout, metadata, meter, stream
+    signatures, pickup, chords, grace notes, ties, fermatas.
+
+    `span` (first, end): only those measures, each built as in the whole score (its number, the
+    ties into it, its clef), the first of them stating the key and time signatures in force, so
+    that music21 reads the same context from it (a long piece is written in parallel spans,
+    notation.piece_musicxml)."""
+    from music21 import key, layout, metadata, meter, stream
 
     score = stream.Score()
     if title:
         score.metadata = metadata.Metadata(title=title)
     pickup = bool(piece.measures) and piece.measures[0].time is not None and \
         piece.measures[0].length < bar_length(piece.measures[0].time)
-    satb = piece.parts is None and piece.num_voices == 4
-    clefs = [clef.TrebleClef, clef.TrebleClef, clef.Treble8vbClef, clef.BassClef] if satb else None
+    first, end = span or (0, len(piece.measures))
+    clefs = staff_clefs(piece) if first == 0 else None
     names = part_names(piece.num_voices) if piece.parts is None else \
         [f"Part {number}" for number, staves in enumerate(piece.parts, 1) for _ in staves]
     layout_staves = [len(staves) for staves in piece.parts] if piece.parts is not None else [1] * piece.num_voices
-    tied_before: dict[int, set[str]] = {}  # voice -> pitches its last event tied onward
+    # voice -> pitches its last event tied onward
+    tied_before: dict[int, set[str]] = _tied_into(piece, first)
+    key_in_force, time_in_force = _signatures_in_force(piece, first)
     staff_parts = []
     for number, voices in enumerate(piece.staves):
         several_staves = layout_staves[_part_of(layout_staves, number)] > 1
         part = (stream.PartStaff if several_staves else stream.Part)(id=f"{names[number]}-{number}" if several_staves
                                                                     else names[number])
         part.partName = names[number]
-        time = None
-        for index, source in enumerate(piece.measures):
+        time = time_in_force
+        for index in range(first, end):
+            source = piece.measures[index]
             measure = stream.Measure(number=index if pickup else index + 1)
-            if index == 0 and clefs:
-                measure.insert(0, clefs[number]())
-            if source.key is not None:
-                measure.insert(0, key.KeySignature(source.key))
+            if index == 0:
+                measure.insert(0, clefs[number])
+            if source.key is not None or (index == first and key_in_force is not None):
+                measure.insert(0, key.KeySignature(key_in_force if source.key is None else source.key))
             if source.time is not None:
                 time = source.time
+            if source.time is not None or (index == first and time is not None):
                 measure.insert(0, meter.TimeSignature(time))
             for order, voice in enumerate(voices):
                 events = source.voices[voice]
@@ -113,10 +122,6 @@ def score_from_piece(piece: Piece, title: str | None = None):
                 else:
                     measure.paddingRight = missing
             part.append(measure)
-        if clefs is None:
-            first_of_part = number == 0 or _part_of(layout_staves, number - 1) != _part_of(layout_staves, number)
-            chosen = _keyboard_clef(part, first_of_part) if several_staves else clef.bestClef(part, recurse=True)
-            part.getElementsByClass(stream.Measure).first().insert(0, chosen)
         score.insert(0, part)
         staff_parts.append(part)
     first = 0
@@ -127,12 +132,52 @@ def score_from_piece(piece: Piece, title: str | None = None):
     return score
 
 
-def _keyboard_clef(staff, top: bool):
-    """A clef for one staff of a piano (organ, harp): the upper staff treble and the lower ones
-    bass, as players expect, unless the staff's notes lie mostly on the other side (music21's
-    bestClef, by average height alone, gives a left hand that averages middle C a treble clef)."""
+def staff_clefs(piece: Piece) -> list:
+    """The clef of each staff: a chorale's SATB clefs; otherwise music21's best clef for the
+    staff's notes (bestClef), or for a staff of a piano (organ, harp) _keyboard_clef. Judged from
+    the whole piece's notes, whichever measures are built."""
+    from music21 import clef, note, stream
+    if piece.parts is None and piece.num_voices == 4:
+        return [clef.TrebleClef(), clef.TrebleClef(), clef.Treble8vbClef(), clef.BassClef()]
+    layout_staves = [len(staves) for staves in piece.parts] if piece.parts is not None else [1] * piece.num_voices
+    clefs = []
+    for number, voices in enumerate(piece.staves):
+        # every sounding pitch of the staff (a chord's each), grace notes included, as bestClef
+        # counts them in a built part
+        names = [music21_pitch_name(pitch) for measure in piece.measures for voice in voices
+                 for event in measure.voices[voice] for pitch in event.pitches]
+        if layout_staves[_part_of(layout_staves, number)] > 1:
+            first_of_part = number == 0 or _part_of(layout_staves, number - 1) != _part_of(layout_staves, number)
+            clefs.append(_keyboard_clef([note.Note(name).pitch.midi for name in names], first_of_part))
+        else:
+            clefs.append(clef.bestClef(stream.Stream([note.Note(name) for name in names])))
+    return clefs
+
+
+def _tied_into(piece: Piece, first: int) -> dict[int, set[str]]:
+    """Per voice, the pitches its last event before measure `first` ties onward."""
+    tied: dict[int, set[str]] = {}
+    for voice in range(piece.num_voices):
+        for measure in reversed(piece.measures[:first]):
+            if measure.voices[voice]:
+                tied[voice] = set(measure.voices[voice][-1].tied_pitches)
+                break
+    return tied
+
+
+def _signatures_in_force(piece: Piece, first: int) -> tuple[int | None, str | None]:
+    """The key (sharps) and the time signature in force at measure `first` (None: none yet)."""
+    keys = [m.key for m in piece.measures[:first + 1] if m.key is not None]
+    times = [m.time for m in piece.measures[:first + 1] if m.time is not None]
+    return (keys[-1] if keys else None), (times[-1] if times else None)
+
+
+def _keyboard_clef(heights: list[int], top: bool):
+    """A clef for one staff of a piano (organ, harp), from its notes' MIDI numbers: the upper
+    staff treble and the lower ones bass, as players expect, unless the staff's notes lie mostly
+    on the other side (music21's bestClef, by average height alone, gives a left hand that
+    averages middle C a treble clef)."""
     from music21 import clef
-    heights = [p.midi for n in staff.recurse().notes for p in n.pitches]
     average = sum(heights) / len(heights) if heights else (67 if top else 48)
     if top:
         return clef.TrebleClef() if average >= 55 else clef.BassClef()  # a G3 average still reads treble
