@@ -617,3 +617,18 @@ def test_under_a_melody_that_ends_without_a_fermata_the_close_has_none(vocabular
     _, closed = given(f"{bass} C3:4", "||", "C5:4")
     assert closed.music.end_breaks() is False
     assert "final_chord" in verdict(vocabulary, "| K:0 T:4/4 V1 C5:4^ V2", "E4:4", measures=1)  # free: a fermata
+
+
+def test_the_analysed_tonic_is_music21s_key_of_the_whole_score(chorale_texts):
+    """rules.analysed_tonic gives music21's key finding only how long each pitch class sounds:
+    the same tonic as music21's analyze("key") of the whole score, on real chorales (key and
+    meter changes, ties) and on texts with chords, grace notes, triplets and rests."""
+    texts = list(chorale_texts.values()) + [
+        "| K:-3 T:3/4 V1 Eb5:1 +C5 G4:1/3 Ab4:1/3 Bb4:1/3 C5:1 V2 R:1 Eb4:2 || ",
+        "| K:2 T:4/4 V1 F#5:2^ E5:1 D5:1 | V1 C#5:4 ||",
+        "| K:0 T:2/4 V1 D5:0 G4:1 A4:0.5 B4:0.5 | V1 E5:2 ||",
+    ]
+    for text in texts:
+        for piece in language.parse(text)[0]:
+            whole = language.score_from_piece(piece).analyze("key").tonic.name.replace("-", "b")
+            assert decoding.rules.analysed_tonic(piece) == whole, text[:60]
