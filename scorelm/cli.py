@@ -88,3 +88,18 @@ def worker_count(requested: int | None) -> int:
         return requested
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     return max(1, cores)
+
+
+def fork_map(function, items, workers: int | None = None, chunksize: int = 1) -> list:
+    """[function(item) for item in items], on up to `workers` forked processes (None: every core
+    this process may use). Forked, so the workers start with everything imported; one at a time
+    where there is one worker, where the platform cannot fork, or inside a pool's worker (which
+    may not start its own). Leaving early (an error, Ctrl-C, SIGTERM) terminates the workers."""
+    import multiprocessing
+    items = list(items)
+    workers = min(worker_count(workers), len(items))
+    if workers < 2 or "fork" not in multiprocessing.get_all_start_methods() \
+            or multiprocessing.current_process().daemon:
+        return [function(item) for item in items]
+    with multiprocessing.get_context("fork").Pool(workers, initializer=quiet_worker) as pool:
+        return pool.map(function, items, chunksize=chunksize)

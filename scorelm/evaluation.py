@@ -8,6 +8,7 @@ from collections import Counter, defaultdict
 from fractions import Fraction
 
 from scorelm import files, language
+from scorelm.cli import fork_map
 from scorelm.decoding import rules
 from scorelm.decoding.rules import SATB_RANGES
 
@@ -69,12 +70,19 @@ def ngram_bits_per_note(tokenizer, train: list[str], validation: list[str], test
     """Kneser-Ney on the model's own tokens; the order with the best validation score wins."""
     train_stream = token_stream(tokenizer, train)
     validation_stream, test_stream = token_stream(tokenizer, validation), token_stream(tokenizer, test)
-    size = len(tokenizer)
-    by_order = {order: KneserNey(order, size).fit(train_stream).nll_bits(validation_stream) for order in orders}
-    best = min(by_order, key=by_order.get)
+    # each order fitted once, on its own core, and scored on both splits; chosen on validation alone
+    scored = fork_map(functools.partial(_ngram_bits, train_stream, validation_stream, test_stream, len(tokenizer)),
+                      orders)
+    by_order = dict(zip(orders, scored))
+    best = min(by_order, key=lambda order: by_order[order][0])
     from scorelm.lm import count_notes
-    return {"order": best, "validation_bits_per_note": by_order[best] / count_notes(validation),
-            "test_bits_per_note": KneserNey(best, size).fit(train_stream).nll_bits(test_stream) / count_notes(test)}
+    return {"order": best, "validation_bits_per_note": by_order[best][0] / count_notes(validation),
+            "test_bits_per_note": by_order[best][1] / count_notes(test)}
+
+
+def _ngram_bits(train: list[int], validation: list[int], test: list[int], size: int, order: int) -> tuple[float, float]:
+    model = KneserNey(order, size).fit(train)
+    return model.nll_bits(validation), model.nll_bits(test)
 
 
 # ----------------------------------------------------------------------------- music statistics
@@ -260,15 +268,12 @@ def music_statistics(texts: list[str], reference_pitch_classes: Counter | None =
     totals, pitch_classes = Counter(), Counter()
     intervals, chords, rhythm = Counter(), Counter(), Counter()
     measures = repaired_measures = pieces = 0
-    for text in texts:
-        parsed, report = language.parse(text)
-        if not parsed:
+    for result in fork_map(_text_statistics, texts, chunksize=8):  # each piece on its own: on every core
+        if result is None:
             continue
-        piece = parsed[0]
         pieces += 1
-        measures += len(piece.measures)
-        repaired_measures += len(report.measures)
-        result = piece_statistics(piece)
+        measures += result["measures"]
+        repaired_measures += result["repaired_measures"]
         totals.update(result["counts"])
         pitch_classes.update(result["pitch_classes"])
         intervals.update(result["intervals"])
@@ -296,6 +301,16 @@ def music_statistics(texts: list[str], reference_pitch_classes: Counter | None =
     if reference is not None:
         statistics.update(distribution_distances(statistics, reference))
     return statistics
+
+
+def _text_statistics(text: str) -> dict | None:
+    """piece_statistics of a text's first piece (repaired), with its measures and how many of
+    them needed a repair; None for a text without music."""
+    parsed, report = language.parse(text)
+    if not parsed:
+        return None
+    return {**piece_statistics(parsed[0]), "measures": len(parsed[0].measures),
+            "repaired_measures": len(report.measures)}
 
 
 def voice_role(voice: int, num_voices: int) -> str:
@@ -335,12 +350,16 @@ def histogram_distance(a: Counter, b: Counter) -> float:
 
 
 def corpus_pitch_classes(texts: list[str]) -> Counter:
+    """pitch_classes_of every text's first piece, added up (the texts on every core)."""
     classes = Counter()
-    for text in texts:
-        pieces, _ = language.parse(text)
-        if pieces:
-            classes.update(pitch_classes_of(pieces[0]))
+    for counts in fork_map(_text_pitch_classes, texts, chunksize=64):
+        classes.update(counts)
     return classes
+
+
+def _text_pitch_classes(text: str) -> Counter:
+    pieces, _ = language.parse(text)
+    return pitch_classes_of(pieces[0]) if pieces else Counter()
 
 
 def agreement(harmonized: list[str], originals: list[str]) -> dict:

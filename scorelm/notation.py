@@ -4,11 +4,11 @@ from __future__ import annotations
 import contextlib
 import gc
 import html
-import multiprocessing
 import re
 from pathlib import Path
 
 from scorelm import files
+from scorelm.cli import fork_map
 
 PAGE_WIDTH = 2100  # verovio units (tenths of a staff space at scale 100); about A4 at 40%
 PAGE_HEIGHT_LIMIT = 60000  # verovio's largest page: one tall page instead of many
@@ -49,13 +49,7 @@ def piece_musicxml(piece, title: str | None = None, workers: int = 1, span_measu
     global _SPANNED
     _SPANNED = (piece, title)  # read by the workers, forked with it
     try:
-        if workers > 1 and "fork" in multiprocessing.get_all_start_methods() \
-                and not multiprocessing.current_process().daemon:  # a pool's worker may not fork its own
-            from scorelm.cli import quiet_worker
-            with multiprocessing.get_context("fork").Pool(min(workers, len(spans)), initializer=quiet_worker) as pool:
-                written = pool.map(_span_musicxml, spans, chunksize=1)
-        else:
-            written = [_span_musicxml(span) for span in spans]
+        written = fork_map(_span_musicxml, spans, workers)
     finally:
         _SPANNED = None
     return _joined(written)

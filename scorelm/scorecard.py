@@ -14,7 +14,6 @@ from scorelm.cli import UserError, check_can_write
 from scorelm.decoding import Progress, SamplingSettings
 
 PAGE_EXAMPLES = 2  # free samples and harmonizations each, engraved and played on the scorecard's page
-BATCH = 10  # free samples a batch (seeds seed, seed + BATCH, ...)
 
 
 @dataclass
@@ -113,15 +112,11 @@ def page(columns: dict, stem: Path, samples: list[str], harmonized: list[str], s
 
 def free_samples(loaded: writing.LoadedModel, settings: SamplingSettings, count: int, max_new_tokens: int | None,
                  seed: int, quiet: bool = False) -> tuple[list[str], dict]:
-    """`count` new pieces from '|', BATCH at a time (seeds seed, seed + BATCH, ...), and the
-    rules' report."""
-    from tqdm import tqdm
-    samples, rule_report = [], {}
-    progress = Progress("  steps", quiet)
-    for first in tqdm(range(0, count, BATCH), desc="sampling", unit="batch", file=sys.stderr, disable=quiet):
-        samples += writing.write(loaded, language.BAR, settings, min(BATCH, count - first),
-                                 max_new_tokens=max_new_tokens, seed=seed + first, rule_report=rule_report,
-                                 progress=progress)
+    """`count` new pieces from '|', the very pieces `infer.py "|" --num-samples count --seed seed`
+    writes (writing.write: as many side by side as a batch holds), and the rules' report."""
+    rule_report: dict = {}
+    samples = writing.write(loaded, language.BAR, settings, count, max_new_tokens=max_new_tokens, seed=seed,
+                            rule_report=rule_report, progress=Progress("sampling", quiet))
     return samples, rule_report
 
 

@@ -164,6 +164,10 @@ def test_evaluate_command(tiny_model, tiny_dataset, tmp_path):
     assert columns["samples"]["bits_per_note"] > 0 and columns["n-gram"]["bits_per_note"] > 0
     assert columns["samples"]["valid_measures_percent"] == 100 and len(report["samples"]) == 4
     assert len(report["harmonizations"]) == 2 and columns["harmonized"]["valid_measures_percent"] == 100
+    # the scorecard's samples are the very pieces infer.py writes with the same seed and settings
+    same = run_script("infer.py", "|", "--model", tiny_model, "--num-samples", 4, "--max-new-tokens", 200,
+                      "--seed", report["settings"]["seed"])
+    assert same.stdout.splitlines() == report["samples"]
     for key in ("interval_distance", "chord_quality_distance", "rhythm_distance"):
         assert 0 <= columns["samples"][key] <= 1 and columns["Bach"][key] == 0
     assert 0 <= columns["harmonized"]["matches_bach_bass_percent"] <= 100
