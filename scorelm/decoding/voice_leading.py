@@ -39,6 +39,7 @@ class _Event:
     fermata: bool
     name: str = ""  # spelled pitch without octave ("" for a rest)
     pitch_index: int = -1  # into the vocabulary's pitches
+    alteration: int = 0  # sharps (+) or flats (-) against the natural of its letter
 
 
 class RuleTables:
@@ -79,7 +80,7 @@ class RuleTables:
                             None: np.flatnonzero(closing)}
         self.ticks = v.ticks
         self.timed = v.ticks > 0  # notes and rests
-        self.candidates: dict[int, tuple] = {}  # id(mask) -> (mask, its note and rest ids)
+        self.candidates: dict[int, CandidateSet] = {}  # id(mask) -> its notes and rests
         self.tick = v.tick
         self.ranges = SATB_RANGES if four else None
 
@@ -125,7 +126,8 @@ class VoiceLeading:
             midi = int(self.t.pitch_midi[token_id]) if token.pitch else None
             step = int(self.t.step[token_id]) if token.pitch else None
             events.append(_Event(start, start + ticks, midi, step, token.fermata,
-                                 spelled_name(token.pitch) if token.pitch else "", int(self.t.pitch_index[token_id])))
+                                 spelled_name(token.pitch) if token.pitch else "", int(self.t.pitch_index[token_id]),
+                                 int(self.t.alteration[token_id])))
 
     # -- what sounds when
     def _previous(self, voice: int, at: int) -> _Event | None:
@@ -145,14 +147,16 @@ class VoiceLeading:
         return [e for e in self.current[voice] if e.end > start]
 
     # -- the verdict
-    def broken(self, ids: np.ndarray, measure_ticks: int, last_measure: bool, fillable: np.ndarray) -> dict[str, np.ndarray]:
-        """For candidate note/rest ids of the current voice: which enabled rules each breaks (a
-        rule that does not apply here, as a rule between voices to the soprano, has no entry).
-        `fillable[r]`: whether the voice can fill r ticks (the grammar's tables)."""
+    def broken(self, ids, measure_ticks: int, last_measure: bool, fillable: np.ndarray) -> dict[str, np.ndarray]:
+        """For candidate note/rest ids of the current voice (an array, or a CandidateSet): which
+        enabled rules each breaks (a rule that does not apply here, as a rule between voices to
+        the soprano, has no entry). `fillable[r]`: whether the voice can fill r ticks (the
+        grammar's tables)."""
         out: dict[str, np.ndarray] = {}
-        if self.voice < 0 or not len(ids):
+        chosen_from = ids if isinstance(ids, CandidateSet) else CandidateSet(self.t, None, np.asarray(ids))
+        if self.voice < 0 or not len(chosen_from.ids):
             return out
-        candidates = Candidates(self, ids, measure_ticks, last_measure, fillable)
+        candidates = Candidates(self, chosen_from, measure_ticks, last_measure, fillable)
         for name in self.t.enabled:
             where = CHECKS[name](self, candidates)
             if where is not None:
@@ -323,13 +327,13 @@ class VoiceLeading:
         t = self.t
         if self.voice < 0:
             return mask, None
-        cached = t.candidates.get(id(mask))
-        if cached is None or cached[0] is not mask:  # masks are shared by grammar state: ids once each
-            cached = (mask, np.flatnonzero(mask & t.timed))
+        chosen_from = t.candidates.get(id(mask))
+        if chosen_from is None or chosen_from.mask is not mask:  # masks are shared by grammar state: once each
+            chosen_from = CandidateSet(t, mask)
             if len(t.candidates) < 65536:
-                t.candidates[id(mask)] = cached
-        ids = cached[1]
-        broken = self.broken(ids, measure_ticks, last_measure, fillable) if len(ids) else {}
+                t.candidates[id(mask)] = chosen_from
+        ids = chosen_from.ids
+        broken = self.broken(chosen_from, measure_ticks, last_measure, fillable) if len(ids) else {}
         broken = {name: where for name, where in broken.items() if np.count_nonzero(where)}
         if not broken:
             return mask, None
@@ -354,21 +358,37 @@ class VoiceLeading:
         return mask, penalty
 
 
+class CandidateSet:
+    """The notes and rests a grammar mask allows, and what the checks read of each (MIDI number,
+    length, letter, alteration, ...): looked up once per mask, not per row and step (masks are
+    shared by grammar state, so the same few hundred serve a whole batch)."""
+
+    def __init__(self, t: RuleTables, mask: np.ndarray | None, ids: np.ndarray | None = None):
+        self.mask = mask
+        self.ids = np.flatnonzero(mask & t.timed) if ids is None else ids
+        self.midi = t.pitch_midi[self.ids]
+        self.note = t.is_note[self.ids]
+        self.ticks = t.ticks[self.ids]
+        self.letter = t.step[self.ids] % 7
+        self.alteration = t.alteration[self.ids]
+        self.fermata = t.fermata[self.ids]
+        self.pitch_index = t.pitch_index[self.ids]
+        self.out_of_range: dict[int, np.ndarray] = {}  # by voice (voice_range)
+
+
 class Candidates:
     """One step's candidate notes and rests of the current voice, and what the checks read of
     them; what two checks share (consecutive intervals, the voice above's compass) is worked out
     once, when the first of them asks."""
 
-    def __init__(self, music: VoiceLeading, ids: np.ndarray, measure_ticks: int, last_measure: bool,
+    def __init__(self, music: VoiceLeading, chosen_from: CandidateSet, measure_ticks: int, last_measure: bool,
                  fillable: np.ndarray):
-        t, v = music.t, music.voice
-        self.music, self.ids, self.voice = music, ids, v
+        v = music.voice
+        self.music, self.set, self.voice = music, chosen_from, v
+        self.ids, self.midi, self.note, self.ticks = chosen_from.ids, chosen_from.midi, chosen_from.note, chosen_from.ticks
         self.measure_ticks, self.last_measure, self.fillable = measure_ticks, last_measure, fillable
         events = music.current[v]
         self.onset = events[-1].end if events else 0
-        self.midi = t.pitch_midi[ids]
-        self.note = t.is_note[ids]
-        self.ticks = t.ticks[ids]
         self.previous = music._previous(v, self.onset)  # this voice's event before the candidate
         self._consecutive = self._compass = None
 
@@ -391,7 +411,7 @@ class Candidates:
                     was = interval_class_of(upper_before.midi, upper_before.step, previous.midi, previous.step)
                     if not was:
                         continue
-                    now = t.interval_table[upper_now.pitch_index, t.pitch_index[self.ids]]
+                    now = t.interval_table[upper_now.pitch_index, self.set.pitch_index]
                     (fifths if was == 5 else octaves)[moves & (now == was)] = True
             self._consecutive = fifths, octaves
         return self._consecutive
@@ -431,17 +451,16 @@ def chromatic_clash(music: VoiceLeading, c: Candidates):
     # validation and test chorales; the model left alone, at 5 of every 100 beats
     if c.voice == 0:
         return None
-    t = music.t
     sounding = [event for upper in range(c.voice) for event in music._overlapping(upper, c.onset)
                 if event.midi is not None]
     if not sounding:
         return c.none()
-    steps = np.array([event.step for event in sounding])
-    alterations = np.array([event.midi for event in sounding]) - natural_midi(steps)
+    letters = np.array([event.step % 7 for event in sounding])
+    alterations = np.array([event.alteration for event in sounding])
     starts = np.array([event.start for event in sounding])
     # candidates by the notes sounding above them: the same letter (a diatonic step's number mod 7)
     # with another alteration, the upper note begun before the candidate ends
-    clash = (t.step[c.ids, None] % 7 == steps % 7) & (t.alteration[c.ids, None] != alterations) \
+    clash = (c.set.letter[:, None] == letters) & (c.set.alteration[:, None] != alterations) \
         & (starts < (c.onset + c.ticks)[:, None])
     return c.note & clash.any(axis=1)
 
@@ -457,8 +476,11 @@ def spacing(music: VoiceLeading, c: Candidates):
 
 
 def voice_range(music: VoiceLeading, c: Candidates):
-    low_limit, high_limit = music.t.ranges[c.voice]
-    return c.note & ((c.midi < low_limit) | (c.midi > high_limit))
+    out = c.set.out_of_range.get(c.voice)  # the same for every row choosing from this set
+    if out is None:
+        low_limit, high_limit = music.t.ranges[c.voice]
+        out = c.set.out_of_range[c.voice] = c.note & ((c.midi < low_limit) | (c.midi > high_limit))
+    return out
 
 
 def voice_overlap(music: VoiceLeading, c: Candidates):
@@ -493,7 +515,7 @@ def fermata(music: VoiceLeading, c: Candidates):
     for event in music.current[0]:
         if event.fermata and event.start > c.onset:
             across |= c.onset + c.ticks > event.start
-    return (music.t.fermata[c.ids] != wanted) | across
+    return (c.set.fermata != wanted) | across
 
 
 def final_chord(music: VoiceLeading, c: Candidates):
