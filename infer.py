@@ -6,6 +6,7 @@ surprising each note of a piece is to the model.
     python infer.py "|" --num-samples 4 -o out.txt --render
     python infer.py --prompt-score mine.musicxml --prompt-measures 4
     python infer.py --harmonize melody.musicxml --render
+    python infer.py --infill mine.musicxml --measures 5-8 --num-samples 3   # rewrite a passage
     python infer.py --surprisal bwv66.6.mxl               # writes bwv66.6.surprisal.csv, .png, .html
 
 Sampling is constrained by the language's grammar (every sample is a valid score) unless
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import re
 import sys
 from pathlib import Path
 
@@ -43,7 +45,8 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--max-new-tokens", type=int,
                         help="most tokens to write (default: what the model's context holds after the prompt; "
                              "the piece is closed within them)")
-    parser.add_argument("--measures", type=int, help="end the piece after N measures")
+    parser.add_argument("--measures", help="end the piece after N measures; with --infill, the measures to write "
+                                           "again, A-B or A, numbered as the score numbers them (a pickup is 0)")
     parser.add_argument("--key", help="key signature of a new piece: sharps, or a key such as D, Bb, 'F# minor'")
     parser.add_argument("--time", help="time signature of a new piece, e.g. 3/4")
     parser.add_argument("--seed", type=int, help="same seed, same samples")
@@ -64,6 +67,10 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--prompt-score", metavar="FILE", help="continue this score (any format music21 reads)")
     parser.add_argument("--prompt-measures", type=int, metavar="N", help="use only its first N measures")
     parser.add_argument("--harmonize", metavar="MELODY_FILE", help="write alto, tenor and bass under this melody")
+    parser.add_argument("--infill", metavar="SCORE",
+                        help="write the measures --measures of this score (any format music21 reads, or score "
+                             "text) again, knowing the music before and after them; every other note kept (a "
+                             "model trained to infill: the config key infill_share)")
     parser.add_argument("--surprisal", metavar="SCORE",
                         help="information content and entropy of every note of this score (or of every piece of a "
                              "file or folder), of the event and of its pitch: CSV, coloured PNG and a page (a "
@@ -93,6 +100,7 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--quiet", action="store_true", help="no progress bars or notes on standard error")
     parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
     args = parser.parse_args(argv)
+    args.span = measure_span(args)
     for name in COUNTS:
         value = getattr(args, name)
         if value is not None and value < 1:
@@ -108,6 +116,30 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     if args.harmonize and args.no_constrain:
         raise UserError("--harmonize needs the constrained decoder; drop --no-constrain")
     return args
+
+
+def measure_span(args) -> tuple[int, int] | None:
+    """--measures: a count (a new piece's length), or with --infill the span A-B (or A) to write
+    again, which it returns (args.measures then None)."""
+    if args.measures is None:
+        if args.infill:
+            raise UserError("--infill needs --measures A-B: the measures to write again")
+        return None
+    match = re.fullmatch(r"(\d+)(?:-(\d+))?", args.measures.strip())
+    if match is None or (match.group(2) is not None and not args.infill):
+        raise UserError(f"--measures must be a number of measures{' or A-B' if args.infill else ''}, "
+                        f"not {args.measures!r}")
+    if not args.infill:
+        args.measures = int(match.group(1))
+        return None
+    first, last = int(match.group(1)), int(match.group(2) or match.group(1))
+    if last < first:
+        raise UserError(f"--measures {args.measures}: the span ends before it begins")
+    if args.harmonize or args.prompt_score or args.no_constrain:
+        raise UserError("--infill rewrites a passage of its own score: not with --harmonize, --prompt-score or "
+                        "--no-constrain")
+    args.measures = None
+    return first, last
 
 
 def planned_outputs(args, stem: Path, formats: list[str]) -> None:
@@ -145,6 +177,8 @@ def main(argv: list[str] | None = None) -> int:
             max_new_tokens=args.max_new_tokens, seed=args.seed or 0, output=args.output, overwrite=args.overwrite,
             performance=performance, quiet=args.quiet))
     args.num_samples = args.num_samples or 1
+    if args.infill:
+        return infill(args, loaded, choices, performance, warn)
     given = prompt.read_melody(args.harmonize) if args.harmonize else None
     text = None if given else prompt.build_prompt(args.prompt, score=args.prompt_score, measures=args.prompt_measures,
                                                   key=args.key, time=args.time)
@@ -188,6 +222,37 @@ def main(argv: list[str] | None = None) -> int:
         notes_html = writing.melody_source_html(args.harmonize, given) if given else None
         for path in writing.render_texts(texts, stem, formats, title=title, performance=performance, settings=shown,
                                          notes_html=notes_html, warn=warn):
+            warn(f"wrote {path}")
+    return 0
+
+
+def infill(args, loaded: writing.LoadedModel, choices: dict, performance, warn) -> int:
+    """--infill: the score with its measures args.span written again, --num-samples ways."""
+    piece = prompt.read_piece(args.infill)
+    stem = args.output.with_suffix("") if args.output else Path("sample")
+    formats = render.DEFAULT_FORMATS + ["wav"] * args.wav
+    if args.output or args.render:
+        planned_outputs(args, stem, formats)
+    settings = loaded.settings(**choices, particles=args.particles or writing.FREE_PARTICLES)
+    rule_report: dict = {}
+    first, last = args.span
+    texts = writing.infill(loaded, piece, first, last, settings, args.num_samples, seed=args.seed,
+                           rule_report=rule_report, progress=Progress("infilling", args.quiet))
+    if rule_report:
+        warn("voice-leading rules: " + ", ".join(f"{what} {count}" for what, count in rule_report.items()))
+    output = "\n".join(texts) + "\n"
+    if args.output:
+        files.write_text(args.output, output)
+    else:
+        sys.stdout.write(output)
+    if args.render:
+        span = f"measures {first}-{last}" if last > first else f"measure {first}"
+        shown = {"model": args.model, "seed": args.seed, "temperature": args.temperature, "rules": args.rules,
+                 "score": str(args.infill), "written again": span}
+        for path in writing.render_texts(texts, stem, formats, title=f"{Path(args.infill).stem}, {span} written again",
+                                         performance=performance, settings=shown,
+                                         notes_html=f"<p>{span.capitalize()} written again; every other note is the "
+                                                    f"score's own.</p>", warn=warn):
             warn(f"wrote {path}")
     return 0
 

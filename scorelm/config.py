@@ -53,6 +53,9 @@ class TrainConfig:
     unlikelihood_weight: float = option(0.0, "add this times -log(1 - P) of the words the default "
                                              "decoder's hard rules forbid (parallel fifths and octaves, the final "
                                              "chord) where Bach's own word keeps them, to the loss (0: off)")
+    infill_share: float = option(0.0, "share of the training pieces shown with a span of 1 to 8 whole measures "
+                                      "moved to their end after sentinel words (fill in the middle), so that the "
+                                      "model learns to rewrite a passage knowing what follows it (0: off)")
     eval_every: int = option(200, "optimizer steps between validation runs (0: only at the end)")
     save_every: int = option(500, "optimizer steps between checkpoints (0: only at epoch ends)")
     keep_checkpoints: int = option(2, "checkpoints kept; older ones are deleted")
@@ -81,6 +84,11 @@ class TrainConfig:
                      "cpu_threads", "unlikelihood_weight", "folds"):
             if getattr(self, name) < 0:
                 raise UserError(f"config key {name} must not be negative")
+        if not 0 <= self.infill_share <= 1:
+            raise UserError(f"config key infill_share must be in [0, 1], not {self.infill_share}")
+        if self.infill_share and self.unlikelihood_weight:
+            raise UserError("config keys infill_share and unlikelihood_weight cannot be used together yet "
+                            "(the unlikelihood targets are placed in the pieces as written)")
         if not 0 <= self.ema_decay < 1:
             raise UserError(f"config key ema_decay must be in [0, 1), not {self.ema_decay}")
         if self.folds == 1:

@@ -94,9 +94,14 @@ def ensure_special_tokens(tokenizer) -> None:
 
 
 def bar_token_id(tokenizer) -> int:
-    ids = tokenizer(" |", add_special_tokens=False)["input_ids"]
+    return word_id(tokenizer, "|")
+
+
+def word_id(tokenizer, word: str) -> int:
+    """The id of a word of the language that the tokenizer holds as one token."""
+    ids = tokenizer(f" {word}", add_special_tokens=False)["input_ids"]
     if len(ids) != 1:
-        raise ValueError("the tokenizer has no single token for ' |'")
+        raise ValueError(f"the tokenizer has no single token for ' {word}'")
     return ids[0]
 
 

@@ -80,6 +80,7 @@ class ModelCard:
     dataset: str | None = None
     max_length: int | None = None
     from_scratch: bool = False
+    infill_share: float = 0.0  # the share of training pieces shown for infilling (infilling.py; 0: none)
 
     def to_json(self) -> dict:
         """scorelm.json's content."""
@@ -97,7 +98,8 @@ class ModelCard:
                    time_signatures=data.get("time_signatures") or {}, key_signatures=data.get("key_signatures") or {},
                    format_version=data.get("format_version"), files=data.get("files") or {},
                    dataset=train_config.get("dataset"), max_length=train_config.get("max_length"),
-                   from_scratch=bool(train_config.get("from_scratch")))
+                   from_scratch=bool(train_config.get("from_scratch")),
+                   infill_share=float(train_config.get("infill_share") or 0.0))
 
     def save(self, folder: Path) -> None:
         """scorelm.json, its fingerprint taken of the files already beside it."""

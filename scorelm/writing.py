@@ -11,6 +11,7 @@ from scorelm.decoding import (MEASURES_BUDGET, Progress, SamplingSettings, Vocab
                               generate_texts)
 from scorelm.decoding.rules import MIXED
 from scorelm.model_folder import ModelCard
+from scorelm.cli import UserError
 from scorelm.prompt import check_prompt
 
 DEFAULT_RULES = MIXED  # measured on validation with particles, against hard and off: README, "Choosing the default"
@@ -94,6 +95,39 @@ def harmonize(loaded: LoadedModel, given: language.Piece, settings: SamplingSett
                                 max_new_tokens=budget, seed=None if seed is None else seed + first,
                                 vocabulary=loaded.vocabulary, rule_report=rule_report, progress=progress)
     return [melody.restore_melody(fitted.written_back(text), given) for text in texts]
+
+
+def infill(loaded: LoadedModel, piece: language.Piece, first: int, last: int, settings: SamplingSettings,
+           num_samples: int = 1, *, seed: int | None = None, rule_report: dict | None = None,
+           progress: Progress | None = None) -> list[str]:
+    """The piece with its measures `first` to `last` written again (numbered as the score numbers
+    them: infilling.measure_numbers), `num_samples` ways; every word outside them kept, and the
+    passage's own key, time signature and measure lengths. The model writes the passage knowing
+    the music before and after it (infilling.py)."""
+    from scorelm import infilling
+    from scorelm.decoding.infill import write_passages
+    if not loaded.card.infill_share or infilling.sentinel_ids(loaded.tokenizer) is None:
+        raise UserError(f"{loaded.folder} was not trained to infill (train one with the config key infill_share "
+                        f"above 0)")
+    numbers = infilling.measure_numbers(piece)
+    if not numbers[0] <= first <= last <= numbers[-1]:
+        raise UserError(f"measures {first}-{last} are not within the piece's measures {numbers[0]}-{numbers[-1]}")
+    text = piece.to_text()
+    start, end = numbers.index(first), numbers.index(last) + 1
+    before, passage, after = infilling.split_at_measures(text, start, end)
+    if before:
+        check_prompt(before, loaded.vocabulary, settings.num_voices)
+    unknown = [word for word in after.split() if word not in loaded.vocabulary.ids_of]
+    if unknown:
+        raise UserError(f"word {unknown[0]!r} after the passage is not in the model's vocabulary")
+    headers = infilling.measure_headers(passage)
+    texts = []
+    for first_piece, count in _shown(batches(num_samples, settings), progress):
+        written = write_passages(loaded.model, loaded.tokenizer, before, after, headers, count, settings,
+                                 seed=None if seed is None else seed + first_piece, vocabulary=loaded.vocabulary,
+                                 rule_report=rule_report, progress=progress)
+        texts += [" ".join(part for part in (before, new, after) if part) for new in written]
+    return texts
 
 
 def harmonize_each(loaded: LoadedModel, melodies: list[language.Piece], fits: list[melody.MelodyFit],

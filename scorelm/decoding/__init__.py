@@ -9,11 +9,12 @@ pieces as they should close.
 - ``particles``: particle sampling, so that the rules do not drive voices into a corner.
 - ``settings``: SamplingSettings, one typed object for how pieces are sampled.
 - ``generation``: generate_texts (a batch, windows over the context, endings written again).
+- ``infill``: write_passages, a passage of measures between the music before and after it.
 - ``progress``: a progress bar fed by generate()'s streamer hook.
 - ``unlikelihood``: the words the hard rules forbid along a training piece (train.py).
 
 Dependencies point one way: vocabulary <- tables, rules <- voice_leading <- constraint <-
-particles <- generation.
+particles <- generation <- infill.
 """
 from scorelm.decoding.constraint import GrammarLogitsProcessor, ScoreConstraint
 from scorelm.decoding.generation import MEASURES_BUDGET, MIN_NEW_TOKENS, context_length, generate_texts, stop_ids

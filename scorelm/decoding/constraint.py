@@ -19,7 +19,7 @@ from scorelm import language
 from scorelm.decoding import voice_leading
 from scorelm.decoding.rules import OFF
 from scorelm.decoding.tables import UNREACHABLE, DecodingTables
-from scorelm.decoding.vocabulary import CHORD, NOTE, REST, Vocabulary, pitch_order
+from scorelm.decoding.vocabulary import CHORD, KINDS, NOTE, REST, Vocabulary, pitch_order
 from scorelm.language import EVENT_KINDS, FOLLOWS, HEADER_KINDS, Grammar, Kind
 
 # after these, a TIME or LENGTH may come: which ties are open then decides which lengths may
@@ -62,6 +62,12 @@ class ScoreConstraint:
         # the parts and staves a new piece states (the training data's usual layout; None: no P
         # words, every voice a part of its own): the model chooses the voices' notes, not their layout
         self.parts = tuple(parts) if parts else ()
+        # infilling (infilling.py) writes a passage of `measures` measures inside a piece: where the
+        # piece would close (||), the passage ends with this id instead (the end of text); and
+        # unless the passage is the piece's close, its last measure is no final one to the rules
+        self.ends_with: int | None = None
+        self.closes_piece = True
+        self.headers_as_given = False  # no key, time signature, length or layout words but the forced ones
 
     # -- following the text
     def advance(self, token_id: int) -> None:
@@ -136,13 +142,26 @@ class ScoreConstraint:
                 mask = self.tables.nothing
         if mask is self.tables.nothing:
             self.finished = True
+        elif self.ends_with is not None and mask[self.v.end_id]:
+            mask = mask.copy()
+            mask[self.v.end_id], mask[self.ends_with] = False, True
+        if self.headers_as_given and g.last in (Kind.BAR,) + HEADER_KINDS:
+            mask = mask & self._not_headers()
         self.grammar_mask = mask
         if mask is not self.tables.nothing and self.music is not None and g.last in (Kind.VOICE,) + EVENT_KINDS:
             fillable = self.tables.fillable[max(g.voice, 0)]
             given_up = sum(self.music.dropped.values())
-            mask, self.penalty = self.music.choose(mask, int(g.measure_length / v.tick), self._last_measure(), fillable)
+            mask, self.penalty = self.music.choose(mask, int(g.measure_length / v.tick),
+                                                   self._last_measure() and self.closes_piece, fillable)
             self.rules_given_up = sum(self.music.dropped.values()) - given_up
         return mask
+
+    def _not_headers(self) -> np.ndarray:
+        """Every id but the key, time signature, length and layout words (built once a vocabulary)."""
+        derived = self.v.derived
+        if "not headers" not in derived:
+            derived["not headers"] = ~np.isin(self.v.kind, [KINDS.index(kind) for kind in HEADER_KINDS])
+        return derived["not headers"]
 
     def _forced_mask(self) -> np.ndarray:
         mask = np.zeros(self.v.size, dtype=bool)

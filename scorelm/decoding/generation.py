@@ -112,19 +112,8 @@ def _generate(model, tokenizer, prompt: str, num_samples: int, settings: Samplin
                                                temperature=settings.temperature, top_k=settings.top_k,
                                                top_p=settings.top_p, progress=streamer)
     else:
-        generation_config = copy.deepcopy(model.generation_config)
-        generation_config.update(do_sample=True, temperature=settings.temperature, top_k=settings.top_k or None,
-                                 top_p=settings.top_p,
-                                 max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id,
-                                 cache_implementation="static" if len(input_ids) >= STATIC_CACHE_ROWS else None,
-                                 # no torch.compile of the forward pass on a GPU: every new batch
-                                 # width would compile again, a stall before the first note
-                                 disable_compile=True,
-                                 eos_token_id=stops if stop_at_end else None)
-        with torch.no_grad():
-            output = model.generate(input_ids, attention_mask=torch.ones_like(input_ids),
-                                    generation_config=generation_config, logits_processor=processors,
-                                    streamer=streamer)
+        output = sample_batch(model, tokenizer, input_ids, torch.ones_like(input_ids), processors, settings,
+                              max_new_tokens, stops if stop_at_end else None, streamer)
     if constrain and rule_report is not None:
         for constraint in constraints:
             if constraint.music is not None:
@@ -158,6 +147,24 @@ def _generate(model, tokenizer, prompt: str, num_samples: int, settings: Samplin
                 for name in ending_faults(c.music, texts[row]):
                     rule_report[ENDING_FAULTS[name]] = rule_report.get(ENDING_FAULTS[name], 0) + 1
     return texts
+
+
+def sample_batch(model, tokenizer, input_ids, attention_mask, processors, settings: SamplingSettings,
+                 max_new_tokens: int, stops: list[int] | None, streamer=None):
+    """transformers' generate(), sampling as `settings` say, with the grammar's processors."""
+    import torch
+    generation_config = copy.deepcopy(model.generation_config)
+    generation_config.update(do_sample=True, temperature=settings.temperature, top_k=settings.top_k or None,
+                             top_p=settings.top_p,
+                             max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id,
+                             cache_implementation="static" if len(input_ids) >= STATIC_CACHE_ROWS else None,
+                             # no torch.compile of the forward pass on a GPU: every new batch
+                             # width would compile again, a stall before the first note
+                             disable_compile=True,
+                             eos_token_id=stops)
+    with torch.no_grad():
+        return model.generate(input_ids, attention_mask=attention_mask, generation_config=generation_config,
+                              logits_processor=processors, streamer=streamer)
 
 
 def write_in_windows(model, tokenizer, text: str, measures: int | None, forced_measures: list[list[str]] | None,

@@ -91,6 +91,7 @@ class Vocabulary:
         self.structural_by_kind = {kind: [(i, t) for i, t in self.structural if t.kind is kind] for kind in Kind}
         # the pitches a chord may add under its first note (any tie)
         self.chord_pitches = {t.pitch for t in self.symbol.values() if t.kind is Kind.CHORD}
+        self.end_id = self.ids_of.get(language.END, -1)  # the piece's close, ||
         # tables derived from the vocabulary (decoding tables, rule tables), built once each by
         # the modules that own them (tables.decoding_tables, voice_leading.rule_tables)
         self.derived: dict = {}

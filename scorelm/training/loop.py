@@ -13,7 +13,7 @@ import time
 import uuid
 from pathlib import Path
 
-from scorelm import lm
+from scorelm import infilling, lm
 from scorelm.cli import UserError, worker_count
 from scorelm.training.checkpoints import STATE_FILE, save_checkpoint
 
@@ -74,6 +74,8 @@ def prepare_model(cfg, train_texts: list[str], saved_tokenizer: Path | None, log
             tokenizer = AutoTokenizer.from_pretrained(saved_tokenizer)
         else:
             tokenizer = lm.train_word_tokenizer(train_texts)
+            if cfg.infill_share:
+                infilling.add_sentinels(tokenizer)
             log(f"word-level tokenizer: {len(tokenizer)} tokens from the training split")
         model = lm.build_scratch_model(cfg.scratch_model, tokenizer, cfg.max_length, cfg.seed)
         return model, tokenizer
@@ -89,6 +91,8 @@ def prepare_model(cfg, train_texts: list[str], saved_tokenizer: Path | None, log
         added = lm.add_score_tokens(tokenizer, train_texts)
         after = lm.tokens_per_piece(tokenizer, sample)
         log(f"added {added} score symbols as tokens: {before:.0f} -> {after:.0f} tokens per piece")
+    if cfg.infill_share and saved_tokenizer is None:
+        infilling.add_sentinels(tokenizer)
     if len(tokenizer) > model.get_input_embeddings().weight.shape[0]:
         model.resize_token_embeddings(len(tokenizer))
     return model, tokenizer

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from scorelm import config as configuration
-from scorelm import dataset, language, lm, model_folder
+from scorelm import dataset, infilling, language, lm, model_folder
 from scorelm.cli import UserError
 from scorelm.training.checkpoints import (CHECKPOINTS, RUN_TOKENIZER, STAGING, STATE_FILE, finished_run, holds_a_run,
                                           latest_intact_checkpoint, output_lock)
@@ -74,8 +74,15 @@ def train_model(cfg, accelerator, records: dict[str, list[dict]], resume: Path |
         run_tokenizer.mkdir(parents=True, exist_ok=True)
         tokenizer.save_pretrained(run_tokenizer)
     data, data_info = {}, {}
+    bar, end, eos = lm.bar_token_id(tokenizer), lm.word_id(tokenizer, language.END), tokenizer.eos_token_id
     for name in dataset.SPLITS:
-        blocks, tokens, forced = lm.pack_texts(tokenizer, splits[name], cfg.max_length)
+        pieces = [lm.piece_ids(tokenizer, text) for text in splits[name]]
+        tokens = sum(map(len, pieces))
+        if name == "train" and cfg.infill_share:
+            pieces, moved = infilling.training_pieces(pieces, cfg.infill_share, cfg.seed, bar, end,
+                                                      *infilling.sentinel_ids(tokenizer))
+            log(f"infilling: {moved} of {len(pieces)} training pieces shown with a span of measures moved to their end")
+        blocks, forced = lm.pack_blocks(pieces, {eos, bar}, cfg.max_length)
         data[name], data[f"{name}_notes"] = blocks, lm.count_notes(splits[name])
         data_info.update({f"{name}_pieces": len(splits[name]), f"{name}_tokens": tokens, f"{name}_blocks": len(blocks)})
         if forced:

@@ -1,0 +1,90 @@
+"""Infilling at decoding time: a passage of whole measures written between the music before it and
+the music after it, by a model trained to infill (scorelm.infilling). The model reads
+
+    <eos> before <suffix> after <middle>
+
+and writes the passage. The grammar constraint follows the music before it (its key, meter, the
+ties still open into the passage) and ends the passage after its measures with the end of text,
+where a piece would close; the rules hold inside the passage, and treat its last measure as a
+final one only where the passage closes the piece.
+"""
+from __future__ import annotations
+
+from scorelm import infilling, language
+from scorelm.cli import UserError
+from scorelm.decoding.constraint import GrammarLogitsProcessor, ScoreConstraint
+from scorelm.decoding.generation import MIN_NEW_TOKENS, context_length, sample_batch
+from scorelm.decoding.particles import sample_particles
+from scorelm.decoding.rules import OFF
+from scorelm.decoding.settings import SamplingSettings
+from scorelm.decoding.tables import decoding_tables
+from scorelm.decoding.vocabulary import Vocabulary
+from scorelm.decoding.voice_leading import rule_tables
+
+
+# room a passage needs at least, a measure: a chorale's measure takes 20 to 40 tokens (a tighter
+# budget would leave the model only whole notes)
+TOKENS_A_MEASURE = 32
+
+
+def write_passages(model, tokenizer, before: str, after: str, headers: list[list[str]], num_samples: int,
+                   settings: SamplingSettings, *, seed: int | None = None, vocabulary: Vocabulary | None = None,
+                   rule_report: dict | None = None, progress=None) -> list[str]:
+    """`num_samples` passages (their words, from their first bar line) to stand between `before`
+    (the piece's text up to the passage, its header included; "" where the passage opens the
+    piece) and `after` (the text after it, from its bar line to the close ||), in one batch.
+    `headers`: each measure of the passage's first words, its bar line and any key, time
+    signature, length and layout words (infilling.measure_headers): the passage keeps the
+    score's meter, measure lengths and keys, which the music after it was written in. The model
+    must hold infilling's sentinels (infilling.sentinel_ids)."""
+    import torch
+    from transformers import LogitsProcessorList, set_seed
+
+    from scorelm import lm
+    sentinels = infilling.sentinel_ids(tokenizer)
+    if sentinels is None:
+        raise ValueError("the tokenizer has no infilling sentinels")
+    settings = settings.in_effect()
+    if seed is not None:
+        set_seed(seed)
+    eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
+    before_ids = lm.piece_ids(tokenizer, before) if before.strip() else [eos]
+    after_ids = tokenizer(lm.model_text(after), add_special_tokens=False)["input_ids"]
+    prompt_ids = before_ids + [sentinels[0]] + after_ids + [sentinels[1]]
+    budget = context_length(model) - len(prompt_ids)
+    measures = len(headers)
+    needed = min(MIN_NEW_TOKENS, TOKENS_A_MEASURE * measures)
+    if budget < needed:
+        raise UserError(f"the piece is too long to infill: the music around the passage takes {len(prompt_ids)} of "
+                        f"the model's {context_length(model)} tokens, leaving {max(budget, 0)} for the passage "
+                        f"(at least {needed} needed)")
+    vocabulary = vocabulary or Vocabulary.from_tokenizer(tokenizer)
+    tables = decoding_tables(vocabulary, settings.num_voices, settings.voice_ranges)
+    rules = rule_tables(vocabulary, settings.num_voices, settings.rules, settings.enabled_rules) \
+        if settings.rules != OFF else None
+    forced = [[]] * before.split().count(language.BAR) + [list(words) for words in headers]
+    constraints = []
+    for _ in range(num_samples * settings.particles):
+        constraint = ScoreConstraint(vocabulary, tables, None, forced, budget, rules, settings.parts)
+        constraint.ends_with = eos
+        constraint.headers_as_given = True  # the score's own keys, meters and measure lengths
+        constraint.closes_piece = after.split() == [language.END]
+        constraint.start(before_ids)  # the music before the passage, not the sentinels and what follows
+        constraints.append(constraint)
+    processor = GrammarLogitsProcessor(constraints, len(prompt_ids), [eos, pad])
+    input_ids = torch.tensor([prompt_ids] * len(constraints), device=model.device)
+    streamer = progress.start(len(input_ids), budget, [eos]) if progress is not None else None
+    if settings.particles > 1:
+        for constraint in constraints:
+            constraint.weigh_steps = True
+        output, constraints = sample_particles(model, input_ids, processor, settings.particles, budget, [eos], pad,
+                                               temperature=settings.temperature, top_k=settings.top_k,
+                                               top_p=settings.top_p, progress=streamer)
+    else:
+        output = sample_batch(model, tokenizer, input_ids, torch.ones_like(input_ids), LogitsProcessorList([processor]),
+                              settings, budget, [eos], streamer)
+    if rule_report is not None:
+        for constraint in constraints:
+            for name, count in (constraint.music.dropped.items() if constraint.music is not None else ()):
+                rule_report[name] = rule_report.get(name, 0) + count
+    return [" ".join(tokenizer.decode(row[len(prompt_ids):], skip_special_tokens=True).split()) for row in output]

@@ -1,0 +1,163 @@
+"""Infilling: what a causal model sees so that it can rewrite a passage that leads into the music
+after it. A piece is shown with a span of whole measures moved to its end, after two sentinel
+words (fill in the middle: Bavarian et al. 2022, "Efficient Training of Language Models to Fill
+in the Middle", their prefix-suffix-middle order):
+
+    <eos> prefix  <suffix>  suffix  <middle>  middle
+
+where prefix + middle + suffix is the piece. The middle starts at a bar line and ends where the
+suffix's first measure begins; the piece's close (||) stays with the suffix. The model learns
+to write the middle knowing both what comes before it and what follows; it knows the middle is
+over when the next piece's <eos> comes.
+
+Training rearranges a share of the training pieces so (train_cfg.json's infill_share; the
+validation and test pieces stay as they are, so bits per note still measure continuation), once,
+with the run's seed. A model trained so holds the two sentinels in its vocabulary and says so in
+its model card (model_folder.ModelCard.infill_share).
+"""
+from __future__ import annotations
+
+import random
+
+SUFFIX = "<suffix>"
+MIDDLE = "<middle>"
+SENTINELS = (SUFFIX, MIDDLE)
+MAX_SPAN = 8  # measures moved at most (the scorecard rewrites 2 to 4; a user may ask for more)
+
+
+def add_sentinels(tokenizer) -> int:
+    """Give the tokenizer the two sentinels as special tokens (never split, never matched inside
+    a word). Returns how many it did not have."""
+    missing = [word for word in SENTINELS if word not in tokenizer.get_vocab()]
+    if missing:
+        tokenizer.add_special_tokens({"additional_special_tokens": list(SENTINELS)},
+                                     replace_extra_special_tokens=False)
+    return len(missing)
+
+
+def sentinel_ids(tokenizer) -> tuple[int, int] | None:
+    """The ids of <suffix> and <middle>, or None for a tokenizer without them."""
+    vocabulary = tokenizer.get_vocab()
+    if not all(word in vocabulary for word in SENTINELS):
+        return None
+    return vocabulary[SUFFIX], vocabulary[MIDDLE]
+
+
+def measure_starts(ids: list[int], bar_id: int) -> list[int]:
+    """Where each measure of a piece's ids begins (its bar line)."""
+    return [index for index, token in enumerate(ids) if token == bar_id]
+
+
+def rearranged(ids: list[int], span: tuple[int, int], bar_id: int, end_id: int, suffix_id: int,
+               middle_id: int) -> list[int]:
+    """A piece's ids (lm.piece_ids: <eos> first, || last) with its measures span[0] to span[1] - 1
+    (0-based, whole measures) moved to the end: <eos> prefix <suffix> suffix <middle> middle."""
+    starts = measure_starts(ids, bar_id)
+    first, end = span
+    if not 0 <= first < end <= len(starts):
+        raise ValueError(f"measures {first}-{end - 1} are not within the piece's {len(starts)}")
+    close = ids.index(end_id) if end_id in ids else len(ids)
+    cut_in, cut_out = starts[first], starts[end] if end < len(starts) else close
+    return ids[:cut_in] + [suffix_id] + ids[cut_out:] + [middle_id] + ids[cut_in:cut_out]
+
+
+def restored(ids: list[int], suffix_id: int, middle_id: int) -> list[int]:
+    """The piece a rearranged sequence shows, in its own order (rearranged undone)."""
+    at_suffix, at_middle = ids.index(suffix_id), ids.index(middle_id)
+    return ids[:at_suffix] + ids[at_middle + 1:] + ids[at_suffix + 1:at_middle]
+
+
+def random_span(measures: int, rng: random.Random) -> tuple[int, int] | None:
+    """A span of 1 to MAX_SPAN whole measures that leaves at least one measure outside it
+    (anywhere: the opening and the close may be rewritten too), chosen uniformly by length and
+    then by place; None for a piece of one measure."""
+    if measures < 2:
+        return None
+    length = rng.randint(1, min(MAX_SPAN, measures - 1))
+    first = rng.randint(0, measures - length)
+    return first, first + length
+
+
+def training_pieces(pieces: list[list[int]], share: float, seed: int, bar_id: int, end_id: int, suffix_id: int,
+                    middle_id: int) -> tuple[list[list[int]], int]:
+    """The training pieces' ids with `share` of them (each by a coin of that weight, from `seed`)
+    rearranged around a random span. Returns the pieces and how many were rearranged."""
+    rng = random.Random(seed)
+    out, moved = [], 0
+    for ids in pieces:
+        span = random_span(len(measure_starts(ids, bar_id)), rng) if rng.random() < share else None
+        if span is None:
+            out.append(ids)
+            continue
+        out.append(rearranged(ids, span, bar_id, end_id, suffix_id, middle_id))
+        moved += 1
+    return out, moved
+
+
+def measure_numbers(piece) -> list[int]:
+    """Each measure's number as the score shows it: from 1, or from 0 where the piece opens with a
+    pickup (a first measure shorter than its time signature), as music21 and notation programs
+    number them."""
+    from scorelm.language.tokens import bar_length
+    first = piece.measures[0] if piece.measures else None
+    pickup = first is not None and first.time is not None and first.length < bar_length(first.time)
+    return [index if pickup else index + 1 for index in range(len(piece.measures))]
+
+
+def split_at_measures(text: str, first: int, end: int) -> tuple[str, str, str]:
+    """A piece's text cut around its measures first to end - 1 (0-based): the text before them
+    (their header included: "" where they open the piece), theirs, and the text after them (from
+    the next bar line to the close ||)."""
+    words = text.split()
+    bars = [index for index, word in enumerate(words) if word == "|"]
+    close = words.index("||") if "||" in words else len(words)
+    cut_in, cut_out = bars[first], bars[end] if end < len(bars) else close
+    return " ".join(words[:cut_in]), " ".join(words[cut_in:cut_out]), " ".join(words[cut_out:])
+
+
+def span_bits(model, tokenizer, text: str, first: int, end: int) -> tuple[float, float, int]:
+    """How much the music after a span tells the model about it: the information (bits) of the
+    span's own tokens (measures first to end - 1, 0-based) given the music before it alone (the
+    piece as written), and given the music before and after it (the piece rearranged), and the
+    span's notes (lm.count_notes). The same tokens are scored both ways."""
+    import math
+
+    import torch
+
+    from scorelm import lm
+    ids = lm.piece_ids(tokenizer, text)
+    bar, close_id = lm.bar_token_id(tokenizer), lm.word_id(tokenizer, "||")
+    suffix_id, middle_id = sentinel_ids(tokenizer)
+    starts = measure_starts(ids, bar)
+    cut_in = starts[first]
+    cut_out = starts[end] if end < len(starts) else ids.index(close_id)
+    shown = rearranged(ids, (first, end), bar, close_id, suffix_id, middle_id)
+
+    def bits(sequence: list[int], begin: int, stop: int) -> float:
+        with torch.no_grad():
+            logits = model(torch.tensor([sequence], device=model.device)).logits[0].float()
+        log_probabilities = torch.log_softmax(logits[begin - 1:stop - 1], dim=-1)
+        targets = torch.tensor(sequence[begin:stop], device=log_probabilities.device)[:, None]
+        return -log_probabilities.gather(1, targets).sum().item() / math.log(2)
+
+    after_middle = shown.index(middle_id) + 1
+    alone = bits(ids, cut_in, cut_out)
+    both = bits(shown, after_middle, after_middle + cut_out - cut_in)
+    _, passage, _ = split_at_measures(text, first, end)
+    return both, alone, lm.count_notes([passage])
+
+
+def measure_headers(passage: str) -> list[list[str]]:
+    """Each measure's first words in a passage's text: its bar line and the key, time signature,
+    length and layout words (K:, T:, L:, P:) before its first voice."""
+    headers: list[list[str]] = []
+    in_header = False
+    for word in passage.split():
+        if word == "|":
+            headers.append([word])
+            in_header = True
+        elif in_header and word[:2] in ("K:", "T:", "L:", "P:"):
+            headers[-1].append(word)
+        else:
+            in_header = False
+    return headers

@@ -1,0 +1,219 @@
+"""Training for infilling (infilling.py, train_cfg's infill_share): a span of whole measures moved
+to the end after two sentinels, undone exactly; the share and the spans as the seed says; a model
+trained so holds the sentinels and says so in its card; bad settings are one-line errors."""
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+from conftest import local_pretrained_model, run_script, write_config
+
+from scorelm import infilling, language, lm, model_folder
+
+
+@pytest.fixture(scope="module")
+def tokenizer(chorale_texts):
+    tokenizer = lm.train_word_tokenizer(list(chorale_texts.values()))
+    assert infilling.add_sentinels(tokenizer) == 2 and infilling.add_sentinels(tokenizer) == 0
+    return tokenizer
+
+
+def words_of(tokenizer, ids):
+    return tokenizer.convert_ids_to_tokens(ids)
+
+
+def test_every_span_of_a_chorale_moves_and_comes_back(tokenizer, chorale_texts):
+    """Every span of whole measures of a real chorale (pickup, ties over the bar lines): the
+    rearranged sequence is <eos> prefix <suffix> suffix <middle> middle, the middle starts at a
+    bar line and holds exactly the span's measures, the close stays with the suffix, and
+    undoing it gives the piece back token for token."""
+    suffix_id, middle_id = infilling.sentinel_ids(tokenizer)
+    bar, end = lm.bar_token_id(tokenizer), lm.word_id(tokenizer, language.END)
+    text = chorale_texts["bach/bwv66.6.mxl"]
+    ids = lm.piece_ids(tokenizer, text)
+    measures = text.split().count(language.BAR)
+    assert len(infilling.measure_starts(ids, bar)) == measures
+    for first in range(measures):
+        for last in range(first + 1, measures + 1):
+            moved = infilling.rearranged(ids, (first, last), bar, end, suffix_id, middle_id)
+            assert len(moved) == len(ids) + 2 and moved[0] == tokenizer.eos_token_id
+            middle = moved[moved.index(middle_id) + 1:]
+            assert middle[0] == bar and middle.count(bar) == last - first and end not in middle
+            suffix = moved[moved.index(suffix_id) + 1:moved.index(middle_id)]
+            assert suffix[-1] == end and suffix.count(bar) == measures - last
+            assert infilling.restored(moved, suffix_id, middle_id) == ids
+    with pytest.raises(ValueError):
+        infilling.rearranged(ids, (3, measures + 1), bar, end, suffix_id, middle_id)
+
+
+def test_the_share_and_the_spans_are_the_seeds(tokenizer, chorale_texts):
+    """With share 0.5 about half the pieces are rearranged, the same ones and the same spans for
+    the same seed; spans are 1 to MAX_SPAN measures and leave a measure outside; share 0 changes
+    nothing and share 1 rearranges every piece of two measures or more."""
+    suffix_id, middle_id = infilling.sentinel_ids(tokenizer)
+    bar, end = lm.bar_token_id(tokenizer), lm.word_id(tokenizer, language.END)
+    pieces = [lm.piece_ids(tokenizer, text) for text in chorale_texts.values()] * 40
+    args = (bar, end, suffix_id, middle_id)
+    half, moved = infilling.training_pieces(pieces, 0.5, 7, *args)
+    assert 0.35 * len(pieces) < moved < 0.65 * len(pieces)
+    assert infilling.training_pieces(pieces, 0.5, 7, *args) == (half, moved)
+    assert infilling.training_pieces(pieces, 0.5, 8, *args)[0] != half
+    assert infilling.training_pieces(pieces, 0.0, 7, *args) == (pieces, 0)
+    assert infilling.training_pieces(pieces, 1.0, 7, *args)[1] == len(pieces)
+    for original, shown in zip(pieces, half):
+        if shown != original:
+            assert infilling.restored(shown, suffix_id, middle_id) == original
+            middle = shown[shown.index(middle_id) + 1:]
+            assert 1 <= middle.count(bar) <= min(infilling.MAX_SPAN, original.count(bar) - 1)
+    rng = random.Random(0)
+    assert infilling.random_span(1, rng) is None
+    assert all(0 <= a < b <= 5 and b - a <= 4 for a, b in (infilling.random_span(5, rng) for _ in range(200)))
+
+
+def test_a_model_trained_to_infill_holds_the_sentinels_and_says_so(tmp_path, tiny_dataset):
+    """train.py with infill_share: the tokenizer holds <suffix> and <middle> as single tokens, the
+    card records the share, and the log says how many pieces were rearranged; without it,
+    neither sentinel and a share of 0."""
+    out = tmp_path / "infill"
+    config = write_config(tmp_path, dataset=str(tiny_dataset), output_dir=str(out), max_steps=4, eval_every=0,
+                          infill_share=1.0)
+    result = run_script("train.py", "--config", config)
+    assert result.returncode == 0, result.stderr
+    assert "infilling:" in result.stderr and "training pieces shown with a span" in result.stderr
+    model, tokenizer, card = model_folder.load(out)
+    assert card.infill_share == 1.0 and infilling.sentinel_ids(tokenizer) is not None
+    assert model.get_input_embeddings().weight.shape[0] >= len(tokenizer)
+    assert words_of(tokenizer, tokenizer(" | <suffix> V1", add_special_tokens=False)["input_ids"]) == \
+        ["\u2581|", "<suffix>", "\u2581V1"]
+    plain = tmp_path / "plain"
+    config = write_config(tmp_path, dataset=str(tiny_dataset), output_dir=str(plain), max_steps=2, eval_every=0)
+    assert run_script("train.py", "--config", config).returncode == 0
+    _, tokenizer, card = model_folder.load(plain)
+    assert card.infill_share == 0 and infilling.sentinel_ids(tokenizer) is None
+
+
+def test_fine_tuning_to_infill_adds_the_sentinels_to_a_bpe_tokenizer(tmp_path, tiny_dataset):
+    pretrained = tmp_path / "pretrained"
+    local_pretrained_model(pretrained)
+    out = tmp_path / "tuned"
+    config = write_config(tmp_path, dataset=str(tiny_dataset), output_dir=str(out), from_scratch=False,
+                          model_name=str(pretrained), max_steps=2, eval_every=0, infill_share=0.5)
+    result = run_script("train.py", "--config", config)
+    assert result.returncode == 0, result.stderr
+    model, tokenizer, card = model_folder.load(out)
+    suffix_id, middle_id = infilling.sentinel_ids(tokenizer)
+    assert max(suffix_id, middle_id) < model.get_input_embeddings().weight.shape[0]
+    assert card.infill_share == 0.5
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"infill_share": 1.5}, "infill_share must be in [0, 1]"),
+    ({"infill_share": -0.1}, "infill_share must be in [0, 1]"),
+    ({"infill_share": 0.5, "unlikelihood_weight": 0.1}, "cannot be used together"),
+])
+def test_bad_infill_settings_are_one_line_errors(tmp_path, tiny_dataset, changes, message):
+    config = write_config(tmp_path, dataset=str(tiny_dataset), output_dir=str(tmp_path / "m"), **changes)
+    result = run_script("train.py", "--config", config)
+    assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "m").exists()
+    json.loads(config.read_text())  # the config was well-formed: the error is the setting's
+
+
+@pytest.fixture(scope="module")
+def infill_model(tmp_path_factory, tiny_dataset):
+    """A weak model trained to infill (half its pieces rearranged), with room for a chorale and a
+    passage in its context."""
+    folder = tmp_path_factory.mktemp("infill")
+    config = write_config(folder, dataset=str(tiny_dataset), output_dir=str(folder / "model"), max_steps=60,
+                          max_length=512, infill_share=0.5)
+    result = run_script("train.py", "--config", config)
+    assert result.returncode == 0, result.stderr
+    return folder / "model"
+
+
+@pytest.fixture
+def chorale_file(tmp_path, tiny_dataset):
+    """A training chorale of the tiny dataset (words the model knows) with a pickup, of 8 measures or
+    more, short enough for a passage after it in the context."""
+    from scorelm import dataset
+    from scorelm.language import parse
+    for record in dataset.read_records(tiny_dataset / "train.jsonl"):
+        piece = parse(record["text"])[0][0]
+        if infilling.measure_numbers(piece)[0] == 0 and len(piece.measures) >= 8 and len(record["text"].split()) < 300:
+            path = tmp_path / "chorale.txt"
+            path.write_text(record["text"] + "\n")
+            return path
+    raise AssertionError("no chorale of the tiny dataset fits")
+
+
+def test_infill_rewrites_the_measures_asked_for_and_keeps_every_other_word(infill_model, chorale_file, tmp_path):
+    """infer.py --infill chorale --measures 4-5 (the chorale opens with a pickup, measure 0): three
+    alternatives, each a valid piece without a repair, with the same number of measures, and
+    word for word the score outside measures 4-5, read back from the file written."""
+    from scorelm.language import parse
+    original = chorale_file.read_text().strip()
+    piece = parse(original)[0][0]
+    numbers = infilling.measure_numbers(piece)
+    assert numbers[0] == 0  # a pickup
+    start, end = numbers.index(4), numbers.index(5) + 1
+    before, passage, after = infilling.split_at_measures(original, start, end)
+    assert passage.startswith("|") and " ".join([before, passage, after]) == original
+    out = tmp_path / "rewritten.txt"
+    result = run_script("infer.py", "--infill", chorale_file, "--measures", "4-5", "--model", infill_model,
+                        "--num-samples", 3, "--seed", 2, "-o", out)
+    assert result.returncode == 0, result.stderr
+    texts = out.read_text().splitlines()
+    assert len(texts) == 3
+    for text in texts:
+        pieces, report = parse(text)
+        assert report.total == 0 and len(pieces) == 1 and len(pieces[0].measures) == len(piece.measures)
+        assert text.startswith(before + " |") and text.endswith(" " + after)
+        written = text[len(before) + 1:len(text) - len(after) - 1]
+        assert written.split().count("|") == 2
+    again = run_script("infer.py", "--infill", chorale_file, "--measures", "4-5", "--model", infill_model,
+                       "--num-samples", 3, "--seed", 2)
+    assert again.stdout.splitlines() == texts  # the seed decides
+
+
+def test_infill_of_the_opening_and_of_the_close(infill_model, chorale_file):
+    """The span may open the piece (the model writes its header too) or close it (the score's
+    own close, ||, stays)."""
+    from scorelm.language import parse
+    original = chorale_file.read_text().strip()
+    piece = parse(original)[0][0]
+    numbers = infilling.measure_numbers(piece)
+    for first, last in ((numbers[0], numbers[1]), (numbers[-1], numbers[-1])):
+        result = run_script("infer.py", "--infill", chorale_file, "--measures", f"{first}-{last}", "--model",
+                            infill_model, "--seed", 5)
+        assert result.returncode == 0, result.stderr
+        text = result.stdout.strip()
+        pieces, report = parse(text)
+        assert report.total == 0 and len(pieces[0].measures) == len(piece.measures)
+        before, _, after = infilling.split_at_measures(original, numbers.index(first), numbers.index(last) + 1)
+        assert text.startswith(before) and text.endswith(after) and text.endswith("||")
+        assert (before == "") == (first == numbers[0]) and (after == "||") == (last == numbers[-1])
+
+
+@pytest.mark.parametrize("measures, message", [
+    ("40-41", "not within the piece's measures"),
+    ("5-3", "ends before it begins"),
+    ("x", "must be a number of measures or A-B"),
+])
+def test_bad_spans_are_one_line_errors(infill_model, chorale_file, tmp_path, measures, message):
+    out = tmp_path / "x.txt"
+    result = run_script("infer.py", "--infill", chorale_file, "--measures", measures, "--model", infill_model, "-o", out)
+    assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
+    assert not out.exists()
+
+
+def test_infill_needs_a_span_and_a_model_trained_to_infill(infill_model, tiny_model, chorale_file, tmp_path):
+    out = tmp_path / "x.txt"
+    result = run_script("infer.py", "--infill", chorale_file, "--model", infill_model, "-o", out)
+    assert result.returncode == 2 and "--infill needs --measures" in result.stderr
+    result = run_script("infer.py", "--infill", chorale_file, "--measures", "2-3", "--model", tiny_model, "-o", out)
+    assert result.returncode == 2 and "was not trained to infill" in result.stderr and "Traceback" not in result.stderr
+    assert not out.exists()
+    result = run_script("infer.py", "|", "--measures", "2-3", "--model", infill_model)
+    assert result.returncode == 2 and "must be a number of measures" in result.stderr
