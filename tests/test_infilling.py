@@ -217,3 +217,17 @@ def test_infill_needs_a_span_and_a_model_trained_to_infill(infill_model, tiny_mo
     assert not out.exists()
     result = run_script("infer.py", "|", "--measures", "2-3", "--model", infill_model)
     assert result.returncode == 2 and "must be a number of measures" in result.stderr
+
+
+def test_infill_with_particles_keeps_the_music_around_the_span(infill_model, chorale_file):
+    """With rules and particles (sequences resampled by what the rules leave them) the span is
+    written as well: valid, the music around it the score's own."""
+    from scorelm.language import parse
+    original = chorale_file.read_text().strip()
+    numbers = infilling.measure_numbers(parse(original)[0][0])
+    result = run_script("infer.py", "--infill", chorale_file, "--measures", f"{numbers[2]}-{numbers[3]}", "--model",
+                        infill_model, "--particles", 2, "--rules", "hard", "--seed", 1)
+    assert result.returncode == 0, result.stderr
+    before, _, after = infilling.split_at_measures(original, 2, 4)
+    text = result.stdout.strip()
+    assert parse(text)[1].total == 0 and text.startswith(before + " |") and text.endswith(" " + after)
