@@ -53,9 +53,10 @@ class TrainConfig:
     unlikelihood_weight: float = option(0.0, "add this times -log(1 - P) of the words the default "
                                              "decoder's hard rules forbid (parallel fifths and octaves, the final "
                                              "chord) where Bach's own word keeps them, to the loss (0: off)")
-    infill_share: float = option(0.0, "share of the training pieces shown with a span of 1 to 8 whole measures "
-                                      "moved to their end after sentinel words (fill in the middle), so that the "
-                                      "model learns to rewrite a passage knowing what follows it (0: off)")
+    infill_share: float = option(0.0, "share of the training pieces shown with the music after a span of 1 to 8 "
+                                      "whole measures moved to their front after sentinel words (fill in the "
+                                      "middle), so that the model learns to rewrite a passage knowing what follows "
+                                      "it (0: off)")
     eval_every: int = option(200, "optimizer steps between validation runs (0: only at the end)")
     save_every: int = option(500, "optimizer steps between checkpoints (0: only at epoch ends)")
     keep_checkpoints: int = option(2, "checkpoints kept; older ones are deleted")

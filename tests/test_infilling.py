@@ -25,8 +25,8 @@ def words_of(tokenizer, ids):
 
 def test_every_span_of_a_chorale_moves_and_comes_back(tokenizer, chorale_texts):
     """Every span of whole measures of a real chorale (pickup, ties over the bar lines): the
-    rearranged sequence is <eos> prefix <suffix> suffix <middle> middle, the middle starts at a
-    bar line and holds exactly the span's measures, the close stays with the suffix, and
+    rearranged sequence is <eos> <suffix> after <middle> before span, what follows <middle> is
+    the piece from its start to the span's end, the close stays with the music after it, and
     undoing it gives the piece back token for token."""
     suffix_id, middle_id = infilling.sentinel_ids(tokenizer)
     bar, end = lm.bar_token_id(tokenizer), lm.word_id(tokenizer, language.END)
@@ -38,8 +38,9 @@ def test_every_span_of_a_chorale_moves_and_comes_back(tokenizer, chorale_texts):
         for last in range(first + 1, measures + 1):
             moved = infilling.rearranged(ids, (first, last), bar, end, suffix_id, middle_id)
             assert len(moved) == len(ids) + 2 and moved[0] == tokenizer.eos_token_id
+            assert moved[:2] == [tokenizer.eos_token_id, suffix_id]
             middle = moved[moved.index(middle_id) + 1:]
-            assert middle[0] == bar and middle.count(bar) == last - first and end not in middle
+            assert middle == ids[1:len(middle) + 1] and middle.count(bar) == last and end not in middle
             suffix = moved[moved.index(suffix_id) + 1:moved.index(middle_id)]
             assert suffix[-1] == end and suffix.count(bar) == measures - last
             assert infilling.restored(moved, suffix_id, middle_id) == ids
@@ -65,7 +66,8 @@ def test_the_share_and_the_spans_are_the_seeds(tokenizer, chorale_texts):
         if shown != original:
             assert infilling.restored(shown, suffix_id, middle_id) == original
             middle = shown[shown.index(middle_id) + 1:]
-            assert 1 <= middle.count(bar) <= min(infilling.MAX_SPAN, original.count(bar) - 1)
+            suffix = shown[shown.index(suffix_id) + 1:shown.index(middle_id)]
+            assert middle.count(bar) >= 1 and middle.count(bar) + suffix.count(bar) == original.count(bar)
     rng = random.Random(0)
     assert infilling.random_span(1, rng) is None
     assert all(0 <= a < b <= 5 and b - a <= 4 for a, b in (infilling.random_span(5, rng) for _ in range(200)))

@@ -1,9 +1,9 @@
 """Infilling at decoding time: a passage of whole measures written between the music before it and
 the music after it, by a model trained to infill (scorelm.infilling). The model reads
 
-    <eos> before <suffix> after <middle>
+    <eos> <suffix> after <middle> before
 
-and writes the passage. The grammar constraint follows the music before it (its key, meter, the
+and writes the passage on from the music before it. The grammar constraint follows the music before it (its key, meter, the
 ties still open into the passage) and ends the passage after its measures with the end of text,
 where a piece would close; the rules hold inside the passage, and treat its last measure as a
 final one only where the passage closes the piece.
@@ -50,7 +50,7 @@ def write_passages(model, tokenizer, before: str, after: str, headers: list[list
     eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
     before_ids = lm.piece_ids(tokenizer, before) if before.strip() else [eos]
     after_ids = tokenizer(lm.model_text(after), add_special_tokens=False)["input_ids"]
-    prompt_ids = before_ids + [sentinels[0]] + after_ids + [sentinels[1]]
+    prompt_ids = [eos, sentinels[0]] + after_ids + [sentinels[1]] + before_ids[1:]
     budget = context_length(model) - len(prompt_ids)
     measures = len(headers)
     needed = min(MIN_NEW_TOKENS, TOKENS_A_MEASURE * measures)
