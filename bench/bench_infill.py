@@ -25,6 +25,7 @@ sys.path.insert(0, str(ROOT))
 
 from _model import trained_model  # noqa: E402
 from scorelm import dataset, evaluation, infilling, language, lm, writing  # noqa: E402
+from scorelm.cli import UserError  # noqa: E402
 
 SHOWN = ("parallel_fifths_per_100_beats", "parallel_octaves_per_100_beats", "voice_crossings_per_100_beats",
          "spacing_errors_per_100_beats", "valid_measures_percent")
@@ -58,7 +59,7 @@ def main() -> None:
     texts = texts[:args.pieces] if args.pieces else texts
     settings = loaded.settings(rules=writing.DEFAULT_RULES, particles=writing.FREE_PARTICLES)
     both = alone = notes = 0.0
-    written, originals, valid, kept, skipped = [], [], 0, 0, 0
+    written, originals, valid, kept, skipped, refused = [], [], 0, 0, 0, 0
     start = time.perf_counter()
     for place, text in enumerate(texts):
         piece = language.parse(text)[0][0]
@@ -72,8 +73,9 @@ def main() -> None:
         numbers = infilling.measure_numbers(piece)
         try:
             result = writing.infill(loaded, piece, numbers[span[0]], numbers[span[1] - 1], settings, seed=place)[0]
-        except Exception as error:  # counted, not fatal: the bench reports what fails
-            print(f"{place}: {error}", file=sys.stderr)
+        except UserError as error:  # refused, as infer.py refuses it: a word of the score the model lacks
+            print(f"chorale {place} refused: {error}", file=sys.stderr)
+            refused += 1
             continue
         before, _, after = infilling.split_at_measures(piece.to_text(), *span)
         pieces, report = language.parse(result)
@@ -86,7 +88,8 @@ def main() -> None:
           f"({skipped} too short or too long for the context), {time.perf_counter() - start:.0f} s")
     print(f"span bits per note: given the music before and after it {both / notes:.3f}, given the music before "
           f"it alone {alone / notes:.3f} (difference {alone / notes - both / notes:.3f}; {notes:.0f} notes)")
-    print(f"written again: valid without a repair {valid}/{count}, outside the span the chorale's own {kept}/{count}")
+    print(f"written again: {count - refused} (refused {refused}: words the model lacks); valid without a repair "
+          f"{valid}/{count - refused}, outside the span the chorale's own {kept}/{count - refused}")
     ours = evaluation.music_statistics(written)
     bach = evaluation.music_statistics(originals)
     print(f"{'whole pieces':32s} {'written again':>14s} {'Bach':>8s}")

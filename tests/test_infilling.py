@@ -82,7 +82,7 @@ def test_a_model_trained_to_infill_holds_the_sentinels_and_says_so(tmp_path, tin
                           infill_share=1.0)
     result = run_script("train.py", "--config", config)
     assert result.returncode == 0, result.stderr
-    assert "infilling:" in result.stderr and "training pieces shown with a span" in result.stderr
+    assert "infilling:" in result.stderr and "training pieces shown with the music after a span" in result.stderr
     model, tokenizer, card = model_folder.load(out)
     assert card.infill_share == 1.0 and infilling.sentinel_ids(tokenizer) is not None
     assert model.get_input_embeddings().weight.shape[0] >= len(tokenizer)
