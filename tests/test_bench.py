@@ -15,6 +15,7 @@ from conftest import ROOT
     ("bench_sampling.py", "quickstart.sh"),
     ("bench_rules.py", "quickstart.sh"),
     ("bench_render.py", "quickstart.sh"),
+    ("bench_infill.py", "quickstart.sh"),
 ])
 def test_bench_script_without_its_inputs_says_what_to_run(script, needs, tmp_path):
     result = subprocess.run([sys.executable, str(ROOT / "bench" / script)], cwd=tmp_path, capture_output=True,
