@@ -203,13 +203,7 @@ def main(argv: list[str] | None = None) -> int:
                               progress=progress, notes=notes)
         for line in notes:
             warn(f"note: {line}")
-    if rule_report:
-        warn("voice-leading rules: " + ", ".join(f"{what} {count}" for what, count in rule_report.items()))
-    output = "\n".join(texts) + "\n"
-    if args.output:
-        files.write_text(args.output, output)
-    else:
-        sys.stdout.write(output)
+    emit(args, texts, rule_report, warn)
     if args.render:
         title = f"Harmonization of {Path(args.harmonize).stem}" if args.harmonize else "ScoreLM sample"
         shown = {"model": args.model, "seed": args.seed, "temperature": args.temperature,
@@ -226,6 +220,17 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def emit(args, texts: list[str], rule_report: dict, warn) -> None:
+    """What the rules had to give up (stderr), and the texts: to -o, or to standard output."""
+    if rule_report:
+        warn("voice-leading rules: " + ", ".join(f"{what} {count}" for what, count in rule_report.items()))
+    output = "\n".join(texts) + "\n"
+    if args.output:
+        files.write_text(args.output, output)
+    else:
+        sys.stdout.write(output)
+
+
 def infill(args, loaded: writing.LoadedModel, choices: dict, performance, warn) -> int:
     """--infill: the score with its measures args.span written again, --num-samples ways."""
     piece = prompt.read_piece(args.infill)
@@ -238,13 +243,7 @@ def infill(args, loaded: writing.LoadedModel, choices: dict, performance, warn) 
     first, last = args.span
     texts = writing.infill(loaded, piece, first, last, settings, args.num_samples, seed=args.seed,
                            rule_report=rule_report, progress=Progress("infilling", args.quiet))
-    if rule_report:
-        warn("voice-leading rules: " + ", ".join(f"{what} {count}" for what, count in rule_report.items()))
-    output = "\n".join(texts) + "\n"
-    if args.output:
-        files.write_text(args.output, output)
-    else:
-        sys.stdout.write(output)
+    emit(args, texts, rule_report, warn)
     if args.render:
         span = f"measures {first}-{last}" if last > first else f"measure {first}"
         shown = {"model": args.model, "seed": args.seed, "temperature": args.temperature, "rules": args.rules,

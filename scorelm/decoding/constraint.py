@@ -142,7 +142,7 @@ class ScoreConstraint:
                 mask = self.tables.nothing
         if mask is self.tables.nothing:
             self.finished = True
-        elif self.ends_with is not None and mask[self.v.end_id]:
+        elif self.ends_with is not None and self.v.end_id >= 0 and mask[self.v.end_id]:
             mask = mask.copy()
             mask[self.v.end_id], mask[self.ends_with] = False, True
         if self.headers_as_given and g.last in (Kind.BAR,) + HEADER_KINDS:
