@@ -89,11 +89,7 @@ def _generate(model, tokenizer, prompt: str, num_samples: int, settings: Samplin
     processors = LogitsProcessorList()
     input_ids = torch.tensor([prompt_ids] * (num_samples * particles), device=model.device)
     if constrain:
-        vocabulary = vocabulary or Vocabulary.from_tokenizer(tokenizer)
-        tables = decoding_tables(vocabulary, settings.num_voices, settings.voice_ranges)
-        rules = None
-        if settings.rules != OFF:
-            rules = rule_tables(vocabulary, settings.num_voices, settings.rules, settings.enabled_rules)
+        vocabulary, tables, rules = constraint_tables(tokenizer, settings, vocabulary)
         # the tokens the piece must close within: none where the measures decide where it ends
         closing_budget = None if any_forced or windows or one_window else max_new_tokens
         constraints = []
@@ -147,6 +143,15 @@ def _generate(model, tokenizer, prompt: str, num_samples: int, settings: Samplin
                 for name in ending_faults(c.music, texts[row]):
                     rule_report[ENDING_FAULTS[name]] = rule_report.get(ENDING_FAULTS[name], 0) + 1
     return texts
+
+
+def constraint_tables(tokenizer, settings: SamplingSettings, vocabulary: Vocabulary | None = None):
+    """(vocabulary, grammar tables, rule tables or None) for constraints sampling as `settings` say."""
+    vocabulary = vocabulary or Vocabulary.from_tokenizer(tokenizer)
+    tables = decoding_tables(vocabulary, settings.num_voices, settings.voice_ranges)
+    rules = rule_tables(vocabulary, settings.num_voices, settings.rules, settings.enabled_rules) \
+        if settings.rules != OFF else None
+    return vocabulary, tables, rules
 
 
 def sample_batch(model, tokenizer, input_ids, attention_mask, processors, settings: SamplingSettings,

@@ -3,23 +3,21 @@ the music after it, by a model trained to infill (scorelm.infilling). The model 
 
     <eos> <suffix> after <middle> before
 
-and writes the passage on from the music before it. The grammar constraint follows the music before it (its key, meter, the
-ties still open into the passage) and ends the passage after its measures with the end of text,
-where a piece would close; the rules hold inside the passage, and treat its last measure as a
-final one only where the passage closes the piece.
+and writes the passage on from the music before it. The grammar constraint follows the music
+before it (the ties still open into the passage), keeps the score's keys, meters and measure
+lengths, and ends the passage after its measures with the end of text, where a piece would
+close; the rules hold inside the passage, and treat its last measure as a final one only where
+the passage closes the piece.
 """
 from __future__ import annotations
 
 from scorelm import infilling, language
 from scorelm.cli import UserError
 from scorelm.decoding.constraint import GrammarLogitsProcessor, ScoreConstraint
-from scorelm.decoding.generation import MIN_NEW_TOKENS, context_length, sample_batch
+from scorelm.decoding.generation import MIN_NEW_TOKENS, constraint_tables, context_length, sample_batch
 from scorelm.decoding.particles import sample_particles
-from scorelm.decoding.rules import OFF
 from scorelm.decoding.settings import SamplingSettings
-from scorelm.decoding.tables import decoding_tables
 from scorelm.decoding.vocabulary import Vocabulary
-from scorelm.decoding.voice_leading import rule_tables
 
 
 # room a passage needs at least, a measure: a chorale's measure takes 20 to 40 tokens (a tighter
@@ -58,10 +56,7 @@ def write_passages(model, tokenizer, before: str, after: str, headers: list[list
         raise UserError(f"the piece is too long to infill: the music around the passage takes {len(prompt_ids)} of "
                         f"the model's {context_length(model)} tokens, leaving {max(budget, 0)} for the passage "
                         f"(at least {needed} needed)")
-    vocabulary = vocabulary or Vocabulary.from_tokenizer(tokenizer)
-    tables = decoding_tables(vocabulary, settings.num_voices, settings.voice_ranges)
-    rules = rule_tables(vocabulary, settings.num_voices, settings.rules, settings.enabled_rules) \
-        if settings.rules != OFF else None
+    vocabulary, tables, rules = constraint_tables(tokenizer, settings, vocabulary)
     forced = [[]] * before.split().count(language.BAR) + [list(words) for words in headers]
     constraints = []
     for _ in range(num_samples * settings.particles):
