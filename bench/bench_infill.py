@@ -65,7 +65,7 @@ def main() -> None:
         piece = language.parse(text)[0][0]
         span = middle_span(len(piece.measures), place)
         # the rearranged piece, and room for the passage after the music around it, within the context
-        if span is None or len(lm.piece_ids(loaded.tokenizer, text)) + 2 > loaded.context:
+        if span is None or len(lm.piece_ids(loaded.tokenizer, text)) + 3 > loaded.context:
             skipped += 1
             continue
         bits_both, bits_alone, span_notes = infilling.span_bits(loaded.model, loaded.tokenizer, text, *span)

@@ -1,11 +1,13 @@
 """Infilling: what a causal model sees so that it can rewrite a passage that leads into the music
 after it. A piece is shown with the music after a span of whole measures moved to its front,
-after two sentinel words (fill in the middle: Bavarian et al. 2022, "Efficient Training of
+after sentinel words (fill in the middle: Bavarian et al. 2022, "Efficient Training of
 Language Models to Fill in the Middle", in their suffix-prefix-middle order):
 
-    <eos> <suffix> after <middle> before span
+    <eos> <suffix> <measures:N> after <middle> before span
 
-where before + span + after is the piece. The span starts at a bar line and ends where the music
+where before + span + after is the piece and N the span's measures (1 to MAX_SPAN), so that the
+model knows how far off the music after it starts, as a composer rewriting bars 5 to 8 knows
+that bar 9 follows (MMM, Ens & Pasquier 2020, marks each bar to fill for the same reason). The span starts at a bar line and ends where the music
 after it begins; the piece's close (||) stays with the music after it. The model writes the span
 straight on from the music before it, as it writes any continuation (the measure before is the
 nearest context, as it is in the piece), having read the music that must follow; it knows the
@@ -22,16 +24,32 @@ its model card (model_folder.ModelCard.infill_share).
 from __future__ import annotations
 
 import random
+from dataclasses import dataclass
 
 SUFFIX = "<suffix>"
 MIDDLE = "<middle>"
-SENTINELS = (SUFFIX, MIDDLE)
-MAX_SPAN = 8  # measures moved at most (the scorecard rewrites 2 to 4; a user may ask for more)
+MAX_SPAN = 8  # measures moved at most (the scorecard rewrites 2 to 4), and written at once
+SPAN_LENGTHS = tuple(f"<measures:{length}>" for length in range(1, MAX_SPAN + 1))
+SENTINELS = (SUFFIX, MIDDLE) + SPAN_LENGTHS
+
+
+@dataclass(frozen=True)
+class Sentinels:
+    """The sentinels' ids in one tokenizer."""
+    suffix: int
+    middle: int
+    lengths: tuple[int, ...]  # <measures:1> to <measures:MAX_SPAN>
+
+    def length(self, measures: int) -> int:
+        """The id saying that a span is `measures` long."""
+        if not 1 <= measures <= MAX_SPAN:
+            raise ValueError(f"a span of {measures} measures (1 to {MAX_SPAN} can be infilled at once)")
+        return self.lengths[measures - 1]
 
 
 def add_sentinels(tokenizer) -> int:
-    """Give the tokenizer the two sentinels as special tokens (never split, never matched inside
-    a word). Returns how many it did not have."""
+    """Give the tokenizer the sentinels as special tokens (never split, never matched inside a
+    word). Returns how many it did not have."""
     missing = [word for word in SENTINELS if word not in tokenizer.get_vocab()]
     if missing:
         tokenizer.add_special_tokens({"additional_special_tokens": list(SENTINELS)},
@@ -39,12 +57,12 @@ def add_sentinels(tokenizer) -> int:
     return len(missing)
 
 
-def sentinel_ids(tokenizer) -> tuple[int, int] | None:
-    """The ids of <suffix> and <middle>, or None for a tokenizer without them."""
+def sentinel_ids(tokenizer) -> Sentinels | None:
+    """The sentinels' ids, or None for a tokenizer without them all."""
     vocabulary = tokenizer.get_vocab()
     if not all(word in vocabulary for word in SENTINELS):
         return None
-    return vocabulary[SUFFIX], vocabulary[MIDDLE]
+    return Sentinels(vocabulary[SUFFIX], vocabulary[MIDDLE], tuple(vocabulary[word] for word in SPAN_LENGTHS))
 
 
 def measure_starts(ids: list[int], bar_id: int) -> list[int]:
@@ -52,23 +70,23 @@ def measure_starts(ids: list[int], bar_id: int) -> list[int]:
     return [index for index, token in enumerate(ids) if token == bar_id]
 
 
-def rearranged(ids: list[int], span: tuple[int, int], bar_id: int, end_id: int, suffix_id: int,
-               middle_id: int) -> list[int]:
+def rearranged(ids: list[int], span: tuple[int, int], bar_id: int, end_id: int, sentinels: Sentinels) -> list[int]:
     """A piece's ids (lm.piece_ids: <eos> first, || last) shown for its measures span[0] to
-    span[1] - 1 (0-based, whole measures): <eos> <suffix> after <middle> before span."""
+    span[1] - 1 (0-based, whole measures): <eos> <suffix> <measures:N> after <middle> before span."""
     starts = measure_starts(ids, bar_id)
     first, end = span
     if not 0 <= first < end <= len(starts):
         raise ValueError(f"measures {first}-{end - 1} are not within the piece's {len(starts)}")
     close = ids.index(end_id) if end_id in ids else len(ids)
     cut_out = starts[end] if end < len(starts) else close
-    return ids[:1] + [suffix_id] + ids[cut_out:] + [middle_id] + ids[1:cut_out]
+    return (ids[:1] + [sentinels.suffix, sentinels.length(end - first)] + ids[cut_out:] + [sentinels.middle]
+            + ids[1:cut_out])
 
 
-def restored(ids: list[int], suffix_id: int, middle_id: int) -> list[int]:
+def restored(ids: list[int], sentinels: Sentinels) -> list[int]:
     """The piece a rearranged sequence shows, in its own order (rearranged undone)."""
-    at_suffix, at_middle = ids.index(suffix_id), ids.index(middle_id)
-    return ids[:at_suffix] + ids[at_middle + 1:] + ids[at_suffix + 1:at_middle]
+    at_suffix, at_middle = ids.index(sentinels.suffix), ids.index(sentinels.middle)
+    return ids[:at_suffix] + ids[at_middle + 1:] + ids[at_suffix + 2:at_middle]
 
 
 def random_span(measures: int, rng: random.Random) -> tuple[int, int] | None:
@@ -82,8 +100,8 @@ def random_span(measures: int, rng: random.Random) -> tuple[int, int] | None:
     return first, first + length
 
 
-def training_pieces(pieces: list[list[int]], share: float, seed: int, bar_id: int, end_id: int, suffix_id: int,
-                    middle_id: int) -> tuple[list[list[int]], int]:
+def training_pieces(pieces: list[list[int]], share: float, seed: int, bar_id: int, end_id: int,
+                    sentinels: Sentinels) -> tuple[list[list[int]], int]:
     """The training pieces' ids with `share` of them (each by a coin of that weight, from `seed`)
     rearranged around a random span. Returns the pieces and how many were rearranged."""
     rng = random.Random(seed)
@@ -93,7 +111,7 @@ def training_pieces(pieces: list[list[int]], share: float, seed: int, bar_id: in
         if span is None:
             out.append(ids)
             continue
-        out.append(rearranged(ids, span, bar_id, end_id, suffix_id, middle_id))
+        out.append(rearranged(ids, span, bar_id, end_id, sentinels))
         moved += 1
     return out, moved
 
@@ -131,11 +149,10 @@ def span_bits(model, tokenizer, text: str, first: int, end: int) -> tuple[float,
     from scorelm import lm
     ids = lm.piece_ids(tokenizer, text)
     bar, close_id = lm.bar_token_id(tokenizer), lm.word_id(tokenizer, "||")
-    suffix_id, middle_id = sentinel_ids(tokenizer)
     starts = measure_starts(ids, bar)
     cut_in = starts[first]
     cut_out = starts[end] if end < len(starts) else ids.index(close_id)
-    shown = rearranged(ids, (first, end), bar, close_id, suffix_id, middle_id)
+    shown = rearranged(ids, (first, end), bar, close_id, sentinel_ids(tokenizer))
 
     def bits(sequence: list[int], begin: int, stop: int) -> float:
         with torch.no_grad():

@@ -112,6 +112,9 @@ def infill(loaded: LoadedModel, piece: language.Piece, first: int, last: int, se
     numbers = infilling.measure_numbers(piece)
     if not numbers[0] <= first <= last <= numbers[-1]:
         raise UserError(f"measures {first}-{last} are not within the piece's measures {numbers[0]}-{numbers[-1]}")
+    if last - first + 1 > infilling.MAX_SPAN:
+        raise UserError(f"measures {first}-{last} are {last - first + 1} measures: at most {infilling.MAX_SPAN} can be "
+                        f"rewritten at once (the model learnt spans of 1 to {infilling.MAX_SPAN}); rewrite them in parts")
     text = piece.to_text()
     start, end = numbers.index(first), numbers.index(last) + 1
     before, passage, after = infilling.split_at_measures(text, start, end)

@@ -15,7 +15,7 @@ from scorelm import infilling, language, lm, model_folder
 @pytest.fixture(scope="module")
 def tokenizer(chorale_texts):
     tokenizer = lm.train_word_tokenizer(list(chorale_texts.values()))
-    assert infilling.add_sentinels(tokenizer) == 2 and infilling.add_sentinels(tokenizer) == 0
+    assert infilling.add_sentinels(tokenizer) == len(infilling.SENTINELS) and infilling.add_sentinels(tokenizer) == 0
     return tokenizer
 
 
@@ -25,37 +25,45 @@ def words_of(tokenizer, ids):
 
 def test_every_span_of_a_chorale_moves_and_comes_back(tokenizer, chorale_texts):
     """Every span of whole measures of a real chorale (pickup, ties over the bar lines): the
-    rearranged sequence is <eos> <suffix> after <middle> before span, what follows <middle> is
-    the piece from its start to the span's end, the close stays with the music after it, and
-    undoing it gives the piece back token for token."""
-    suffix_id, middle_id = infilling.sentinel_ids(tokenizer)
+    rearranged sequence is <eos> <suffix> <measures:N> after <middle> before span, N the span's
+    measures, what follows <middle> is the piece from its start to the span's end, the close
+    stays with the music after it, and undoing it gives the piece back token for token; a span
+    longer than MAX_SPAN has no length word and is refused."""
+    sentinels = infilling.sentinel_ids(tokenizer)
+    suffix_id, middle_id = sentinels.suffix, sentinels.middle
     bar, end = lm.bar_token_id(tokenizer), lm.word_id(tokenizer, language.END)
     text = chorale_texts["bach/bwv66.6.mxl"]
     ids = lm.piece_ids(tokenizer, text)
     measures = text.split().count(language.BAR)
     assert len(infilling.measure_starts(ids, bar)) == measures
+    assert measures > infilling.MAX_SPAN
+    spans = 0
     for first in range(measures):
-        for last in range(first + 1, measures + 1):
-            moved = infilling.rearranged(ids, (first, last), bar, end, suffix_id, middle_id)
-            assert len(moved) == len(ids) + 2 and moved[0] == tokenizer.eos_token_id
-            assert moved[:2] == [tokenizer.eos_token_id, suffix_id]
+        for last in range(first + 1, min(first + infilling.MAX_SPAN, measures) + 1):
+            moved = infilling.rearranged(ids, (first, last), bar, end, sentinels)
+            assert len(moved) == len(ids) + 3 and moved[0] == tokenizer.eos_token_id
+            assert words_of(tokenizer, moved[1:3]) == ["<suffix>", f"<measures:{last - first}>"]
             middle = moved[moved.index(middle_id) + 1:]
             assert middle == ids[1:len(middle) + 1] and middle.count(bar) == last and end not in middle
-            suffix = moved[moved.index(suffix_id) + 1:moved.index(middle_id)]
+            suffix = moved[moved.index(suffix_id) + 2:moved.index(middle_id)]
             assert suffix[-1] == end and suffix.count(bar) == measures - last
-            assert infilling.restored(moved, suffix_id, middle_id) == ids
-    with pytest.raises(ValueError):
-        infilling.rearranged(ids, (3, measures + 1), bar, end, suffix_id, middle_id)
+            assert infilling.restored(moved, sentinels) == ids
+            spans += 1
+    assert spans > 50
+    for span in ((3, measures + 1), (0, infilling.MAX_SPAN + 1)):
+        with pytest.raises(ValueError):
+            infilling.rearranged(ids, span, bar, end, sentinels)
 
 
 def test_the_share_and_the_spans_are_the_seeds(tokenizer, chorale_texts):
     """With share 0.5 about half the pieces are rearranged, the same ones and the same spans for
     the same seed; spans are 1 to MAX_SPAN measures and leave a measure outside; share 0 changes
     nothing and share 1 rearranges every piece of two measures or more."""
-    suffix_id, middle_id = infilling.sentinel_ids(tokenizer)
+    sentinels = infilling.sentinel_ids(tokenizer)
+    suffix_id, middle_id = sentinels.suffix, sentinels.middle
     bar, end = lm.bar_token_id(tokenizer), lm.word_id(tokenizer, language.END)
     pieces = [lm.piece_ids(tokenizer, text) for text in chorale_texts.values()] * 40
-    args = (bar, end, suffix_id, middle_id)
+    args = (bar, end, sentinels)
     half, moved = infilling.training_pieces(pieces, 0.5, 7, *args)
     assert 0.35 * len(pieces) < moved < 0.65 * len(pieces)
     assert infilling.training_pieces(pieces, 0.5, 7, *args) == (half, moved)
@@ -64,10 +72,12 @@ def test_the_share_and_the_spans_are_the_seeds(tokenizer, chorale_texts):
     assert infilling.training_pieces(pieces, 1.0, 7, *args)[1] == len(pieces)
     for original, shown in zip(pieces, half):
         if shown != original:
-            assert infilling.restored(shown, suffix_id, middle_id) == original
+            assert infilling.restored(shown, sentinels) == original
             middle = shown[shown.index(middle_id) + 1:]
-            suffix = shown[shown.index(suffix_id) + 1:shown.index(middle_id)]
+            suffix = shown[shown.index(suffix_id) + 2:shown.index(middle_id)]
             assert middle.count(bar) >= 1 and middle.count(bar) + suffix.count(bar) == original.count(bar)
+            length = sentinels.lengths.index(shown[shown.index(suffix_id) + 1]) + 1
+            assert length <= middle.count(bar) and length < original.count(bar)
     rng = random.Random(0)
     assert infilling.random_span(1, rng) is None
     assert all(0 <= a < b <= 5 and b - a <= 4 for a, b in (infilling.random_span(5, rng) for _ in range(200)))
@@ -104,8 +114,8 @@ def test_fine_tuning_to_infill_adds_the_sentinels_to_a_bpe_tokenizer(tmp_path, t
     result = run_script("train.py", "--config", config)
     assert result.returncode == 0, result.stderr
     model, tokenizer, card = model_folder.load(out)
-    suffix_id, middle_id = infilling.sentinel_ids(tokenizer)
-    assert max(suffix_id, middle_id) < model.get_input_embeddings().weight.shape[0]
+    sentinels = infilling.sentinel_ids(tokenizer)
+    assert max(sentinels.suffix, sentinels.middle, *sentinels.lengths) < model.get_input_embeddings().weight.shape[0]
     assert card.infill_share == 0.5
 
 
@@ -202,6 +212,7 @@ def test_infill_of_the_opening_and_of_the_close(infill_model, chorale_file):
     ("40-41", "not within the piece's measures"),
     ("5-3", "ends before it begins"),
     ("x", "must be a number of measures or A-B"),
+    ("0-8", "at most 8 can be rewritten at once"),
 ])
 def test_bad_spans_are_one_line_errors(infill_model, chorale_file, tmp_path, measures, message):
     out = tmp_path / "x.txt"

@@ -1,7 +1,7 @@
 """Infilling at decoding time: a passage of whole measures written between the music before it and
 the music after it, by a model trained to infill (scorelm.infilling). The model reads
 
-    <eos> <suffix> after <middle> before
+    <eos> <suffix> <measures:N> after <middle> before
 
 and writes the passage on from the music before it. The grammar constraint follows the music
 before it (the ties still open into the passage), keeps the score's keys, meters and measure
@@ -48,9 +48,9 @@ def write_passages(model, tokenizer, before: str, after: str, headers: list[list
     eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
     before_ids = lm.piece_ids(tokenizer, before) if before.strip() else [eos]
     after_ids = tokenizer(lm.model_text(after), add_special_tokens=False)["input_ids"]
-    prompt_ids = [eos, sentinels[0]] + after_ids + [sentinels[1]] + before_ids[1:]
-    budget = context_length(model) - len(prompt_ids)
     measures = len(headers)
+    prompt_ids = [eos, sentinels.suffix, sentinels.length(measures)] + after_ids + [sentinels.middle] + before_ids[1:]
+    budget = context_length(model) - len(prompt_ids)
     needed = min(MIN_NEW_TOKENS, TOKENS_A_MEASURE * measures)
     if budget < needed:
         raise UserError(f"the piece is too long to infill: the music around the passage takes {len(prompt_ids)} of "

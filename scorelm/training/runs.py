@@ -80,7 +80,7 @@ def train_model(cfg, accelerator, records: dict[str, list[dict]], resume: Path |
         tokens = sum(map(len, pieces))
         if name == "train" and cfg.infill_share:
             pieces, moved = infilling.training_pieces(pieces, cfg.infill_share, cfg.seed, bar, end,
-                                                      *infilling.sentinel_ids(tokenizer))
+                                                      infilling.sentinel_ids(tokenizer))
             log(f"infilling: {moved} of {len(pieces)} training pieces shown with the music after a span of "
                 f"measures first")
         blocks, forced = lm.pack_blocks(pieces, {eos, bar}, cfg.max_length)
