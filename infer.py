@@ -23,7 +23,7 @@ import re
 import sys
 from pathlib import Path
 
-from scorelm import files, lm, melody, prompt, render, writing
+from scorelm import files, infilling, lm, melody, prompt, render, writing
 from scorelm.cli import UserError, check_can_write, run
 from scorelm.decoding import MODES, RULE_NAMES, RULES, Progress
 from scorelm.decoding.rules import OFF
@@ -71,6 +71,10 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
                         help="write the measures --measures of this score (any format music21 reads, or score "
                              "text) again, knowing the music before and after them; every other note kept (a "
                              "model trained to infill: the config key infill_share)")
+    parser.add_argument("--voices", metavar="LIST",
+                        help="--infill: write only these voices again, the others kept inside the passage too: "
+                             "soprano, alto, tenor, bass (a four-voice score) or numbers, 1 the top voice "
+                             "(default: all)")
     parser.add_argument("--surprisal", metavar="SCORE",
                         help="information content and entropy of every note of this score (or of every piece of a "
                              "file or folder), of the event and of its pitch: CSV, coloured PNG and a page (a "
@@ -115,6 +119,8 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
         raise UserError(f"--particles must be at most {writing.MAX_PARTICLES}")
     if args.harmonize and args.no_constrain:
         raise UserError("--harmonize needs the constrained decoder; drop --no-constrain")
+    if args.voices and not args.infill:
+        raise UserError("--voices chooses the voices --infill writes again: use it with --infill")
     return args
 
 
@@ -234,6 +240,12 @@ def emit(args, texts: list[str], rule_report: dict, warn) -> None:
 def infill(args, loaded: writing.LoadedModel, choices: dict, performance, warn) -> int:
     """--infill: the score with its measures args.span written again, --num-samples ways."""
     piece = prompt.read_piece(args.infill)
+    voices = None
+    if args.voices:
+        try:
+            voices = infilling.voice_numbers(args.voices, piece.num_voices)
+        except ValueError as error:
+            raise UserError(f"--voices: {error}") from None
     stem = args.output.with_suffix("") if args.output else Path("sample")
     formats = render.DEFAULT_FORMATS + ["wav"] * args.wav
     if args.output or args.render:
@@ -242,10 +254,12 @@ def infill(args, loaded: writing.LoadedModel, choices: dict, performance, warn) 
     rule_report: dict = {}
     first, last = args.span
     texts = writing.infill(loaded, piece, first, last, settings, args.num_samples, seed=args.seed,
-                           rule_report=rule_report, progress=Progress("infilling", args.quiet))
+                           rule_report=rule_report, progress=Progress("infilling", args.quiet), voices=voices)
     emit(args, texts, rule_report, warn)
     if args.render:
         span = f"measures {first}-{last}" if last > first else f"measure {first}"
+        if voices is not None:
+            span += f" ({args.voices})"
         shown = {"model": args.model, "seed": args.seed, "temperature": args.temperature, "rules": args.rules,
                  "score": str(args.infill), "written again": span}
         for path in writing.render_texts(texts, stem, formats, title=f"{Path(args.infill).stem}, {span} written again",

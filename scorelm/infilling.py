@@ -181,3 +181,39 @@ def measure_headers(passage: str) -> list[list[str]]:
         else:
             in_header = False
     return headers
+
+
+def measure_voices(passage: str) -> list[dict[int, list[str]]]:
+    """Each measure of a passage's text, its voices' words by voice number (each from its V word;
+    a voice absent from a measure is not there)."""
+    measures: list[dict[int, list[str]]] = []
+    voice = None
+    for word in passage.split():
+        if word == "|":
+            measures.append({})
+            voice = None
+        elif word[0] == "V" and word[1:].isdigit():
+            voice = int(word[1:])
+            measures[-1][voice] = [word]
+        elif voice is not None:
+            measures[-1][voice].append(word)
+    return measures
+
+
+VOICE_NAMES = {"soprano": 1, "alto": 2, "tenor": 3, "bass": 4}  # a four-voice score's voices
+
+
+def voice_numbers(names: str, num_voices: int) -> tuple[int, ...]:
+    """The voice numbers a comma-separated list names: soprano, alto, tenor and bass in a score of
+    four voices, or numbers (1 = the top voice) in any. ValueError for a voice the score lacks."""
+    numbers = []
+    for name in (part.strip().lower() for part in names.split(",")):
+        if name.isdigit() and 1 <= int(name) <= num_voices:
+            numbers.append(int(name))
+        elif name in VOICE_NAMES and num_voices == 4:
+            numbers.append(VOICE_NAMES[name])
+        else:
+            known = "soprano, alto, tenor, bass or 1-4" if num_voices == 4 else f"1-{num_voices}"
+            raise ValueError(f"the score has no voice {name!r} (its {num_voices} voices: {known})")
+    return tuple(sorted(set(numbers)))
+

@@ -99,11 +99,12 @@ def harmonize(loaded: LoadedModel, given: language.Piece, settings: SamplingSett
 
 def infill(loaded: LoadedModel, piece: language.Piece, first: int, last: int, settings: SamplingSettings,
            num_samples: int = 1, *, seed: int | None = None, rule_report: dict | None = None,
-           progress: Progress | None = None) -> list[str]:
+           progress: Progress | None = None, voices: tuple[int, ...] | None = None) -> list[str]:
     """The piece with its measures `first` to `last` written again (numbered as the score numbers
     them: infilling.measure_numbers), `num_samples` ways; every word outside them kept, and the
     passage's own key, time signature and measure lengths. The model writes the passage knowing
-    the music before and after it (infilling.py)."""
+    the music before and after it (infilling.py). `voices`: the voice numbers to write again (1:
+    the top one; None: all), the others kept note for note inside the passage too."""
     from scorelm import infilling
     from scorelm.decoding.infill import write_passages
     if not loaded.card.infill_share or infilling.sentinel_ids(loaded.tokenizer) is None:
@@ -124,11 +125,19 @@ def infill(loaded: LoadedModel, piece: language.Piece, first: int, last: int, se
     if unknown:
         raise UserError(f"word {unknown[0]!r} after the passage is not in the model's vocabulary")
     headers = infilling.measure_headers(passage)
+    kept = None
+    if voices is not None and set(voices) != set(range(1, piece.num_voices + 1)):
+        kept = [{number: words for number, words in measure.items() if number not in voices}
+                for measure in infilling.measure_voices(passage)]
+        unknown = [word for measure in kept for words in measure.values() for word in words
+                   if word not in loaded.vocabulary.ids_of]
+        if unknown:
+            raise UserError(f"word {unknown[0]!r} of a kept voice is not in the model's vocabulary")
     texts = []
     for first_piece, count in _shown(batches(num_samples, settings), progress):
         written = write_passages(loaded.model, loaded.tokenizer, before, after, headers, count, settings,
                                  seed=None if seed is None else seed + first_piece, vocabulary=loaded.vocabulary,
-                                 rule_report=rule_report, progress=progress)
+                                 rule_report=rule_report, progress=progress, kept=kept)
         texts += [" ".join(part for part in (before, new, after) if part) for new in written]
     return texts
 

@@ -244,3 +244,74 @@ def test_infill_with_particles_keeps_the_music_around_the_span(infill_model, cho
     before, _, after = infilling.split_at_measures(original, 2, 4)
     text = result.stdout.strip()
     assert parse(text)[1].total == 0 and text.startswith(before + " |") and text.endswith(" " + after)
+
+
+@pytest.mark.parametrize("voices, rewritten", [("alto,tenor", {2, 3}), ("bass", {4}), ("1", {1}), ("soprano,bass", {1, 4})])
+def test_infill_some_voices_keeps_the_others_inside_the_span(infill_model, chorale_file, tmp_path, voices, rewritten):
+    """--voices: inside the span only those voices are written again, every other voice's words
+    the score's own, measure by measure (the kept voices above, between and below the written
+    ones), and the piece valid; read back from the file written."""
+    from scorelm.language import parse
+    original = chorale_file.read_text().strip()
+    piece = parse(original)[0][0]
+    numbers = infilling.measure_numbers(piece)
+    start, end = numbers.index(3), numbers.index(5) + 1
+    before, passage, after = infilling.split_at_measures(original, start, end)
+    out = tmp_path / "voices.txt"
+    result = run_script("infer.py", "--infill", chorale_file, "--measures", "3-5", "--voices", voices, "--model",
+                        infill_model, "--num-samples", 3, "--seed", 4, "-o", out)
+    assert result.returncode == 0, result.stderr
+    texts = out.read_text().splitlines()
+    assert len(texts) == 3
+    given = infilling.measure_voices(passage)
+    changed = set()
+    for text in texts:
+        pieces, report = parse(text)
+        assert report.total == 0 and len(pieces[0].measures) == len(piece.measures)
+        assert text.startswith(before + " |") and text.endswith(" " + after)
+        written = infilling.measure_voices(text[len(before) + 1:len(text) - len(after) - 1])
+        assert len(written) == len(given)
+        for ours, score in zip(written, given):
+            assert set(ours) == set(score)
+            for number in score:
+                if number not in rewritten:
+                    assert ours[number] == score[number]
+                elif ours[number] != score[number]:
+                    changed.add(number)
+    assert changed  # the voices asked for were written again (not copied)
+
+
+def test_infill_voices_bad_input_is_one_line(infill_model, chorale_file, tmp_path):
+    out = tmp_path / "x.txt"
+    for voices, message in (("quintus", "the score has no voice 'quintus'"), ("5", "the score has no voice '5'"),
+                            ("alto,", "the score has no voice ''")):
+        result = run_script("infer.py", "--infill", chorale_file, "--measures", "2-3", "--voices", voices,
+                            "--model", infill_model, "-o", out)
+        assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1 and not out.exists()
+    result = run_script("infer.py", "|", "--voices", "alto", "--model", infill_model, "-o", out)
+    assert result.returncode == 2 and "use it with --infill" in result.stderr and not out.exists()
+
+
+def test_hard_rules_hold_into_the_music_after_the_span(infill_model, chorale_file):
+    """With hard rules, no consecutive fifths or octaves (counted by music21, as the scorecard
+    counts) between the span's last chord and the first chord after it, unless the rules' report
+    says a rule had to be given up."""
+    from scorelm import evaluation
+    from scorelm.language import parse
+    original = chorale_file.read_text().strip()
+    piece = parse(original)[0][0]
+    numbers = infilling.measure_numbers(piece)
+    last = numbers.index(4)
+    bach = evaluation.piece_statistics(piece.excerpt(last + 1, last + 2))["counts"]  # the measure after, alone
+    result = run_script("infer.py", "--infill", chorale_file, "--measures", "3-4", "--model", infill_model,
+                        "--rules", "hard", "--num-samples", 6, "--seed", 3)
+    assert result.returncode == 0, result.stderr
+    given_up = "parallel" in result.stderr
+    for text in result.stdout.splitlines():
+        ours = parse(text)[0][0]
+        across = evaluation.piece_statistics(ours.excerpt(last, last + 2))["counts"]
+        inside = evaluation.piece_statistics(ours.excerpt(last, last + 1))["counts"]
+        for name in ("parallel_fifths", "parallel_octaves"):
+            edge = across[name] - inside[name] - bach[name]
+            assert edge == 0 or given_up, (name, text)

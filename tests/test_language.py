@@ -54,6 +54,18 @@ def test_valid_text_parses_without_repair_and_prints_back():
     assert [offset for offset, _ in piece.voice_events(1)] == [0, 2, Fraction(5, 2), Fraction(17, 6), 3]
 
 
+def test_an_excerpt_states_the_signatures_in_force():
+    """Piece.excerpt: the measures asked for, the first stating the key and time signature in
+    force there (set two measures earlier, changed in between), the rest word for word."""
+    text = ("| K:2 T:3/4 V1 D5:3 V2 A4:3 | V1 E5:3 V2 B4:3 | K:-1 V1 F5:3 V2 C5:3 | V1 G5:2 A5:1~ V2 D5:3 "
+            "| T:2/4 V1 A5:2 V2 C5:2 | V1 F5:2 V2 A4:2 ||")
+    piece = parse(text)[0][0]
+    assert piece.excerpt(0, 6).to_text() == text
+    assert piece.excerpt(1, 3).to_text() == "| K:2 T:3/4 V1 E5:3 V2 B4:3 | K:-1 V1 F5:3 V2 C5:3 ||"
+    assert piece.excerpt(3, 5).to_text() == "| K:-1 T:3/4 V1 G5:2 A5:1~ V2 D5:3 | T:2/4 V1 A5:2 V2 C5:2 ||"
+    assert piece.excerpt(5, 6).measures[0].voices == piece.measures[5].voices
+
+
 def _walk(words: str) -> Grammar:
     grammar = Grammar()
     for word in words.split():

@@ -73,6 +73,60 @@ def test_each_rule_fires_where_it_must_and_not_on_its_twin(vocabulary, prefix, f
     assert rule not in verdict(vocabulary, prefix, quiet)
 
 
+@pytest.mark.parametrize("prefix, following, fires, quiet, rule", [
+    # an infilled passage's last chord G4/C4 moves into A4/D4 after it: the alto's C4 makes
+    # fifths, its B3 does not; C5/C4 into D5/D4, octaves
+    ("| K:0 T:4/4 V1 C5:2 G4:2 V2 E4:2", "| V1 A4:4 V2 D4:4 V3 F3:4 V4 D3:4 ||", "C4:2", "B3:2", "parallel_fifths"),
+    ("| K:0 T:4/4 V1 G4:2 C5:2 V2 E4:2", "| V1 D5:4 V2 D4:4 V3 F3:4 V4 D3:4 ||", "C4:2", "E4:2", "parallel_octaves"),
+])
+def test_consecutives_into_the_music_after_an_infilled_passage(vocabulary, prefix, following, fires, quiet, rule):
+    """In a passage's last measure the notes that end it move into the music after it
+    (VoiceLeading.set_following): consecutives into its first chord count; a note that does not
+    end the measure, the soprano holding over the bar line, and an earlier measure are free."""
+    rules = decoding.rule_tables(vocabulary, 4, "hard", decoding.RULE_NAMES)
+
+    def broken(candidate: str, last: bool = True, after: str = following) -> bool:
+        constraint = decoding.ScoreConstraint(vocabulary, decoding.decoding_tables(vocabulary, 4), 1, rules=rules)
+        for word in prefix.split():
+            constraint.advance(vocabulary.ids_of[word])
+        constraint.music.set_following(after.split(), vocabulary)
+        g = constraint.grammar
+        verdict = constraint.music.broken(np.array([vocabulary.ids_of[candidate]]),
+                                          int(g.measure_length / vocabulary.tick), False,
+                                          constraint.tables.fillable[g.voice], before_following=last)
+        return bool(verdict.get(rule, [False])[0])
+    assert broken(fires) and not broken(quiet)
+    assert not broken(fires, last=False)  # not the passage's last measure
+    assert not broken(fires.replace(":2", ":1"))  # a quarter: the voice goes on before the bar line
+    held = following.replace("A4:4", "G4:4").replace("D5:4", "C5:4")  # the soprano holds its note
+    assert not broken(fires, after=held)
+
+
+def test_a_rewritten_voice_is_judged_against_the_kept_voices_below_it(vocabulary):
+    """Infilling some voices (VoiceLeading.set_kept): the alto, written again over a kept tenor
+    that moves F3 -> G3, may not move C4 -> D4 with it (fifths) nor cross below its G3; its E4
+    neither; a voice with nothing kept below it is judged as before."""
+    rules = decoding.rule_tables(vocabulary, 4, "hard", decoding.RULE_NAMES)
+    prefix = "| K:0 T:4/4 V1 E5:2 F5:2 V2 C4:2"
+
+    def verdict_with_kept(candidate: str, kept: list[list[str]]) -> set[str]:
+        constraint = decoding.ScoreConstraint(vocabulary, decoding.decoding_tables(vocabulary, 4), None, rules=rules)
+        constraint.music.set_kept({0: kept}, vocabulary)
+        for word in prefix.split():
+            constraint.advance(vocabulary.ids_of[word])
+        g = constraint.grammar
+        broken = constraint.music.broken(np.array([vocabulary.ids_of[candidate]]),
+                                         int(g.measure_length / vocabulary.tick), False,
+                                         constraint.tables.fillable[g.voice])
+        return {name for name, where in broken.items() if where[0]}
+    tenor = [["V3", "F3:2", "G3:2"]]
+    assert "parallel_fifths" in verdict_with_kept("D4:2", tenor)
+    assert "voice_crossing" in verdict_with_kept("F3:2", tenor)
+    assert not {"parallel_fifths", "voice_crossing"} & verdict_with_kept("E4:2", tenor)
+    assert not {"parallel_fifths", "voice_crossing"} & verdict_with_kept("D4:2", [])
+    assert "parallel_fifths" not in verdict_with_kept("D4:2", [["V3", "F3:4"]])  # the tenor holds
+
+
 def test_a_lower_voice_falls_silent_under_a_given_melody_s_note(vocabulary):
     """`rest` fires where a lower voice begins a rest under a sung note of a given melody; not
     under the melody's own rest, not for the melody, and not in a free piece."""

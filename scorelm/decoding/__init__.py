@@ -5,7 +5,8 @@ pieces as they should close.
 - ``tables``: what the grammar constraint looks up on every step (built once per vocabulary).
 - ``constraint``: the grammar constraint of one sequence, and the LogitsProcessor over a batch.
 - ``rules``: the voice-leading rules (a table), their strengths and the harmony they reason with.
-- ``voice_leading``: the rules at work: one check per rule against the music written so far.
+- ``checks``: one check per rule: which candidate notes break it.
+- ``voice_leading``: the rules at work: the music written so far (and kept), as the checks read it.
 - ``particles``: particle sampling, so that the rules do not drive voices into a corner.
 - ``settings``: SamplingSettings, one typed object for how pieces are sampled.
 - ``generation``: generate_texts (a batch, windows over the context, endings written again).
@@ -13,7 +14,7 @@ pieces as they should close.
 - ``progress``: a progress bar fed by generate()'s streamer hook.
 - ``unlikelihood``: the words the hard rules forbid along a training piece (train.py).
 
-Dependencies point one way: vocabulary <- tables, rules <- voice_leading <- constraint <-
+Dependencies point one way: vocabulary <- tables, rules <- checks <- voice_leading <- constraint <-
 particles <- generation <- infill.
 """
 from scorelm.decoding.constraint import GrammarLogitsProcessor, ScoreConstraint

@@ -68,6 +68,9 @@ class ScoreConstraint:
         self.ends_with: int | None = None
         self.closes_piece = True
         self.headers_as_given = False  # no key, time signature, length or layout words but the forced ones
+        # infilling some voices: per measure index, per voice number, the kept voices' words
+        # (their ids) that follow once that voice has filled the measure
+        self.kept_after: dict[int, dict[int, list[int]]] = {}
 
     # -- following the text
     def advance(self, token_id: int) -> None:
@@ -86,6 +89,9 @@ class ScoreConstraint:
         if self.forced_measures and not self.forced and token.kind in (Kind.NOTE, Kind.REST) \
                 and self._complete_measures() > self.grammar.measure_index:
             self._queue_next_measure()
+        elif self.kept_after and not self.forced and token.kind in (Kind.NOTE, Kind.REST) \
+                and self.grammar.remaining == 0 and not self.grammar.pending:
+            self.forced = list(self.kept_after.get(self.grammar.measure_index, {}).get(self.grammar.voice, ()))
 
     def start(self, prompt_ids: list[int]) -> None:
         """Follow the prompt (its validity was checked before); queue forced tokens."""
@@ -152,7 +158,8 @@ class ScoreConstraint:
             fillable = self.tables.fillable[max(g.voice, 0)]
             given_up = sum(self.music.dropped.values())
             mask, self.penalty = self.music.choose(mask, int(g.measure_length / v.tick),
-                                                   self._last_measure() and self.closes_piece, fillable)
+                                                   self._last_measure() and self.closes_piece, fillable,
+                                                   self._last_measure() and not self.closes_piece)
             self.rules_given_up = sum(self.music.dropped.values()) - given_up
         return mask
 

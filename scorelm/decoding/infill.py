@@ -27,14 +27,17 @@ TOKENS_A_MEASURE = 32
 
 def write_passages(model, tokenizer, before: str, after: str, headers: list[list[str]], num_samples: int,
                    settings: SamplingSettings, *, seed: int | None = None, vocabulary: Vocabulary | None = None,
-                   rule_report: dict | None = None, progress=None) -> list[str]:
+                   rule_report: dict | None = None, progress=None,
+                   kept: list[dict[int, list[str]]] | None = None) -> list[str]:
     """`num_samples` passages (their words, from their first bar line) to stand between `before`
     (the piece's text up to the passage, its header included; "" where the passage opens the
     piece) and `after` (the text after it, from its bar line to the close ||), in one batch.
     `headers`: each measure of the passage's first words, its bar line and any key, time
     signature, length and layout words (infilling.measure_headers): the passage keeps the
     score's meter, measure lengths and keys, which the music after it was written in. The model
-    must hold infilling's sentinels (infilling.sentinel_ids)."""
+    must hold infilling's sentinels (infilling.sentinel_ids). `kept`: per measure of the passage,
+    the voices it keeps, their words by voice number (infilling.measure_voices): the model writes
+    the others between them, judged by the rules against them."""
     import torch
     from transformers import LogitsProcessorList, set_seed
 
@@ -57,14 +60,24 @@ def write_passages(model, tokenizer, before: str, after: str, headers: list[list
                         f"the model's {context_length(model)} tokens, leaving {max(budget, 0)} for the passage "
                         f"(at least {needed} needed)")
     vocabulary, tables, rules = constraint_tables(tokenizer, settings, vocabulary)
-    forced = [[]] * before.split().count(language.BAR) + [list(words) for words in headers]
+    measures_before = before.split().count(language.BAR)
+    forced = [[]] * measures_before + [list(words) for words in headers]
+    kept_after: dict[int, dict[int, list[int]]] = {}
+    if kept:
+        forced, kept_after = _with_kept_voices(forced, kept, measures_before, vocabulary)
     constraints = []
     for _ in range(num_samples * settings.particles):
         constraint = ScoreConstraint(vocabulary, tables, None, forced, budget, rules, settings.parts)
         constraint.ends_with = eos
         constraint.headers_as_given = True  # the score's own keys, meters and measure lengths
+        constraint.kept_after = kept_after
         constraint.closes_piece = after.split() == [language.END]
         constraint.start(before_ids)  # the music before the passage, not the sentinels and what follows
+        if constraint.music is not None and not constraint.closes_piece:
+            constraint.music.set_following(after.split(), vocabulary)  # fifths and octaves into it count
+        if constraint.music is not None and kept:
+            constraint.music.set_kept({measures_before + index: list(voices.values())
+                                       for index, voices in enumerate(kept)}, vocabulary)
         constraints.append(constraint)
     processor = GrammarLogitsProcessor(constraints, len(prompt_ids), [eos, pad])
     input_ids = torch.tensor([prompt_ids] * len(constraints), device=model.device)
@@ -83,3 +96,25 @@ def write_passages(model, tokenizer, before: str, after: str, headers: list[list
             for name, count in (constraint.music.dropped.items() if constraint.music is not None else ()):
                 rule_report[name] = rule_report.get(name, 0) + count
     return [" ".join(tokenizer.decode(row[len(prompt_ids):], skip_special_tokens=True).split()) for row in output]
+
+
+def _with_kept_voices(forced: list[list[str]], kept: list[dict[int, list[str]]], measures_before: int,
+                      vocabulary: Vocabulary) -> tuple[list[list[str]], dict[int, dict[int, list[int]]]]:
+    """The forced words of each measure with the kept voices: those above the first voice the
+    model writes follow the measure's header; the others follow the voice the model writes just
+    above them (ScoreConstraint.kept_after, by measure index and voice number)."""
+    forced = [list(words) for words in forced]
+    kept_after: dict[int, dict[int, list[int]]] = {}
+    for offset, voices in enumerate(kept):
+        index = measures_before + offset
+        written_above = 0  # the last voice above the kept ones that the model writes (0: none, the header)
+        for number in range(1, max(voices, default=0) + 1):
+            if number not in voices:
+                written_above = number
+            elif written_above == 0:
+                forced[index] += voices[number]
+            else:
+                kept_after.setdefault(index, {}).setdefault(written_above, []).extend(
+                    vocabulary.ids_of[word] for word in voices[number])
+    return forced, kept_after
+

@@ -1,5 +1,5 @@
 """Voice-leading rules for the constrained decoder: the table of rules (data, each switchable on
-its own, each with its own check in voice_leading.CHECKS), their strengths, and the harmony they
+its own, each with its own check in checks.CHECKS), their strengths, and the harmony they
 reason with (intervals, tonics, closing chords), which the scorecard counts with too.
 
 Strengths: hard (a note that breaks a rule is not chosen; if every candidate breaks some rule,

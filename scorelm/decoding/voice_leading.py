@@ -1,6 +1,7 @@
 """The voice-leading rules at work in the decoder: per-vocabulary tables, and the per-sequence
-state that checks each candidate note against the music already written, one check per rule
-(CHECKS; the rules themselves, their strengths and the reasons for them are in rules.py).
+state (the music already written, and around an infilled passage the music kept) against which
+each candidate note is checked, one check per rule (checks.py; the rules themselves, their
+strengths and the reasons for them are in rules.py).
 
 Why a rule can be checked the moment a note is chosen: the language writes a measure's voices top
 down (V1 = soprano first), so when voice v chooses a note every voice above it is complete for
@@ -24,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from scorelm import language
+from scorelm.decoding.checks import CHECKS, Candidates, CandidateSet
 from scorelm.decoding.rules import (RULE_NAMES, RULES, SATB_RANGES, closing_chord, diatonic_step, hard_rules,
                                     interval_class_of, modal_finals, spelled_name, tonic_names, tonic_pitch_classes,
                                     tonic_triad_tones)
@@ -100,6 +102,13 @@ class VoiceLeading:
         self.key: int | None = None
         self.dropped: dict[str, int] = {}  # hard mode: how often each rule had to be dropped
         self.free = True  # no melody is given (signature_tonic weighs only such pieces' closes)
+        # infilling: each voice's first event after the passage (the music that must follow it),
+        # so that consecutive fifths and octaves into it count (set_following)
+        self.following: list[_Event | None] | None = None
+        # infilling some voices: per measure index, the kept voices' events (set_kept), so that
+        # a rewritten voice is judged against the kept voices below it too
+        self.kept: dict[int, dict[int, list[_Event]]] = {}
+        self.measure = -1
 
     # -- following the text
     def bar(self) -> None:
@@ -108,6 +117,7 @@ class VoiceLeading:
                 self.before[voice] = events[-1]
         self.current = [[] for _ in range(self.t.num_voices)]
         self.voice = -1
+        self.measure += 1
 
     def advance(self, token, token_id: int) -> None:
         kind = token.kind.value
@@ -129,16 +139,46 @@ class VoiceLeading:
                                  spelled_name(token.pitch) if token.pitch else "", int(self.t.pitch_index[token_id]),
                                  int(self.t.alteration[token_id])))
 
+    def set_following(self, words: list[str], vocabulary: Vocabulary) -> None:
+        """The music after an infilled passage, from its bar line: its first chord is what the
+        passage's last notes move into."""
+        probe = VoiceLeading(self.t)
+        for word in words[1:]:
+            if word in (language.BAR, language.END):
+                break
+            token_id = vocabulary.ids_of[word]
+            probe.advance(vocabulary.symbol[token_id], token_id)
+        self.following = [probe._at(voice, 0) for voice in range(self.t.num_voices)]
+
+    def set_kept(self, measures: dict[int, list[list[str]]], vocabulary: Vocabulary) -> None:
+        """The voices an infilled passage keeps, per measure index: each kept voice's words (its
+        V word first). A rewritten voice's notes are judged against the kept voices below it
+        as against the voices above (consecutives and crossings)."""
+        for index, voices in measures.items():
+            probe = VoiceLeading(self.t)
+            for words in voices:
+                for word in words:
+                    token_id = vocabulary.ids_of[word]
+                    probe.advance(vocabulary.symbol[token_id], token_id)
+            self.kept[index] = {voice: events for voice, events in enumerate(probe.current) if events}
+
+    def _kept_below(self, voice: int) -> dict[int, list[_Event]]:
+        """The kept voices below `voice` in this measure, with their events (set_kept)."""
+        kept = self.kept.get(self.measure)
+        return {lower: events for lower, events in kept.items() if lower > voice} if kept else {}
+
     # -- what sounds when
-    def _previous(self, voice: int, at: int) -> _Event | None:
-        """The voice's event sounding just before `at` (this measure's, or the last one before it)."""
-        for event in self.current[voice]:
+    def _previous(self, voice: int, at: int, events: list[_Event] | None = None) -> _Event | None:
+        """The voice's event sounding just before `at` (this measure's, or the last one before
+        it); `events`: the voice's events in this measure where they are known before it is
+        written (a kept voice)."""
+        for event in self.current[voice] if events is None else events:
             if event.start < at <= event.end:
                 return event
         return self.before[voice] if at == 0 else None
 
-    def _at(self, voice: int, at: int) -> _Event | None:
-        for event in self.current[voice]:
+    def _at(self, voice: int, at: int, events: list[_Event] | None = None) -> _Event | None:
+        for event in self.current[voice] if events is None else events:
             if event.start <= at < event.end:
                 return event
         return None
@@ -147,16 +187,19 @@ class VoiceLeading:
         return [e for e in self.current[voice] if e.end > start]
 
     # -- the verdict
-    def broken(self, ids, measure_ticks: int, last_measure: bool, fillable: np.ndarray) -> dict[str, np.ndarray]:
+    def broken(self, ids, measure_ticks: int, last_measure: bool, fillable: np.ndarray,
+               before_following: bool = False) -> dict[str, np.ndarray]:
         """For candidate note/rest ids of the current voice (an array, or a CandidateSet): which
         enabled rules each breaks (a rule that does not apply here, as a rule between voices to
         the soprano, has no entry). `fillable[r]`: whether the voice can fill r ticks (the
-        grammar's tables)."""
+        grammar's tables). `before_following`: this is an infilled passage's last measure, and a
+        note that ends it moves into the music after it (set_following)."""
         out: dict[str, np.ndarray] = {}
         chosen_from = ids if isinstance(ids, CandidateSet) else CandidateSet(self.t, None, np.asarray(ids))
         if self.voice < 0 or not len(chosen_from.ids):
             return out
         candidates = Candidates(self, chosen_from, measure_ticks, last_measure, fillable)
+        candidates.before_following = before_following and self.following is not None
         for name in self.t.enabled:
             where = CHECKS[name](self, candidates)
             if where is not None:
@@ -321,7 +364,8 @@ class VoiceLeading:
             not closing_chord(bass, [e.midi % 12 for e in last[:-1]], len(last))
 
     # -- applying the verdict
-    def choose(self, mask: np.ndarray, measure_ticks: int, last_measure: bool, fillable: np.ndarray):
+    def choose(self, mask: np.ndarray, measure_ticks: int, last_measure: bool, fillable: np.ndarray,
+               before_following: bool = False):
         """(mask, penalty): the hard rules narrow the mask, the soft ones give nats to take off
         each id's logit (penalty None where no soft rule is broken)."""
         t = self.t
@@ -333,7 +377,7 @@ class VoiceLeading:
             if len(t.candidates) < 65536:
                 t.candidates[id(mask)] = chosen_from
         ids = chosen_from.ids
-        broken = self.broken(chosen_from, measure_ticks, last_measure, fillable) if len(ids) else {}
+        broken = self.broken(chosen_from, measure_ticks, last_measure, fillable, before_following) if len(ids) else {}
         broken = {name: where for name, where in broken.items() if np.count_nonzero(where)}
         if not broken:
             return mask, None
@@ -357,184 +401,6 @@ class VoiceLeading:
             self.dropped[dropped] = self.dropped.get(dropped, 0) + 1
         return mask, penalty
 
-
-class CandidateSet:
-    """The notes and rests a grammar mask allows, and what the checks read of each (MIDI number,
-    length, letter, alteration, ...): looked up once per mask, not per row and step (masks are
-    shared by grammar state, so the same few hundred serve a whole batch)."""
-
-    def __init__(self, t: RuleTables, mask: np.ndarray | None, ids: np.ndarray | None = None):
-        self.mask = mask
-        self.ids = np.flatnonzero(mask & t.timed) if ids is None else ids
-        self.midi = t.pitch_midi[self.ids]
-        self.note = t.is_note[self.ids]
-        self.ticks = t.ticks[self.ids]
-        self.letter = t.step[self.ids] % 7
-        self.alteration = t.alteration[self.ids]
-        self.fermata = t.fermata[self.ids]
-        self.pitch_index = t.pitch_index[self.ids]
-        self.out_of_range: dict[int, np.ndarray] = {}  # by voice (voice_range)
-
-
-class Candidates:
-    """One step's candidate notes and rests of the current voice, and what the checks read of
-    them; what two checks share (consecutive intervals, the voice above's compass) is worked out
-    once, when the first of them asks."""
-
-    def __init__(self, music: VoiceLeading, chosen_from: CandidateSet, measure_ticks: int, last_measure: bool,
-                 fillable: np.ndarray):
-        v = music.voice
-        self.music, self.set, self.voice = music, chosen_from, v
-        self.ids, self.midi, self.note, self.ticks = chosen_from.ids, chosen_from.midi, chosen_from.note, chosen_from.ticks
-        self.measure_ticks, self.last_measure, self.fillable = measure_ticks, last_measure, fillable
-        events = music.current[v]
-        self.onset = events[-1].end if events else 0
-        self.previous = music._previous(v, self.onset)  # this voice's event before the candidate
-        self._consecutive = self._compass = None
-
-    def none(self) -> np.ndarray:
-        return np.zeros(len(self.ids), dtype=bool)
-
-    def consecutive(self) -> tuple[np.ndarray, np.ndarray]:
-        """Which candidates make consecutive fifths, and which octaves, with a voice above."""
-        if self._consecutive is None:
-            music, t, v, onset = self.music, self.music.t, self.voice, self.onset
-            fifths, octaves = self.none(), self.none()
-            previous = self.previous
-            if previous is not None and previous.midi is not None:
-                moves = self.note & (self.midi != previous.midi)
-                for upper in range(v):
-                    upper_before, upper_now = music._previous(upper, onset), music._at(upper, onset)
-                    if upper_before is None or upper_now is None or upper_before.midi is None \
-                            or upper_now.midi is None or upper_now.midi == upper_before.midi:
-                        continue  # a rest, or the upper voice holds: no parallel motion
-                    was = interval_class_of(upper_before.midi, upper_before.step, previous.midi, previous.step)
-                    if not was:
-                        continue
-                    now = t.interval_table[upper_now.pitch_index, self.set.pitch_index]
-                    (fifths if was == 5 else octaves)[moves & (now == was)] = True
-            self._consecutive = fifths, octaves
-        return self._consecutive
-
-    def compass(self) -> tuple[np.ndarray, np.ndarray]:
-        """The lowest and the highest pitch of the voice above that sounds while each candidate does."""
-        if self._compass is None:
-            onset = self.onset
-            span = max(self.measure_ticks - onset, 1)
-            low = np.full(span + 1, 10 ** 3)
-            high = np.full(span + 1, -10 ** 3)
-            for event in self.music._overlapping(self.voice - 1, onset):
-                if event.midi is None:
-                    continue
-                first = max(event.start - onset, 0) + 1
-                if first <= span:
-                    low[first] = min(low[first], event.midi)
-                    high[first] = max(high[first], event.midi)
-            low, high = np.minimum.accumulate(low), np.maximum.accumulate(high)
-            reach = np.minimum(self.ticks, span)
-            self._compass = low[reach], high[reach]
-        return self._compass
-
-
-# One check per rule: the candidates that break it, or None where it does not apply to them.
-
-def parallel_fifths(music: VoiceLeading, c: Candidates):
-    return c.consecutive()[0] if c.voice > 0 else None
-
-
-def parallel_octaves(music: VoiceLeading, c: Candidates):
-    return c.consecutive()[1] if c.voice > 0 else None
-
-
-def chromatic_clash(music: VoiceLeading, c: Candidates):
-    # A against A flat at once, in any octaves: Bach writes it at 3 of the 6,681 onsets of his
-    # validation and test chorales; the model left alone, at 5 of every 100 beats
-    if c.voice == 0:
-        return None
-    sounding = [event for upper in range(c.voice) for event in music._overlapping(upper, c.onset)
-                if event.midi is not None]
-    if not sounding:
-        return c.none()
-    letters = np.array([event.step % 7 for event in sounding])
-    alterations = np.array([event.alteration for event in sounding])
-    starts = np.array([event.start for event in sounding])
-    # candidates by the notes sounding above them: the same letter (a diatonic step's number mod 7)
-    # with another alteration, the upper note begun before the candidate ends
-    clash = (c.set.letter[:, None] == letters) & (c.set.alteration[:, None] != alterations) \
-        & (starts < (c.onset + c.ticks)[:, None])
-    return c.note & clash.any(axis=1)
-
-
-def voice_crossing(music: VoiceLeading, c: Candidates):
-    return c.note & (c.midi > c.compass()[0]) if c.voice > 0 else None
-
-
-def spacing(music: VoiceLeading, c: Candidates):
-    if c.voice == 0:
-        return None
-    return (c.note & (c.midi < c.compass()[1] - 12)) if c.voice in (1, 2) else c.none()
-
-
-def voice_range(music: VoiceLeading, c: Candidates):
-    out = c.set.out_of_range.get(c.voice)  # the same for every row choosing from this set
-    if out is None:
-        low_limit, high_limit = music.t.ranges[c.voice]
-        out = c.set.out_of_range[c.voice] = c.note & ((c.midi < low_limit) | (c.midi > high_limit))
-    return out
-
-
-def voice_overlap(music: VoiceLeading, c: Candidates):
-    if c.voice == 0:
-        return None
-    upper_before, upper_now = music._previous(c.voice - 1, c.onset), music._at(c.voice - 1, c.onset)
-    previous = c.previous
-    if upper_before is not None and upper_now is not None and upper_before.midi is not None \
-            and upper_now.midi != upper_before.midi and previous is not None and previous.midi is not None:
-        return c.note & (c.midi != previous.midi) & (c.midi > upper_before.midi)
-    return c.none()
-
-
-def rest(music: VoiceLeading, c: Candidates):
-    # under a folk tune's dotted rhythms the model, left alone, rests in eighths for whole
-    # measures (its lower voices silent a fifth to nine tenths of the time; Bach's at most a
-    # tenth). Not in a free piece: there the sequences whose soprano rests escape the
-    # penalty, and the particles kept them (pieces with a soprano silent for measures)
-    if c.voice == 0 or music.free:
-        return None
-    sung = music._at(0, c.onset)
-    return ~c.note if sung is not None and sung.midi is not None else c.none()
-
-
-def fermata(music: VoiceLeading, c: Candidates):
-    if c.voice == 0:
-        return None
-    soprano = next((e for e in music.current[0] if e.start == c.onset), None)
-    wanted = soprano is not None and soprano.fermata
-    # nor may a note sound across the onset of a soprano fermata (it could have none there)
-    across = c.none()
-    for event in music.current[0]:
-        if event.fermata and event.start > c.onset:
-            across |= c.onset + c.ticks > event.start
-    return (c.set.fermata != wanted) | across
-
-
-def final_chord(music: VoiceLeading, c: Candidates):
-    if not c.last_measure:
-        return None
-    return music._final_chord_breaks(c.ids, c.onset, c.ticks, c.midi, c.note, c.measure_ticks, c.fillable)
-
-
-def signature_tonic(music: VoiceLeading, c: Candidates):
-    if not (c.last_measure and music.free and music.key is not None):
-        return None
-    return music._off_signature_close(c.onset, c.ticks, c.midi, c.note, c.measure_ticks)
-
-
-CHECKS = {"parallel_fifths": parallel_fifths, "parallel_octaves": parallel_octaves,
-          "chromatic_clash": chromatic_clash, "voice_crossing": voice_crossing, "spacing": spacing,
-          "range": voice_range, "voice_overlap": voice_overlap, "rest": rest, "fermata": fermata,
-          "final_chord": final_chord, "signature_tonic": signature_tonic}
-assert set(CHECKS) == set(RULE_NAMES), "every rule in rules.RULES has its check here"
 
 
 def natural_midi(step):

@@ -83,6 +83,15 @@ class Piece:
         """The piece's top voice alone (its melody), with the same measures and signatures."""
         return Piece([Measure(m.length, m.voices[:1], m.key, m.time) for m in self.measures])
 
+    def excerpt(self, first: int, end: int) -> "Piece":
+        """Measures first to end - 1 (0-based) as a piece of their own, its first measure stating
+        the key and time signature in force there."""
+        keys = [m.key for m in self.measures[:first + 1] if m.key is not None]
+        times = [m.time for m in self.measures[:first + 1] if m.time is not None]
+        opening = self.measures[first]
+        measures = [Measure(opening.length, opening.voices, keys[-1] if keys else None, times[-1] if times else None)]
+        return Piece(measures + self.measures[first + 1:end], self.parts)
+
     def voice_events(self, voice: int) -> list[tuple[Fraction, Event]]:
         """(offset from the start of the piece, event) for one voice."""
         out, start = [], Fraction(0)
