@@ -362,12 +362,16 @@ def _text_pitch_classes(text: str) -> Counter:
     return pitch_classes_of(pieces[0]) if pieces else Counter()
 
 
-def agreement(harmonized: list[str], originals: list[str]) -> dict:
+HARMONIZED_ROLES = {"alto": "inner 1", "tenor": "inner 2", "bass": "bass"}
+
+
+def agreement(harmonized: list[str], originals: list[str], roles: dict[str, str] | None = None) -> dict:
     """How much of the time each lower voice of a harmonization sounds the very pitch Bach's
     does (shares of the pieces' total duration; rests count as a pitch). Voices are matched by
     what they are (voice_role): a harmonization's bass against Bach's lowest voice also where
-    he wrote five."""
-    roles = {"alto": "inner 1", "tenor": "inner 2", "bass": "bass"}
+    he wrote five. `roles`: the voices compared, name -> voice_role (default: alto, tenor and
+    bass)."""
+    roles = HARMONIZED_ROLES if roles is None else roles
     same, total = Counter(), Counter()
     for ours_text, bach_text in zip(harmonized, originals):
         ours, bach = language.parse(ours_text)[0][0], language.parse(bach_text)[0][0]
@@ -406,17 +410,28 @@ ROWS = [
     ("melodic-interval distance to Bach", "interval_distance"),
     ("chord-quality distance to Bach", "chord_quality_distance"),
     ("rhythm distance to Bach", "rhythm_distance"),
+    ("soprano = Bach's note, % of time", "matches_bach_soprano_percent"),
     ("alto = Bach's note, % of time", "matches_bach_alto_percent"),
     ("tenor = Bach's note, % of time", "matches_bach_tenor_percent"),
     ("bass = Bach's note, % of time", "matches_bach_bass_percent"),
     ("valid measures %", "valid_measures_percent"),
+    ("span: valid pieces %", "valid_pieces_percent"),
+    ("span: outside kept %", "kept_outside_percent"),
+    ("span bits per note, both sides", "span_bits_both_sides"),
+    ("span bits per note, before alone", "span_bits_before_alone"),
 ]
+
+
+def shown_rows(columns: dict[str, dict]) -> list[tuple[str, str]]:
+    """The rows some column has a number for (a model that cannot infill has no span rows)."""
+    return [(label, key) for label, key in ROWS
+            if any(isinstance(column.get(key), (int, float)) for column in columns.values())]
 
 
 def format_table(columns: dict[str, dict]) -> str:
     names = list(columns)
     lines = [f"{'':34s}" + "".join(f"{n:>12s}" for n in names)]
-    for label, key in ROWS:
+    for label, key in shown_rows(columns):
         cells = []
         for name in names:
             value = columns[name].get(key)
@@ -429,12 +444,14 @@ def plot_table(columns: dict[str, dict], path) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    rows = -(-len(ROWS) // 4)
+    shown = shown_rows(columns)
+    rows = -(-len(shown) // 4)
     figure, axes = plt.subplots(rows, 4, figsize=(14, 2.5 * rows))
-    for axis in axes.flat[len(ROWS):]:
+    for axis in axes.flat[len(shown):]:
         axis.set_visible(False)
-    colours = {"samples": "#3b6fb6", "harmonized": "#6a9f58", "n-gram": "#999999", "Bach": "#c8553d"}
-    for axis, (label, key) in zip(axes.flat, ROWS):
+    colours = {"samples": "#3b6fb6", "harmonized": "#6a9f58", "n-gram": "#999999", "Bach": "#c8553d",
+               "infilled": "#8a5fb0", "infilled inner": "#b07fd0", "Bach spans": "#e0907d"}
+    for axis, (label, key) in zip(axes.flat, shown):
         names = [n for n in columns if isinstance(columns[n].get(key), (int, float))]
         axis.bar(names, [columns[n][key] for n in names], color=[colours.get(n, "#555555") for n in names])
         axis.set_title(label, fontsize=10)

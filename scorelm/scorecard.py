@@ -1,7 +1,9 @@
 """The scorecard (infer.py --evaluate): bits per note beside a Kneser-Ney baseline; music
 statistics of free samples and of harmonizations of every soprano of a split (test, or
-validation for choosing settings), each beside Bach's own chorales of that split: a table, JSON,
-a plot and a page."""
+validation for choosing settings), each beside Bach's own chorales of that split; for a model
+trained to infill, passages in the middle of the split's chorales written again (all voices,
+and the inner voices alone) beside the same passages of Bach's (passages.py): a table, JSON, a
+plot and a page."""
 from __future__ import annotations
 
 import json
@@ -9,7 +11,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from scorelm import files, language, lm, render, writing
+from scorelm import files, infilling, language, lm, passages, render, writing
 from scorelm.cli import UserError, check_can_write
 from scorelm.decoding import Progress, SamplingSettings
 
@@ -61,19 +63,25 @@ def report(loaded: writing.LoadedModel, sampling: SamplingSettings, options: Sco
                 "top_k": sampling.top_k, "top_p": sampling.top_p, "seed": options.seed,
                 "sample_particles": options.sample_particles,
                 "harmonization_particles": options.harmonization_particles}
-    say("computing music statistics")
     reference = evaluation.corpus_pitch_classes(texts["train"])
+    infilled = infilled_columns(loaded, sampling.replace(particles=options.sample_particles), texts[split],
+                                reference, options.seed, options.quiet)
+    say("computing music statistics")
     bach = evaluation.music_statistics(texts[split], reference)
     columns = {"samples": {"bits_per_note": model_metrics["bits_per_note"],
                            **evaluation.music_statistics(samples, reference, bach)},
                "harmonized": {**evaluation.music_statistics(harmonized, reference, bach),
                               **evaluation.agreement(harmonized, originals)},
+               **{name: column for name, column in infilled.items() if name != "Bach spans"},
                "n-gram": {"bits_per_note": ngram[f"{split}_bits_per_note"], "order": ngram["order"]},
-               "Bach": {**bach, **evaluation.distribution_distances(bach, bach)}}
+               "Bach": {**bach, **evaluation.distribution_distances(bach, bach)},
+               **({"Bach spans": infilled["Bach spans"]} if infilled else {})}
     for column in columns.values():
         column.pop("_histograms", None)
     print(f"{split} split: {len(texts[split])} pieces of Bach; {len(samples)} free samples; "
-          f"{len(harmonized)} harmonized sopranos; rules {sampling.rules}, "
+          f"{len(harmonized)} harmonized sopranos; "
+          + (f"a passage of 2 to 4 measures written again in {infilled['infilled']['pieces']} of them "
+             f"(statistics with a measure either side); " if infilled else "") + f"rules {sampling.rules}, "
           f"{options.sample_particles} / {options.harmonization_particles} particle(s) a sample / a harmonization")
     print(evaluation.format_table(columns))
     files.write_text(stem.with_suffix(".json"), json.dumps(
@@ -84,6 +92,22 @@ def report(loaded: writing.LoadedModel, sampling: SamplingSettings, options: Sco
     html_path = page(columns, stem, samples, harmonized, settings, loaded.folder, split, options.performance)
     print(f"wrote {stem.with_suffix('.json')}, {stem.with_suffix('.png')} and {html_path}")
     return 0
+
+
+def infilled_columns(loaded: writing.LoadedModel, settings: SamplingSettings, texts: list[str], reference,
+                     seed: int, quiet: bool = False) -> dict[str, dict]:
+    """For a model trained to infill (nothing otherwise): a passage in the middle of each piece
+    written again, all voices ("infilled") and the inner voices alone ("infilled inner"), and
+    Bach's same passages ("Bach spans"), each with a measure on either side (passages.judge)."""
+    if not loaded.card.infill_share or infilling.sentinel_ids(loaded.tokenizer) is None:
+        return {}
+    every = passages.judge(loaded, texts, settings, seed=seed, quiet=quiet)
+    inner = passages.judge(loaded, texts, settings, voices=(2, 3), bits=False, seed=seed, quiet=quiet)
+    ours, bach = every.columns(None, reference)
+    inner_ours, _ = inner.columns((2, 3), reference)
+    for column in (ours, inner_ours, bach):
+        column.pop("_histograms", None)
+    return {"infilled": ours, "infilled inner": inner_ours, "Bach spans": bach}
 
 
 def page(columns: dict, stem: Path, samples: list[str], harmonized: list[str], settings: dict, model: Path,

@@ -315,3 +315,30 @@ def test_hard_rules_hold_into_the_music_after_the_span(infill_model, chorale_fil
         for name in ("parallel_fifths", "parallel_octaves"):
             edge = across[name] - inside[name] - bach[name]
             assert edge == 0 or given_up, (name, text)
+
+
+def test_the_scorecard_of_a_model_trained_to_infill_has_infilling_columns(infill_model, tiny_dataset, tmp_path):
+    """--evaluate with a model trained to infill: a passage in the middle of each test chorale
+    written again, all voices and the inner voices alone, beside Bach's same passages: every
+    piece valid and every word outside its span kept, the span's bits both ways, each rewritten
+    voice's agreement with Bach (and none for a voice kept), read back from the JSON written."""
+    import shutil
+    folder = tmp_path / "dataset"
+    shutil.copytree(tiny_dataset, folder)
+    train = (folder / "train.jsonl").read_text().splitlines()
+    (folder / "test.jsonl").write_text("\n".join(train[:3]) + "\n")  # melodies of words the model knows
+    result = run_script("infer.py", "--evaluate", "--model", infill_model, "--dataset", folder, "--num-samples", 2,
+                        "--max-new-tokens", 100, "--harmonizations", 1, "-o", tmp_path / "card")
+    assert result.returncode == 0, result.stderr
+    columns = json.loads((tmp_path / "card.json").read_text())["columns"]
+    assert {"infilled", "infilled inner", "Bach spans"} <= set(columns)
+    every, inner, bach = columns["infilled"], columns["infilled inner"], columns["Bach spans"]
+    assert every["pieces"] == inner["pieces"] == bach["pieces"] == 3
+    for column in (every, inner):
+        assert column["valid_pieces_percent"] == 100 and column["kept_outside_percent"] == 100
+    assert every["span_bits_both_sides"] > 0 and every["span_bits_before_alone"] > 0
+    assert "span_bits_both_sides" not in inner
+    assert all(0 <= every[f"matches_bach_{role}_percent"] <= 100 for role in ("soprano", "alto", "tenor", "bass"))
+    assert "matches_bach_soprano_percent" not in inner and "matches_bach_bass_percent" not in inner
+    assert bach["interval_distance"] == 0 and 0 <= every["interval_distance"] <= 1
+    assert "span bits per note, both sides" in result.stdout and "infilled inner" in result.stdout
