@@ -262,10 +262,14 @@ def infill(args, loaded: writing.LoadedModel, choices: dict, performance, warn) 
             span += f" ({args.voices})"
         shown = {"model": args.model, "seed": args.seed, "temperature": args.temperature, "rules": args.rules,
                  "score": str(args.infill), "written again": span}
+        numbers = infilling.measure_numbers(piece)
+        # a voice is a part of its own where the score states no layout; otherwise the measures' every part
+        parts = {number - 1 for number in voices} if voices is not None and piece.parts is None else None
+        mark = (numbers.index(first), numbers.index(last) + 1, parts)
         for path in writing.render_texts(texts, stem, formats, title=f"{Path(args.infill).stem}, {span} written again",
-                                         performance=performance, settings=shown,
-                                         notes_html=f"<p>{span.capitalize()} written again; every other note is the "
-                                                    f"score's own.</p>", warn=warn):
+                                         performance=performance, settings=shown, mark=mark,
+                                         notes_html=f"<p>{span.capitalize()} written again, in red; every other "
+                                                    f"note is the score's own.</p>", warn=warn):
             warn(f"wrote {path}")
     return 0
 

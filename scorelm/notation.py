@@ -151,6 +151,34 @@ def _beam(measure, time_signature) -> None:
             note.beams = beams if beams is not None else beam.Beams()
 
 
+MARK_COLOUR = "#B03A2E"  # a passage written again (infer.py --infill): its notes in red
+
+
+def marked(musicxml: bytes, first: int, end: int, parts: set[int] | None = None, colour: str = MARK_COLOUR) -> bytes:
+    """MusicXML with the notes of measures first to end - 1 (0-based, counted in each part) of
+    `parts` (0-based; None: every part) coloured: what notation programs and verovio show in
+    that colour. On piece_musicxml's own output, which writes each <note> without a colour."""
+    import re
+    text = musicxml.decode("utf-8")
+    out, position = [], 0
+    for part_index, part in enumerate(re.finditer(r"<part\b.*?</part>", text, flags=re.S)):
+        out.append(text[position:part.start()])
+        position = part.end()
+        if parts is not None and part_index not in parts:
+            out.append(part.group())
+            continue
+        measures = list(re.finditer(r"<measure\b.*?</measure>", part.group(), flags=re.S))
+        inner, at = [], 0
+        for index, measure in enumerate(measures):
+            inner.append(part.group()[at:measure.start()])
+            at = measure.end()
+            body = measure.group()
+            inner.append(re.sub(r"<note(?=[\s>])", f'<note color="{colour}"', body) if first <= index < end else body)
+        out.append("".join(inner) + part.group()[at:])
+    out.append(text[position:])
+    return "".join(out).encode("utf-8")
+
+
 def svg_pages(musicxml: bytes, scale: int = 40) -> list[str]:
     """Engrave MusicXML with verovio; one SVG per page."""
     import verovio

@@ -72,14 +72,16 @@ def render_pieces(pieces: list[language.Piece], stem: Path, formats: list[str], 
                   performance: Performance = Performance(), with_page: bool = True, page_title: str | None = None,
                   settings: dict | None = None, repairs: list[list[str]] | None = None,
                   notes_html: list[str] | None = None, intro_html: str = "",
-                  titles: list[str] | None = None) -> list[Path]:
+                  titles: list[str] | None = None, marks: list[tuple] | None = None) -> list[Path]:
     """Write each piece in `formats` (keys of SUFFIXES) under notation.piece_stems(stem), and the
     run's page at stem.html. Returns the paths written. Pieces are rendered one per core (each
-    is independent: engraving, MIDI, synthesis and encoding), with a progress bar."""
+    is independent: engraving, MIDI, synthesis and encoding), with a progress bar. `marks`: per
+    piece, a passage to colour in its engraving and MusicXML, (first measure, end measure, parts
+    or None), as notation.marked takes them (None: none)."""
     from tqdm import tqdm
     stems = notation.piece_stems(stem, len(pieces))
     jobs = [(piece, piece_stem, formats, titles[index] if titles else title if len(pieces) == 1
-             else f"{title} ({index + 1})", performance, with_page)
+             else f"{title} ({index + 1})", performance, with_page, (marks or [None] * len(pieces))[index])
             for index, (piece, piece_stem) in enumerate(zip(pieces, stems))]
     results = [None] * len(jobs)
     progress = tqdm(total=len(jobs), desc="rendering", unit="piece", file=sys.stderr, disable=len(jobs) < 2)
@@ -121,19 +123,21 @@ def _render_indexed(indexed_job: tuple[int, tuple]):
 
 
 def _render_one(piece: language.Piece, piece_stem: Path, formats: list[str], piece_title: str,
-                performance: Performance, with_page: bool):
+                performance: Performance, with_page: bool, mark: tuple | None = None):
     """One piece's files, in the order of `formats`; and what its page section needs. A piece
     music21 cannot write (a bug of ours or of music21's, not the user's) is one line, naming it."""
     from music21.exceptions21 import Music21Exception
     try:
-        return _render_files(piece, piece_stem, formats, piece_title, performance, with_page)
+        return _render_files(piece, piece_stem, formats, piece_title, performance, with_page, mark)
     except Music21Exception as error:
         raise UserError(f"{piece_title}: music21 could not write it: {error}") from None
 
 
 def _render_files(piece: language.Piece, piece_stem: Path, formats: list[str], piece_title: str,
-                  performance: Performance, with_page: bool):
+                  performance: Performance, with_page: bool, mark: tuple | None = None):
     xml = notation.piece_musicxml(piece, title=piece_title, workers=worker_count(None))
+    if mark is not None:
+        xml = notation.marked(xml, *mark)
     path = {fmt: piece_stem.with_name(piece_stem.name + SUFFIXES[fmt]) for fmt in formats}
     svgs = notation.svg_pages(xml) if with_page or "png" in formats else []
     samples = encoded = seconds = None

@@ -180,9 +180,10 @@ def _shown(planned: list[tuple[int, int]], progress: Progress | None):
 
 
 def render_texts(texts: list[str], stem: Path, formats: list[str], *, title: str, performance: render.Performance,
-                 settings: dict, notes_html: str | None = None, warn=None) -> list[Path]:
+                 settings: dict, notes_html: str | None = None, warn=None, mark: tuple | None = None) -> list[Path]:
     """--render: each text's piece (repaired where it must be, the repairs said through `warn`)
-    written in `formats` beside `stem`, and one page for the run."""
+    written in `formats` beside `stem`, and one page for the run; `mark`: a passage every piece
+    shows coloured (notation.marked's first measure, end measure and parts)."""
     pieces, repairs = [], []
     for text in texts:
         parsed, report = language.parse(text)
@@ -192,7 +193,8 @@ def render_texts(texts: list[str], stem: Path, formats: list[str], *, title: str
         repairs += [report.lines()] * len(parsed)
     return render.render_pieces(pieces, stem, formats, title=title, performance=performance, settings=settings,
                                 repairs=repairs, notes_html=[notes_html] * len(pieces) if notes_html else None,
-                                page_title=f"{title}s" if len(pieces) > 1 else title)
+                                page_title=f"{title}s" if len(pieces) > 1 else title,
+                                marks=[mark] * len(pieces) if mark else None)
 
 
 def melody_source_html(path: str, given: language.Piece) -> str:

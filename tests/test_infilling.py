@@ -342,3 +342,29 @@ def test_the_scorecard_of_a_model_trained_to_infill_has_infilling_columns(infill
     assert "matches_bach_soprano_percent" not in inner and "matches_bach_bass_percent" not in inner
     assert bach["interval_distance"] == 0 and 0 <= every["interval_distance"] <= 1
     assert "span bits per note, both sides" in result.stdout and "infilled inner" in result.stdout
+
+
+def test_the_rewritten_passage_is_marked_in_the_rendered_score(infill_model, chorale_file, tmp_path):
+    """--infill --render --voices alto,tenor: in the MusicXML written (read back with music21)
+    the alto's and tenor's notes of the span are coloured and no other note is; the page's
+    engraving shows the colour."""
+    from music21 import converter
+
+    from scorelm import notation
+    from scorelm.language import parse
+    numbers = infilling.measure_numbers(parse(chorale_file.read_text())[0][0])
+    first, end = numbers.index(3), numbers.index(4) + 1
+    out = tmp_path / "marked.txt"
+    result = run_script("infer.py", "--infill", chorale_file, "--measures", "3-4", "--voices", "alto,tenor",
+                        "--model", infill_model, "--seed", 1, "-o", out, "--render")
+    assert result.returncode == 0, result.stderr
+    score = converter.parse(tmp_path / "marked.musicxml")
+    for part_index, part in enumerate(score.parts):
+        for index, measure in enumerate(part.getElementsByClass("Measure")):
+            colours = {note.style.color for note in measure.recurse().notes}
+            if part_index in (1, 2) and first <= index < end:
+                assert colours == {notation.MARK_COLOUR}, (part_index, index)
+            else:
+                assert notation.MARK_COLOUR not in colours, (part_index, index)
+    page = (tmp_path / "marked.html").read_text()
+    assert notation.MARK_COLOUR in page and "written again, in red" in page
