@@ -1,18 +1,14 @@
 """The rules' checks: for one step's candidate notes and rests of the voice being written, which
 break each rule (one check per rule, CHECKS; rules.py says what each rule is and why), and the
 candidates' facts the checks read, looked up once per grammar mask (CandidateSet) and worked
-out once per step (Candidates). VoiceLeading (voice_leading.py) holds the music they judge
-against."""
+out once per step (Candidates). The `music` each check reads is voice_leading.VoiceLeading (the
+music they judge against) and `t` its RuleTables: named, not imported, as voice_leading imports
+this module."""
 from __future__ import annotations
-
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from scorelm.decoding.rules import RULE_NAMES, interval_class_of
-
-if TYPE_CHECKING:
-    from scorelm.decoding.voice_leading import RuleTables, VoiceLeading
 
 
 class CandidateSet:
@@ -20,7 +16,7 @@ class CandidateSet:
     length, letter, alteration, ...): looked up once per mask, not per row and step (masks are
     shared by grammar state, so the same few hundred serve a whole batch)."""
 
-    def __init__(self, t: RuleTables, mask: np.ndarray | None, ids: np.ndarray | None = None):
+    def __init__(self, t, mask: np.ndarray | None, ids: np.ndarray | None = None):
         self.mask = mask
         self.ids = np.flatnonzero(mask & t.timed) if ids is None else ids
         self.midi = t.pitch_midi[self.ids]
@@ -38,7 +34,7 @@ class Candidates:
     them; what two checks share (consecutive intervals, the voice above's compass) is worked out
     once, when the first of them asks."""
 
-    def __init__(self, music: VoiceLeading, chosen_from: CandidateSet, measure_ticks: int, last_measure: bool,
+    def __init__(self, music, chosen_from: CandidateSet, measure_ticks: int, last_measure: bool,
                  fillable: np.ndarray):
         v = music.voice
         self.music, self.set, self.voice = music, chosen_from, v
@@ -134,15 +130,15 @@ class Candidates:
 
 # One check per rule: the candidates that break it, or None where it does not apply to them.
 
-def parallel_fifths(music: VoiceLeading, c: Candidates):
+def parallel_fifths(music, c: Candidates):
     return c.consecutive()[0] if c.voice > 0 else None
 
 
-def parallel_octaves(music: VoiceLeading, c: Candidates):
+def parallel_octaves(music, c: Candidates):
     return c.consecutive()[1] if c.voice > 0 else None
 
 
-def chromatic_clash(music: VoiceLeading, c: Candidates):
+def chromatic_clash(music, c: Candidates):
     # A against A flat at once, in any octaves: Bach writes it at 3 of the 6,681 onsets of his
     # validation and test chorales; the model left alone, at 5 of every 100 beats
     if c.voice == 0:
@@ -161,7 +157,7 @@ def chromatic_clash(music: VoiceLeading, c: Candidates):
     return c.note & clash.any(axis=1)
 
 
-def voice_crossing(music: VoiceLeading, c: Candidates):
+def voice_crossing(music, c: Candidates):
     below = music._kept_below(c.voice).get(c.voice + 1)
     if c.voice == 0 and below is None:
         return None
@@ -172,13 +168,13 @@ def voice_crossing(music: VoiceLeading, c: Candidates):
     return crossed
 
 
-def spacing(music: VoiceLeading, c: Candidates):
+def spacing(music, c: Candidates):
     if c.voice == 0:
         return None
     return (c.note & (c.midi < c.compass()[1] - 12)) if c.voice in (1, 2) else c.none()
 
 
-def voice_range(music: VoiceLeading, c: Candidates):
+def voice_range(music, c: Candidates):
     out = c.set.out_of_range.get(c.voice)  # the same for every row choosing from this set
     if out is None:
         low_limit, high_limit = music.t.ranges[c.voice]
@@ -186,7 +182,7 @@ def voice_range(music: VoiceLeading, c: Candidates):
     return out
 
 
-def voice_overlap(music: VoiceLeading, c: Candidates):
+def voice_overlap(music, c: Candidates):
     if c.voice == 0:
         return None
     upper_before, upper_now = music._previous(c.voice - 1, c.onset), music._at(c.voice - 1, c.onset)
@@ -197,7 +193,7 @@ def voice_overlap(music: VoiceLeading, c: Candidates):
     return c.none()
 
 
-def rest(music: VoiceLeading, c: Candidates):
+def rest(music, c: Candidates):
     # under a folk tune's dotted rhythms the model, left alone, rests in eighths for whole
     # measures (its lower voices silent a fifth to nine tenths of the time; Bach's at most a
     # tenth). Not in a free piece: there the sequences whose soprano rests escape the
@@ -208,7 +204,7 @@ def rest(music: VoiceLeading, c: Candidates):
     return ~c.note if sung is not None and sung.midi is not None else c.none()
 
 
-def fermata(music: VoiceLeading, c: Candidates):
+def fermata(music, c: Candidates):
     if c.voice == 0:
         return None
     soprano = next((e for e in music.current[0] if e.start == c.onset), None)
@@ -221,13 +217,13 @@ def fermata(music: VoiceLeading, c: Candidates):
     return (c.set.fermata != wanted) | across
 
 
-def final_chord(music: VoiceLeading, c: Candidates):
+def final_chord(music, c: Candidates):
     if not c.last_measure:
         return None
     return music._final_chord_breaks(c.ids, c.onset, c.ticks, c.midi, c.note, c.measure_ticks, c.fillable)
 
 
-def signature_tonic(music: VoiceLeading, c: Candidates):
+def signature_tonic(music, c: Candidates):
     if not (c.last_measure and music.free and music.key is not None):
         return None
     return music._off_signature_close(c.onset, c.ticks, c.midi, c.note, c.measure_ticks)
