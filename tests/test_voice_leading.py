@@ -104,8 +104,9 @@ def test_consecutives_into_the_music_after_an_infilled_passage(vocabulary, prefi
 
 def test_a_rewritten_voice_is_judged_against_the_kept_voices_below_it(vocabulary):
     """Infilling some voices (VoiceLeading.set_kept): the alto, written again over a kept tenor
-    that moves F3 -> G3, may not move C4 -> D4 with it (fifths) nor cross below its G3; its E4
-    neither; a voice with nothing kept below it is judged as before."""
+    that moves F3 -> G3, may not move C4 -> D4 with it (fifths), cross below its G3, sound G#
+    against its G, nor stand more than an octave above it; its E4 does none of these; a voice with nothing kept below it is judged as
+    before."""
     rules = decoding.rule_tables(vocabulary, 4, "hard", decoding.RULE_NAMES)
     prefix = "| K:0 T:4/4 V1 E5:2 F5:2 V2 C4:2"
 
@@ -125,6 +126,9 @@ def test_a_rewritten_voice_is_judged_against_the_kept_voices_below_it(vocabulary
     assert not {"parallel_fifths", "voice_crossing"} & verdict_with_kept("E4:2", tenor)
     assert not {"parallel_fifths", "voice_crossing"} & verdict_with_kept("D4:2", [])
     assert "parallel_fifths" not in verdict_with_kept("D4:2", [["V3", "F3:4"]])  # the tenor holds
+    assert "chromatic_clash" in verdict_with_kept("G#4:2", tenor)  # against the kept tenor's G3
+    assert "chromatic_clash" not in verdict_with_kept("G#4:2", [])
+    assert "spacing" in verdict_with_kept("A4:2", tenor) and "spacing" not in verdict_with_kept("A4:2", [])
 
 
 def test_a_lower_voice_falls_silent_under_a_given_melody_s_note(vocabulary):

@@ -141,17 +141,19 @@ def parallel_octaves(music, c: Candidates):
 def chromatic_clash(music, c: Candidates):
     # A against A flat at once, in any octaves: Bach writes it at 3 of the 6,681 onsets of his
     # validation and test chorales; the model left alone, at 5 of every 100 beats
-    if c.voice == 0:
+    kept = [event for events in music._kept_below(c.voice).values() for event in events
+            if event.end > c.onset and event.midi is not None]  # infilling some voices: the kept ones below
+    if c.voice == 0 and not kept:
         return None
     sounding = [event for upper in range(c.voice) for event in music._overlapping(upper, c.onset)
-                if event.midi is not None]
+                if event.midi is not None] + kept
     if not sounding:
         return c.none()
     letters = np.array([event.step % 7 for event in sounding])
     alterations = np.array([event.alteration for event in sounding])
     starts = np.array([event.start for event in sounding])
-    # candidates by the notes sounding above them: the same letter (a diatonic step's number mod 7)
-    # with another alteration, the upper note begun before the candidate ends
+    # candidates by the notes sounding with them: the same letter (a diatonic step's number mod 7)
+    # with another alteration, the other note begun before the candidate ends
     clash = (c.set.letter[:, None] == letters) & (c.set.alteration[:, None] != alterations) \
         & (starts < (c.onset + c.ticks)[:, None])
     return c.note & clash.any(axis=1)
@@ -169,9 +171,14 @@ def voice_crossing(music, c: Candidates):
 
 
 def spacing(music, c: Candidates):
-    if c.voice == 0:
+    below = music._kept_below(c.voice).get(c.voice + 1) if c.voice in (0, 1) else None
+    if c.voice == 0 and below is None:
         return None
-    return (c.note & (c.midi < c.compass()[1] - 12)) if c.voice in (1, 2) else c.none()
+    wide = (c.note & (c.midi < c.compass()[1] - 12)) if c.voice in (1, 2) else c.none()
+    for event in below or ():  # a kept voice below (infilling some voices): more than an octave under the candidate
+        if event.midi is not None:
+            wide |= c.note & (event.start < c.onset + c.ticks) & (event.end > c.onset) & (c.midi > event.midi + 12)
+    return wide
 
 
 def voice_range(music, c: Candidates):
