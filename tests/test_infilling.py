@@ -133,6 +133,19 @@ def test_bad_infill_settings_are_one_line_errors(tmp_path, tiny_dataset, changes
     json.loads(config.read_text())  # the config was well-formed: the error is the setting's
 
 
+def test_a_passage_s_voices_and_the_voices_named():
+    """measure_voices: each measure's voices' words by number, chord notes and ties with their
+    voice, an absent voice absent; voice_numbers: names in four voices, numbers in any."""
+    passage = "| K:1 T:2/4 V1 D5:2~ V2 B4:1 +G4 A4:1 V4 G3:2 | V1 D5:1 C5:1 V2 A4:2 V3 F#4:2 V4 D3:2"
+    assert infilling.measure_voices(passage) == [
+        {1: ["V1", "D5:2~"], 2: ["V2", "B4:1", "+G4", "A4:1"], 4: ["V4", "G3:2"]},
+        {1: ["V1", "D5:1", "C5:1"], 2: ["V2", "A4:2"], 3: ["V3", "F#4:2"], 4: ["V4", "D3:2"]}]
+    assert infilling.voice_numbers("tenor, Alto", 4) == (2, 3) and infilling.voice_numbers("3,1,3", 5) == (1, 3)
+    for names, voices in (("alto", 3), ("0", 4), ("6", 5)):
+        with pytest.raises(ValueError):
+            infilling.voice_numbers(names, voices)
+
+
 @pytest.fixture(scope="module")
 def infill_model(tmp_path_factory, tiny_dataset):
     """A weak model trained to infill (half its pieces rearranged), with room for a chorale and a
