@@ -101,18 +101,19 @@ def random_span(measures: int, rng: random.Random) -> tuple[int, int] | None:
 
 
 def training_pieces(pieces: list[list[int]], share: float, seed: int, bar_id: int, end_id: int,
-                    sentinels: Sentinels) -> tuple[list[list[int]], int]:
+                    sentinels: Sentinels) -> tuple[list[list[int]], set[int]]:
     """The training pieces' ids with `share` of them (each by a coin of that weight, from `seed`)
-    rearranged around a random span. Returns the pieces and how many were rearranged."""
+    rearranged around a random span. Returns the pieces and the indices of those rearranged
+    (to be packed whole: lm.pack_blocks)."""
     rng = random.Random(seed)
-    out, moved = [], 0
-    for ids in pieces:
+    out, moved = [], set()
+    for index, ids in enumerate(pieces):
         span = random_span(len(measure_starts(ids, bar_id)), rng) if rng.random() < share else None
         if span is None:
             out.append(ids)
             continue
         out.append(rearranged(ids, span, bar_id, end_id, sentinels))
-        moved += 1
+        moved.add(index)
     return out, moved
 
 

@@ -111,13 +111,21 @@ def piece_ids(tokenizer, text: str) -> list[int]:
 
 # ----------------------------------------------------------------------------- blocks
 
-def pack_blocks(pieces: list[list[int]], boundary_ids: set[int], max_length: int) -> tuple[list[list[int]], int]:
+def pack_blocks(pieces: list[list[int]], boundary_ids: set[int], max_length: int,
+                whole: set[int] | None = None) -> tuple[list[list[int]], int]:
     """Concatenate pieces and cut the stream into blocks of at most `max_length` tokens that
     begin at a piece start (EOS) or a measure start (`|`). Consecutive blocks share one token:
     block k ends with the boundary token block k+1 begins with, so every token after the first
-    is predicted exactly once (which keeps the evaluation's totals exact). Returns the blocks
-    and how many cuts fell inside a measure (a measure longer than a block)."""
+    is predicted exactly once (which keeps the evaluation's totals exact). `whole`: indices of
+    pieces never cut (where one fits a block): a block ends before such a piece rather than
+    inside it (a piece shown for infilling is learnt from only when the span and the music after
+    it are in one block). Returns the blocks and how many cuts fell inside a measure (a measure
+    longer than a block)."""
+    import bisect
     stream = [token for piece in pieces for token in piece]
+    starts = [0]
+    for piece in pieces:
+        starts.append(starts[-1] + len(piece))
     blocks, start, forced = [], 0, 0
     while start < len(stream) - 1:
         last = start + max_length - 1  # the furthest index a block from `start` may reach
@@ -127,6 +135,10 @@ def pack_blocks(pieces: list[list[int]], boundary_ids: set[int], max_length: int
         cut = next((i for i in range(last, start, -1) if stream[i] in boundary_ids), None)
         if cut is None:
             cut, forced = last, forced + 1
+        if whole:
+            piece = bisect.bisect_right(starts, cut) - 1  # the piece the cut falls in
+            if piece in whole and starts[piece] < cut and starts[piece] > start:
+                cut = starts[piece]  # the block ends where that piece begins (its EOS, shared)
         blocks.append(stream[start:cut + 1])
         start = cut
     return blocks, forced

@@ -65,11 +65,12 @@ def test_the_share_and_the_spans_are_the_seeds(tokenizer, chorale_texts):
     pieces = [lm.piece_ids(tokenizer, text) for text in chorale_texts.values()] * 40
     args = (bar, end, sentinels)
     half, moved = infilling.training_pieces(pieces, 0.5, 7, *args)
-    assert 0.35 * len(pieces) < moved < 0.65 * len(pieces)
+    assert 0.35 * len(pieces) < len(moved) < 0.65 * len(pieces)
+    assert moved == {index for index, (original, shown) in enumerate(zip(pieces, half)) if shown != original}
     assert infilling.training_pieces(pieces, 0.5, 7, *args) == (half, moved)
     assert infilling.training_pieces(pieces, 0.5, 8, *args)[0] != half
-    assert infilling.training_pieces(pieces, 0.0, 7, *args) == (pieces, 0)
-    assert infilling.training_pieces(pieces, 1.0, 7, *args)[1] == len(pieces)
+    assert infilling.training_pieces(pieces, 0.0, 7, *args) == (pieces, set())
+    assert infilling.training_pieces(pieces, 1.0, 7, *args)[1] == set(range(len(pieces)))
     for original, shown in zip(pieces, half):
         if shown != original:
             assert infilling.restored(shown, sentinels) == original

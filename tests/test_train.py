@@ -65,6 +65,13 @@ def test_bits_per_note_is_exact_total(tmp_path, tiny_dataset):
     assert blocks == [[2, 5, 6, 7, 5], [5, 8, 2, 5], [5, 9, 5], [5, 6, 6, 6, 10]]
     assert forced == 0
     assert sum(len(b) - 1 for b in blocks) == sum(map(len, pieces)) - 1
+    # a piece kept whole (one shown for infilling): the block before it ends at its EOS instead
+    pieces = [[2, 5, 6, 5, 7], [2, 5, 8, 5, 9, 5, 6], [2, 5, 7]]
+    assert lm.pack_blocks(pieces, {2, 5}, max_length=8)[0] == [[2, 5, 6, 5, 7, 2, 5], [5, 8, 5, 9, 5, 6, 2, 5], [5, 7]]
+    blocks, _ = lm.pack_blocks(pieces, {2, 5}, max_length=8, whole={1})
+    assert blocks == [[2, 5, 6, 5, 7, 2], [2, 5, 8, 5, 9, 5, 6, 2], [2, 5, 7]]
+    assert sum(len(b) - 1 for b in blocks) == sum(map(len, pieces)) - 1
+    assert lm.pack_blocks(pieces, {2, 5}, max_length=6, whole={1})[0][1][:3] == [2, 5, 8]  # too long: cut as ever
     assert lm.count_notes(["| K:0 T:4/4 V1 C4:1 R:2 D#4:1^~ V2 R:4 ||"]) == 4
 
 
