@@ -2,6 +2,7 @@
 pieces become token blocks, loading and building models, and tokenizer-independent scoring."""
 from __future__ import annotations
 
+import bisect
 import math
 from pathlib import Path
 
@@ -121,7 +122,6 @@ def pack_blocks(pieces: list[list[int]], boundary_ids: set[int], max_length: int
     inside it (a piece shown for infilling is learnt from only when the span and the music after
     it are in one block). Returns the blocks and how many cuts fell inside a measure (a measure
     longer than a block)."""
-    import bisect
     stream = [token for piece in pieces for token in piece]
     starts = [0]
     for piece in pieces:

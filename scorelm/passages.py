@@ -96,12 +96,13 @@ def judge(loaded: writing.LoadedModel, texts: list[str], settings: SamplingSetti
                 tqdm.write(f"note: chorale {place + 1} not infilled: {error}", file=sys.stderr)
             result.refused += 1
             continue
-        before, _, after = infilling.split_at_measures(piece.to_text(), *span)
+        original = piece.to_text()
+        before, _, after = infilling.split_at_measures(original, *span)
         pieces, report = language.parse(written)
         result.valid += report.total == 0 and len(pieces) == 1 and len(pieces[0].measures) == len(piece.measures)
         result.kept += written.startswith(before) and written.endswith(after)
         result.written.append(written)
-        result.originals.append(piece.to_text())
+        result.originals.append(original)
         result.spans.append(span)
     return result
 

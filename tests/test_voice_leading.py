@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from scorelm import decoding, evaluation, language, lm, model_folder
+from scorelm.decoding import voice_leading
 from scorelm.decoding.unlikelihood import forbidden_notes
 from scorelm import melody as fitting
 
@@ -81,7 +82,7 @@ def test_each_rule_fires_where_it_must_and_not_on_its_twin(vocabulary, prefix, f
 ])
 def test_consecutives_into_the_music_after_an_infilled_passage(vocabulary, prefix, following, fires, quiet, rule):
     """In a passage's last measure the notes that end it move into the music after it
-    (VoiceLeading.set_following): consecutives into its first chord count; a note that does not
+    (voice_leading.first_chord): consecutives into its first chord count; a note that does not
     end the measure, the soprano holding over the bar line, and an earlier measure are free."""
     rules = decoding.rule_tables(vocabulary, 4, "hard", decoding.RULE_NAMES)
 
@@ -89,7 +90,7 @@ def test_consecutives_into_the_music_after_an_infilled_passage(vocabulary, prefi
         constraint = decoding.ScoreConstraint(vocabulary, decoding.decoding_tables(vocabulary, 4), 1, rules=rules)
         for word in prefix.split():
             constraint.advance(vocabulary.ids_of[word])
-        constraint.music.set_following(after.split(), vocabulary)
+        constraint.music.following = voice_leading.first_chord(rules, after.split(), vocabulary)
         g = constraint.grammar
         verdict = constraint.music.broken(np.array([vocabulary.ids_of[candidate]]),
                                           int(g.measure_length / vocabulary.tick), False,
@@ -103,7 +104,7 @@ def test_consecutives_into_the_music_after_an_infilled_passage(vocabulary, prefi
 
 
 def test_a_rewritten_voice_is_judged_against_the_kept_voices_below_it(vocabulary):
-    """Infilling some voices (VoiceLeading.set_kept): the alto, written again over a kept tenor
+    """Infilling some voices (voice_leading.kept_events): the alto, written again over a kept tenor
     that moves F3 -> G3, may not move C4 -> D4 with it (fifths), cross below its G3, sound G#
     against its G, nor stand more than an octave above it; its E4 does none of these; a voice with nothing kept below it is judged as
     before."""
@@ -112,7 +113,7 @@ def test_a_rewritten_voice_is_judged_against_the_kept_voices_below_it(vocabulary
 
     def verdict_with_kept(candidate: str, kept: list[list[str]]) -> set[str]:
         constraint = decoding.ScoreConstraint(vocabulary, decoding.decoding_tables(vocabulary, 4), None, rules=rules)
-        constraint.music.set_kept({0: kept}, vocabulary)
+        constraint.music.kept = voice_leading.kept_events(rules, {0: kept}, vocabulary)
         for word in prefix.split():
             constraint.advance(vocabulary.ids_of[word])
         g = constraint.grammar

@@ -44,10 +44,15 @@ class Candidates:
         self.onset = events[-1].end if events else 0
         self.previous = music._previous(v, self.onset)  # this voice's event before the candidate
         self.before_following = False  # an infilled passage's last measure (VoiceLeading.broken)
+        self.kept_below = music._kept_below(v)  # infilling some voices: the kept voices below, by voice
         self._consecutive = self._compass = None
 
     def none(self) -> np.ndarray:
         return np.zeros(len(self.ids), dtype=bool)
+
+    def sounding_with(self, event) -> np.ndarray:
+        """Which candidates sound while a (kept) voice's note does."""
+        return self.note & (event.start < self.onset + self.ticks) & (event.end > self.onset)
 
     def consecutive(self) -> tuple[np.ndarray, np.ndarray]:
         """Which candidates make consecutive fifths, and which octaves, with a voice above."""
@@ -67,7 +72,7 @@ class Candidates:
                         continue
                     now = t.interval_table[upper_now.pitch_index, self.set.pitch_index]
                     (fifths if was == 5 else octaves)[moves & (now == was)] = True
-                for lower, events in music._kept_below(v).items():
+                for lower, events in self.kept_below.items():
                     lower_before, lower_now = music._previous(lower, onset, events), music._at(lower, onset, events)
                     if lower_before is None or lower_now is None or lower_before.midi is None \
                             or lower_now.midi is None or lower_now.midi == lower_before.midi:
@@ -93,7 +98,7 @@ class Candidates:
         moves = self.note & (self.onset + self.ticks == self.measure_ticks) & (self.midi != next_lower.midi)
         if not moves.any():
             return
-        kept_below = music._kept_below(v)
+        kept_below = self.kept_below
         for other in list(range(v)) + list(kept_below):
             other_last = music._at(other, self.measure_ticks - 1, kept_below.get(other))
             other_next, above = music.following[other], other < v
@@ -141,7 +146,7 @@ def parallel_octaves(music, c: Candidates):
 def chromatic_clash(music, c: Candidates):
     # A against A flat at once, in any octaves: Bach writes it at 3 of the 6,681 onsets of his
     # validation and test chorales; the model left alone, at 5 of every 100 beats
-    kept = [event for events in music._kept_below(c.voice).values() for event in events
+    kept = [event for events in c.kept_below.values() for event in events
             if event.end > c.onset and event.midi is not None]  # infilling some voices: the kept ones below
     if c.voice == 0 and not kept:
         return None
@@ -160,24 +165,24 @@ def chromatic_clash(music, c: Candidates):
 
 
 def voice_crossing(music, c: Candidates):
-    below = music._kept_below(c.voice).get(c.voice + 1)
+    below = c.kept_below.get(c.voice + 1)
     if c.voice == 0 and below is None:
         return None
     crossed = c.note & (c.midi > c.compass()[0]) if c.voice > 0 else c.none()
     for event in below or ():  # a kept voice below (infilling some voices): the candidate above it
         if event.midi is not None:
-            crossed |= c.note & (event.start < c.onset + c.ticks) & (event.end > c.onset) & (c.midi < event.midi)
+            crossed |= c.sounding_with(event) & (c.midi < event.midi)
     return crossed
 
 
 def spacing(music, c: Candidates):
-    below = music._kept_below(c.voice).get(c.voice + 1) if c.voice in (0, 1) else None
+    below = c.kept_below.get(c.voice + 1) if c.voice in (0, 1) else None
     if c.voice == 0 and below is None:
         return None
     wide = (c.note & (c.midi < c.compass()[1] - 12)) if c.voice in (1, 2) else c.none()
     for event in below or ():  # a kept voice below (infilling some voices): more than an octave under the candidate
         if event.midi is not None:
-            wide |= c.note & (event.start < c.onset + c.ticks) & (event.end > c.onset) & (c.midi > event.midi + 12)
+            wide |= c.sounding_with(event) & (c.midi > event.midi + 12)
     return wide
 
 

@@ -179,8 +179,9 @@ class ScoreConstraint:
         """An independent copy of this sequence's state (particle sampling duplicates sequences);
         the vocabulary and the tables stay shared."""
         shared = {id(self.v): self.v, id(self.tables): self.tables}
-        if self.music is not None:
-            shared[id(self.music.t)] = self.music.t
+        if self.music is not None:  # and the music around an infilled passage, which no row changes
+            for read_only in (self.music.t, self.music.following, self.music.kept):
+                shared[id(read_only)] = read_only
         return copy.deepcopy(self, shared)
 
     def _compute_mask(self, bar_ticks: int, enough_measures: bool) -> tuple[np.ndarray, np.ndarray]:

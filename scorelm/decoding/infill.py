@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from scorelm import infilling, language
 from scorelm.cli import UserError
+from scorelm.decoding import voice_leading
 from scorelm.decoding.constraint import GrammarLogitsProcessor, ScoreConstraint
 from scorelm.decoding.generation import MIN_NEW_TOKENS, constraint_tables, context_length, sample_batch
 from scorelm.decoding.particles import sample_particles
@@ -65,19 +66,22 @@ def write_passages(model, tokenizer, before: str, after: str, headers: list[list
     kept_after: dict[int, dict[int, list[int]]] = {}
     if kept:
         forced, kept_after = _with_kept_voices(forced, kept, measures_before, vocabulary)
+    closes_piece = after.split() == [language.END]
+    # what the rules judge against besides the music written: the same for every row, built once
+    following = voice_leading.first_chord(rules, after.split(), vocabulary) if rules is not None and not closes_piece else None
+    kept_music = voice_leading.kept_events(rules, {measures_before + index: list(voices.values())
+                                                   for index, voices in enumerate(kept)}, vocabulary) \
+        if rules is not None and kept else {}
     constraints = []
     for _ in range(num_samples * settings.particles):
         constraint = ScoreConstraint(vocabulary, tables, None, forced, budget, rules, settings.parts)
         constraint.ends_with = eos
         constraint.headers_as_given = True  # the score's own keys, meters and measure lengths
         constraint.kept_after = kept_after
-        constraint.closes_piece = after.split() == [language.END]
+        constraint.closes_piece = closes_piece
         constraint.start(before_ids)  # the music before the passage, not the sentinels and what follows
-        if constraint.music is not None and not constraint.closes_piece:
-            constraint.music.set_following(after.split(), vocabulary)  # fifths and octaves into it count
-        if constraint.music is not None and kept:
-            constraint.music.set_kept({measures_before + index: list(voices.values())
-                                       for index, voices in enumerate(kept)}, vocabulary)
+        if constraint.music is not None:
+            constraint.music.following, constraint.music.kept = following, kept_music
         constraints.append(constraint)
     processor = GrammarLogitsProcessor(constraints, len(prompt_ids), [eos, pad])
     input_ids = torch.tensor([prompt_ids] * len(constraints), device=model.device)

@@ -103,9 +103,9 @@ class VoiceLeading:
         self.dropped: dict[str, int] = {}  # hard mode: how often each rule had to be dropped
         self.free = True  # no melody is given (signature_tonic weighs only such pieces' closes)
         # infilling: each voice's first event after the passage (the music that must follow it),
-        # so that consecutive fifths and octaves into it count (set_following)
+        # so that consecutive fifths and octaves into it count (first_chord)
         self.following: list[_Event | None] | None = None
-        # infilling some voices: per measure index, the kept voices' events (set_kept), so that
+        # infilling some voices: per measure index, the kept voices' events (kept_events), so that
         # a rewritten voice is judged against the kept voices below it too
         self.kept: dict[int, dict[int, list[_Event]]] = {}
         self.measure = -1
@@ -139,31 +139,8 @@ class VoiceLeading:
                                  spelled_name(token.pitch) if token.pitch else "", int(self.t.pitch_index[token_id]),
                                  int(self.t.alteration[token_id])))
 
-    def set_following(self, words: list[str], vocabulary: Vocabulary) -> None:
-        """The music after an infilled passage, from its bar line: its first chord is what the
-        passage's last notes move into."""
-        probe = VoiceLeading(self.t)
-        for word in words[1:]:
-            if word in (language.BAR, language.END):
-                break
-            token_id = vocabulary.ids_of[word]
-            probe.advance(vocabulary.symbol[token_id], token_id)
-        self.following = [probe._at(voice, 0) for voice in range(self.t.num_voices)]
-
-    def set_kept(self, measures: dict[int, list[list[str]]], vocabulary: Vocabulary) -> None:
-        """The voices an infilled passage keeps, per measure index: each kept voice's words (its
-        V word first). A rewritten voice's notes are judged against the kept voices below it
-        as against the voices above (consecutives and crossings)."""
-        for index, voices in measures.items():
-            probe = VoiceLeading(self.t)
-            for words in voices:
-                for word in words:
-                    token_id = vocabulary.ids_of[word]
-                    probe.advance(vocabulary.symbol[token_id], token_id)
-            self.kept[index] = {voice: events for voice, events in enumerate(probe.current) if events}
-
     def _kept_below(self, voice: int) -> dict[int, list[_Event]]:
-        """The kept voices below `voice` in this measure, with their events (set_kept)."""
+        """The kept voices below `voice` in this measure, with their events (kept_events)."""
         kept = self.kept.get(self.measure)
         return {lower: events for lower, events in kept.items() if lower > voice} if kept else {}
 
@@ -193,7 +170,7 @@ class VoiceLeading:
         enabled rules each breaks (a rule that does not apply here, as a rule between voices to
         the soprano, has no entry). `fillable[r]`: whether the voice can fill r ticks (the
         grammar's tables). `before_following`: this is an infilled passage's last measure, and a
-        note that ends it moves into the music after it (set_following)."""
+        note that ends it moves into the music after it (first_chord)."""
         out: dict[str, np.ndarray] = {}
         chosen_from = ids if isinstance(ids, CandidateSet) else CandidateSet(self.t, None, np.asarray(ids))
         if self.voice < 0 or not len(chosen_from.ids):
@@ -401,6 +378,36 @@ class VoiceLeading:
             self.dropped[dropped] = self.dropped.get(dropped, 0) + 1
         return mask, penalty
 
+
+
+def _followed(tables: RuleTables, words: list[str], vocabulary: Vocabulary) -> VoiceLeading:
+    """A VoiceLeading that has followed `words` (one measure's, without its bar line)."""
+    music = VoiceLeading(tables)
+    for word in words:
+        token_id = vocabulary.ids_of[word]
+        music.advance(vocabulary.symbol[token_id], token_id)
+    return music
+
+
+def first_chord(tables: RuleTables, words: list[str], vocabulary: Vocabulary) -> list[_Event | None]:
+    """Each voice's first event in the music after an infilled passage (`words`, from its bar
+    line): what the passage's last notes move into (VoiceLeading.following). Built once a
+    passage; every row reads it."""
+    end = next((index for index, word in enumerate(words[1:], 1) if word in (language.BAR, language.END)), len(words))
+    music = _followed(tables, words[1:end], vocabulary)
+    return [music._at(voice, 0) for voice in range(tables.num_voices)]
+
+
+def kept_events(tables: RuleTables, measures: dict[int, list[list[str]]],
+                vocabulary: Vocabulary) -> dict[int, dict[int, list[_Event]]]:
+    """The voices an infilled passage keeps, per measure index: from each kept voice's words (its
+    V word first), its events by voice (VoiceLeading.kept), against which a rewritten voice's
+    notes are judged as against the voices above it. Built once a passage; every row reads it."""
+    out = {}
+    for index, voices in measures.items():
+        music = _followed(tables, [word for words in voices for word in words], vocabulary)
+        out[index] = {voice: events for voice, events in enumerate(music.current) if events}
+    return out
 
 
 def natural_midi(step):
