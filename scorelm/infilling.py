@@ -3,11 +3,13 @@ after it. A piece is shown with the music after a span of whole measures moved t
 after sentinel words (fill in the middle: Bavarian et al. 2022, "Efficient Training of
 Language Models to Fill in the Middle", in their suffix-prefix-middle order):
 
-    <eos> <suffix> <measures:N> after <middle> before span
+    <eos> <suffix> after <middle> before <measures:N> span
 
-where before + span + after is the piece and N the span's measures (1 to MAX_SPAN), so that the
-model knows how far off the music after it starts, as a composer rewriting bars 5 to 8 knows
-that bar 9 follows (MMM, Ens & Pasquier 2020, marks each bar to fill for the same reason). The span starts at a bar line and ends where the music
+where before + span + after is the piece and N the span's measures (1 to MAX_SPAN), said where
+the span begins, so that the model knows, measure by measure, how far off the music after it
+starts, as a composer rewriting bars 5 to 8 knows that bar 9 follows (MMM, Ens & Pasquier 2020,
+marks each bar to fill for the same reason). (Said after <suffix> instead, the model could not
+tell where the span began, and made nothing of the music after it: docs/results.md.) The span starts at a bar line and ends where the music
 after it begins; the piece's close (||) stays with the music after it. The model writes the span
 straight on from the music before it, as it writes any continuation (the measure before is the
 nearest context, as it is in the piece), having read the music that must follow; it knows the
@@ -72,21 +74,22 @@ def measure_starts(ids: list[int], bar_id: int) -> list[int]:
 
 def rearranged(ids: list[int], span: tuple[int, int], bar_id: int, end_id: int, sentinels: Sentinels) -> list[int]:
     """A piece's ids (lm.piece_ids: <eos> first, || last) shown for its measures span[0] to
-    span[1] - 1 (0-based, whole measures): <eos> <suffix> <measures:N> after <middle> before span."""
+    span[1] - 1 (0-based, whole measures): <eos> <suffix> after <middle> before <measures:N> span."""
     starts = measure_starts(ids, bar_id)
     first, end = span
     if not 0 <= first < end <= len(starts):
         raise ValueError(f"measures {first}-{end - 1} are not within the piece's {len(starts)}")
     close = ids.index(end_id) if end_id in ids else len(ids)
-    cut_out = starts[end] if end < len(starts) else close
-    return (ids[:1] + [sentinels.suffix, sentinels.length(end - first)] + ids[cut_out:] + [sentinels.middle]
-            + ids[1:cut_out])
+    cut_in, cut_out = starts[first], starts[end] if end < len(starts) else close
+    return (ids[:1] + [sentinels.suffix] + ids[cut_out:] + [sentinels.middle] + ids[1:cut_in]
+            + [sentinels.length(end - first)] + ids[cut_in:cut_out])
 
 
 def restored(ids: list[int], sentinels: Sentinels) -> list[int]:
     """The piece a rearranged sequence shows, in its own order (rearranged undone)."""
     at_suffix, at_middle = ids.index(sentinels.suffix), ids.index(sentinels.middle)
-    return ids[:at_suffix] + ids[at_middle + 1:] + ids[at_suffix + 2:at_middle]
+    shown = [token for token in ids[at_middle + 1:] if token not in sentinels.lengths]
+    return ids[:at_suffix] + shown + ids[at_suffix + 1:at_middle]
 
 
 def random_span(measures: int, rng: random.Random) -> tuple[int, int] | None:

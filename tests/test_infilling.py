@@ -25,10 +25,11 @@ def words_of(tokenizer, ids):
 
 def test_every_span_of_a_chorale_moves_and_comes_back(tokenizer, chorale_texts):
     """Every span of whole measures of a real chorale (pickup, ties over the bar lines): the
-    rearranged sequence is <eos> <suffix> <measures:N> after <middle> before span, N the span's
-    measures, what follows <middle> is the piece from its start to the span's end, the close
-    stays with the music after it, and undoing it gives the piece back token for token; a span
-    longer than MAX_SPAN has no length word and is refused."""
+    rearranged sequence is <eos> <suffix> after <middle> before <measures:N> span, N the span's
+    measures, what follows <middle> is the piece from its start to the span's end with the
+    length word where the span begins, the close stays with the music after it, and undoing it
+    gives the piece back token for token; a span longer than MAX_SPAN has no length word and is
+    refused."""
     sentinels = infilling.sentinel_ids(tokenizer)
     suffix_id, middle_id = sentinels.suffix, sentinels.middle
     bar, end = lm.bar_token_id(tokenizer), lm.word_id(tokenizer, language.END)
@@ -42,10 +43,13 @@ def test_every_span_of_a_chorale_moves_and_comes_back(tokenizer, chorale_texts):
         for last in range(first + 1, min(first + infilling.MAX_SPAN, measures) + 1):
             moved = infilling.rearranged(ids, (first, last), bar, end, sentinels)
             assert len(moved) == len(ids) + 3 and moved[0] == tokenizer.eos_token_id
-            assert words_of(tokenizer, moved[1:3]) == ["<suffix>", f"<measures:{last - first}>"]
+            assert words_of(tokenizer, moved[1:2]) == ["<suffix>"]
             middle = moved[moved.index(middle_id) + 1:]
+            at = infilling.measure_starts(ids, bar)[first] - 1  # where the length word stands in the middle
+            assert words_of(tokenizer, [middle[at]]) == [f"<measures:{last - first}>"]
+            middle = middle[:at] + middle[at + 1:]
             assert middle == ids[1:len(middle) + 1] and middle.count(bar) == last and end not in middle
-            suffix = moved[moved.index(suffix_id) + 2:moved.index(middle_id)]
+            suffix = moved[moved.index(suffix_id) + 1:moved.index(middle_id)]
             assert suffix[-1] == end and suffix.count(bar) == measures - last
             assert infilling.restored(moved, sentinels) == ids
             spans += 1
@@ -75,10 +79,12 @@ def test_the_share_and_the_spans_are_the_seeds(tokenizer, chorale_texts):
         if shown != original:
             assert infilling.restored(shown, sentinels) == original
             middle = shown[shown.index(middle_id) + 1:]
-            suffix = shown[shown.index(suffix_id) + 2:shown.index(middle_id)]
+            suffix = shown[shown.index(suffix_id) + 1:shown.index(middle_id)]
             assert middle.count(bar) >= 1 and middle.count(bar) + suffix.count(bar) == original.count(bar)
-            length = sentinels.lengths.index(shown[shown.index(suffix_id) + 1]) + 1
-            assert length <= middle.count(bar) and length < original.count(bar)
+            words = [token for token in middle if token in sentinels.lengths]
+            assert len(words) == 1
+            span = middle[middle.index(words[0]) + 1:]
+            assert span[0] == bar and span.count(bar) == sentinels.lengths.index(words[0]) + 1
     rng = random.Random(0)
     assert infilling.random_span(1, rng) is None
     assert all(0 <= a < b <= 5 and b - a <= 4 for a, b in (infilling.random_span(5, rng) for _ in range(200)))

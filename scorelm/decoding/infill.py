@@ -1,7 +1,7 @@
 """Infilling at decoding time: a passage of whole measures written between the music before it and
 the music after it, by a model trained to infill (scorelm.infilling). The model reads
 
-    <eos> <suffix> <measures:N> after <middle> before
+    <eos> <suffix> after <middle> before <measures:N>
 
 and writes the passage on from the music before it. The grammar constraint follows the music
 before it (the ties still open into the passage), keeps the score's keys, meters and measure
@@ -53,7 +53,7 @@ def write_passages(model, tokenizer, before: str, after: str, headers: list[list
     before_ids = lm.piece_ids(tokenizer, before) if before.strip() else [eos]
     after_ids = tokenizer(lm.model_text(after), add_special_tokens=False)["input_ids"]
     measures = len(headers)
-    prompt_ids = [eos, sentinels.suffix, sentinels.length(measures)] + after_ids + [sentinels.middle] + before_ids[1:]
+    prompt_ids = [eos, sentinels.suffix] + after_ids + [sentinels.middle] + before_ids[1:] + [sentinels.length(measures)]
     budget = context_length(model) - len(prompt_ids)
     needed = min(MIN_NEW_TOKENS, TOKENS_A_MEASURE * measures)
     if budget < needed:
