@@ -137,7 +137,8 @@ def infill(loaded: LoadedModel, piece: language.Piece, first: int, last: int, se
     for first_piece, count in _shown(batches(num_samples, settings), progress):
         written = write_passages(loaded.model, loaded.tokenizer, before, after, headers, count, settings,
                                  seed=None if seed is None else seed + first_piece, vocabulary=loaded.vocabulary,
-                                 rule_report=rule_report, progress=progress, kept=kept)
+                                 rule_report=rule_report, progress=progress, kept=kept,
+                                 rewritten=voices if kept else None)
         texts += [" ".join(part for part in (before, new, after) if part) for new in written]
     return texts
 

@@ -153,6 +153,30 @@ def test_a_passage_s_voices_and_the_voices_named():
             infilling.voice_numbers(names, voices)
 
 
+def test_kept_voices_follow_the_voice_written_above_them(tokenizer):
+    """_with_kept_voices: a kept voice above every written one follows the header, one below a
+    written voice follows it; a voice the measure lacks that is not rewritten (a piano score's
+    optional voice) is skipped, not taken for a written one, unless it is named to be rewritten."""
+    from scorelm.decoding.infill import _with_kept_voices
+    from scorelm.decoding.vocabulary import Vocabulary
+    vocabulary = Vocabulary.from_tokenizer(tokenizer)
+    notes = [word for word in vocabulary.ids_of if word[:1] in "CDEFGAB" and word[-2:] == ":1"]
+    soprano, bass = ["V1", notes[0]], ["V4", notes[1]]
+    header = [["|"]]
+    ids = [vocabulary.ids_of[word] for word in bass]
+    # alto rewritten, tenor absent from the measure: the bass follows the alto
+    forced, after = _with_kept_voices(header, [{1: soprano, 4: bass}], 0, vocabulary, rewritten=(2,))
+    assert forced == [header[0] + soprano] and after == {0: {2: ids}}
+    # the tenor named too: the bass follows it
+    forced, after = _with_kept_voices(header, [{1: soprano, 4: bass}], 0, vocabulary, rewritten=(2, 3))
+    assert forced == [header[0] + soprano] and after == {0: {3: ids}}
+    # no voices named: every voice not kept is written (the tenor too)
+    assert _with_kept_voices(header, [{1: soprano, 4: bass}], 0, vocabulary)[1] == {0: {3: ids}}
+    # the soprano rewritten and the alto absent: the bass still follows the soprano
+    forced, after = _with_kept_voices(header, [{4: bass}], 0, vocabulary, rewritten=(1,))
+    assert forced == header and after == {0: {1: ids}}
+
+
 @pytest.fixture(scope="module")
 def infill_model(tmp_path_factory, tiny_dataset):
     """A weak model trained to infill (half its pieces rearranged), with room for a chorale and a

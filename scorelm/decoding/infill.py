@@ -29,7 +29,8 @@ TOKENS_A_MEASURE = 32
 def write_passages(model, tokenizer, before: str, after: str, headers: list[list[str]], num_samples: int,
                    settings: SamplingSettings, *, seed: int | None = None, vocabulary: Vocabulary | None = None,
                    rule_report: dict | None = None, progress=None,
-                   kept: list[dict[int, list[str]]] | None = None) -> list[str]:
+                   kept: list[dict[int, list[str]]] | None = None,
+                   rewritten: tuple[int, ...] | None = None) -> list[str]:
     """`num_samples` passages (their words, from their first bar line) to stand between `before`
     (the piece's text up to the passage, its header included; "" where the passage opens the
     piece) and `after` (the text after it, from its bar line to the close ||), in one batch.
@@ -38,7 +39,9 @@ def write_passages(model, tokenizer, before: str, after: str, headers: list[list
     score's meter, measure lengths and keys, which the music after it was written in. The model
     must hold infilling's sentinels (infilling.sentinel_ids). `kept`: per measure of the passage,
     the voices it keeps, their words by voice number (infilling.measure_voices): the model writes
-    the others between them, judged by the rules against them."""
+    the others between them, judged by the rules against them; `rewritten`: the voice numbers the
+    model writes (None: every one not kept), so that a voice a measure lacks and the model does
+    not write (a piano score's optional voice) stays absent."""
     import torch
     from transformers import LogitsProcessorList, set_seed
 
@@ -65,7 +68,7 @@ def write_passages(model, tokenizer, before: str, after: str, headers: list[list
     forced = [[]] * measures_before + [list(words) for words in headers]
     kept_after: dict[int, dict[int, list[int]]] = {}
     if kept:
-        forced, kept_after = _with_kept_voices(forced, kept, measures_before, vocabulary)
+        forced, kept_after = _with_kept_voices(forced, kept, measures_before, vocabulary, rewritten)
     closes_piece = after.split() == [language.END]
     # what the rules judge against besides the music written: the same for every row, built once
     following = voice_leading.first_chord(rules, after.split(), vocabulary) if rules is not None and not closes_piece else None
@@ -103,10 +106,13 @@ def write_passages(model, tokenizer, before: str, after: str, headers: list[list
 
 
 def _with_kept_voices(forced: list[list[str]], kept: list[dict[int, list[str]]], measures_before: int,
-                      vocabulary: Vocabulary) -> tuple[list[list[str]], dict[int, dict[int, list[int]]]]:
+                      vocabulary: Vocabulary, rewritten: tuple[int, ...] | None = None,
+                      ) -> tuple[list[list[str]], dict[int, dict[int, list[int]]]]:
     """The forced words of each measure with the kept voices: those above the first voice the
     model writes follow the measure's header; the others follow the voice the model writes just
-    above them (ScoreConstraint.kept_after, by measure index and voice number)."""
+    above them (ScoreConstraint.kept_after, by measure index and voice number). A voice neither
+    kept nor in `rewritten` (None: every voice not kept is rewritten) is absent from the measure
+    and stays so: the kept voices below it follow whatever the model writes above it."""
     forced = [list(words) for words in forced]
     kept_after: dict[int, dict[int, list[int]]] = {}
     for offset, voices in enumerate(kept):
@@ -114,7 +120,8 @@ def _with_kept_voices(forced: list[list[str]], kept: list[dict[int, list[str]]],
         written_above = 0  # the last voice above the kept ones that the model writes (0: none, the header)
         for number in range(1, max(voices, default=0) + 1):
             if number not in voices:
-                written_above = number
+                if rewritten is None or number in rewritten:
+                    written_above = number
             elif written_above == 0:
                 forced[index] += voices[number]
             else:
