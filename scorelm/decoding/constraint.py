@@ -323,9 +323,11 @@ class GrammarLogitsProcessor:
         self.grammar_allowed = np.stack(grammar_rows) if grammar_rows else None  # for particle weights
         width = scores.shape[1]
         if any(p is not None for p in penalties):  # soft rules
-            size = forbidden.shape[1]
-            penalty = np.stack([np.zeros(size, dtype=np.float32) if p is None else p for p in penalties])
-            penalty = np.pad(penalty, ((0, 0), (0, max(0, width - size))))[:, :width]
+            size = min(forbidden.shape[1], width)
+            penalty = np.zeros((len(penalties), width), dtype=np.float32)
+            for row, row_penalty in enumerate(penalties):
+                if row_penalty is not None:
+                    penalty[row, :size] = row_penalty[:size]
             scores = scores - torch.from_numpy(penalty).to(scores.device, scores.dtype)
         if forbidden.shape[1] < width:  # a model's vocabulary may be padded beyond its tokenizer's (Pythia's is)
             forbidden = np.pad(forbidden, ((0, 0), (0, width - forbidden.shape[1])), constant_values=True)
