@@ -10,8 +10,8 @@ length takes that out of both modes, and the two modes take turns going first. T
 constraint's own start-up (its mask cache starts empty) is timed.
 
     python bench/bench_sampling.py --model score-lm --samples 100 [--particles 4]
-Targets: constrained at least 0.9x the unconstrained tokens/s (0.85x with the voice-leading rules,
-infer.py's default rules); 100% of constrained samples valid.
+Targets: constrained at least 0.9x the unconstrained tokens/s on CPU cores (infer.py's default
+rules, batch 10 and 64), 0.85x on a GPU; 100% of constrained samples valid.
 """
 from __future__ import annotations
 
@@ -81,7 +81,8 @@ def main() -> None:
         print(f"{mode:14s} {total['tokens'] / total['seconds']:9.0f} {total['valid']:4d}/{count:<3d}"
               f"{total['closed']:4d}/{count:<3d} {sum(total['repairs'].values()) / count:15.1f}")
     rate = {m: t["tokens"] / t["seconds"] for m, t in totals.items()}
-    target = 0.9 if args.rules == "off" else 0.85
+    # issue 32: at least 0.9 on CPU cores at batch 10 and 64 (default rules); on a GPU 0.85 at batch 64
+    target = 0.85 if loaded.model.device.type != "cpu" else 0.9
     print(f"constrained / unconstrained tokens/s = {rate['constrained'] / rate['unconstrained']:.2f} (target >= {target})")
     print("unconstrained repairs: " + ", ".join(f"{what} {n}" for what, n in totals["unconstrained"]["repairs"].most_common(5)))
 

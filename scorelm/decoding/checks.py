@@ -27,6 +27,18 @@ class CandidateSet:
         self.fermata = t.fermata[self.ids]
         self.pitch_index = t.pitch_index[self.ids]
         self.out_of_range: dict[int, np.ndarray] = {}  # by voice (voice_range)
+        self._clashing: dict[frozenset, np.ndarray] = {}  # by spellings sounding (chromatic_clash)
+
+    def clashing(self, spellings: frozenset) -> np.ndarray:
+        """Which candidates have the letter of one of `spellings` ((letter, alteration) pairs)
+        but another alteration (chromatic_clash), worked out once per set of spellings."""
+        found = self._clashing.get(spellings)
+        if found is None:
+            found = np.zeros(len(self.ids), dtype=bool)
+            for letter, alteration in spellings:
+                found |= (self.letter == letter) & (self.alteration != alteration)
+            self._clashing[spellings] = found
+        return found
 
 
 class Candidates:
@@ -150,18 +162,22 @@ def chromatic_clash(music, c: Candidates):
             if event.end > c.onset and event.midi is not None]  # infilling some voices: the kept ones below
     if c.voice == 0 and not kept:
         return None
-    sounding = [event for upper in range(c.voice) for event in music._overlapping(upper, c.onset)
-                if event.midi is not None] + kept
-    if not sounding:
-        return c.none()
-    letters = np.array([event.step % 7 for event in sounding])
-    alterations = np.array([event.alteration for event in sounding])
-    starts = np.array([event.start for event in sounding])
-    # candidates by the notes sounding with them: the same letter (a diatonic step's number mod 7)
-    # with another alteration, the other note begun before the candidate ends
-    clash = (c.set.letter[:, None] == letters) & (c.set.alteration[:, None] != alterations) \
-        & (starts < (c.onset + c.ticks)[:, None])
-    return c.note & clash.any(axis=1)
+    # the candidates clash with a note sounding with them of the same letter (a diatonic step's
+    # number mod 7) and another alteration, begun before the candidate ends: those begun by its
+    # onset clash whatever its length, looked up by their spellings once a candidate set
+    at_onset, later, onset = set(), [], c.onset
+    current = music.current
+    for events in [current[upper] for upper in range(c.voice)] + [kept]:
+        for event in events:
+            if event.end > onset and event.midi is not None:
+                if event.start <= onset:
+                    at_onset.add((event.step % 7, event.alteration))
+                else:
+                    later.append(event)
+    clash = c.set.clashing(frozenset(at_onset)) if at_onset else c.none()
+    for event in later:
+        clash = clash | (c.set.clashing(frozenset([(event.step % 7, event.alteration)])) & (c.ticks > event.start - onset))
+    return c.note & clash
 
 
 def voice_crossing(music, c: Candidates):
