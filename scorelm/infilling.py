@@ -103,7 +103,7 @@ def random_span(measures: int, rng: random.Random) -> tuple[int, int] | None:
     return first, first + length
 
 
-def training_pieces(pieces: list[list[int]], share: float, seed: int | str, bar_id: int, end_id: int,
+def training_pieces(pieces: list[list[int]], share: float, seed: int, bar_id: int, end_id: int,
                     sentinels: Sentinels) -> tuple[list[list[int]], set[int]]:
     """The training pieces' ids with `share` of them (each by a coin of that weight, from `seed`)
     rearranged around a random span. Returns the pieces and the indices of those rearranged

@@ -90,36 +90,6 @@ def test_the_share_and_the_spans_are_the_seeds(tokenizer, chorale_texts):
     assert all(0 <= a < b <= 5 and b - a <= 4 for a, b in (infilling.random_span(5, rng) for _ in range(200)))
 
 
-def test_each_epoch_draws_its_own_spans(tokenizer, chorale_texts):
-    """InfillingBlocks (the training blocks of a run with infill_share): epoch 0 is the seed's own
-    draw, packed with the rearranged pieces whole; another epoch rearranges other pieces around
-    other spans; going back to an epoch (a resumed run) gives its blocks again, token for token;
-    in every epoch the blocks hold every training token, and every rearranged piece undoes to its
-    own."""
-    from scorelm.training.data import InfillingBlocks
-    sentinels = infilling.sentinel_ids(tokenizer)
-    bar, end, eos = lm.bar_token_id(tokenizer), lm.word_id(tokenizer, language.END), tokenizer.eos_token_id
-    pieces = [lm.piece_ids(tokenizer, text) for text in chorale_texts.values()] * 10
-    blocks = InfillingBlocks(pieces, 0.5, 7, 512, bar, end, eos, sentinels)
-    shown, moved = infilling.training_pieces(pieces, 0.5, 7, bar, end, sentinels)
-    assert blocks.moved == moved
-    assert [list(block) for block in blocks] == lm.pack_blocks(shown, {eos, bar}, 512, whole=moved)[0]
-    first = [list(block) for block in blocks]
-    blocks.set_epoch(1)
-    second = [list(block) for block in blocks]
-    assert blocks.moved != moved and second != first
-    for epoch_blocks, rearranged in ((first, moved), (second, blocks.moved)):  # consecutive blocks share one token
-        length = sum(map(len, pieces)) + 3 * len(rearranged)  # three sentinels a rearranged piece
-        assert sum(map(len, epoch_blocks)) - (len(epoch_blocks) - 1) == length
-    stream = second[0] + [token for block in second[1:] for token in block[1:]]
-    starts = [index for index, token in enumerate(stream) if token == eos] + [len(stream)]
-    restored = [infilling.restored(stream[a:b], sentinels) if sentinels.suffix in stream[a:b] else stream[a:b]
-                for a, b in zip(starts, starts[1:])]
-    assert restored == pieces
-    blocks.set_epoch(0)
-    assert [list(block) for block in blocks] == first and blocks.moved == moved
-
-
 def test_a_model_trained_to_infill_holds_the_sentinels_and_says_so(tmp_path, tiny_dataset):
     """train.py with infill_share: the tokenizer holds <suffix> and <middle> as single tokens, the
     card records the share, and the log says how many pieces were rearranged; without it,

@@ -1,43 +1,12 @@
-"""The training data: the dataset's splits read and checked, the training blocks (with pieces shown
-for infilling, drawn afresh each epoch), what the model card records of the training pieces, and
-where the decoder's hard rules forbid words in them (unlikelihood_weight)."""
+"""The training data: the dataset's splits read and checked, what the model card records of the
+training pieces, and where the decoder's hard rules forbid words in them (unlikelihood_weight)."""
 from __future__ import annotations
 
 import sys
 from pathlib import Path
 
-from scorelm import dataset, infilling, language, lm, model_folder
+from scorelm import dataset, language, lm, model_folder
 from scorelm.cli import UserError
-
-
-class InfillingBlocks:
-    """The training blocks of one epoch (a map-style dataset: len and indexing), with `share` of
-    the pieces shown for infilling around a random span (infilling.training_pieces) and packed
-    whole (lm.pack_blocks): which pieces, and which spans, drawn afresh each epoch (set_epoch),
-    from the run's seed and the epoch, so that over a run a piece is learnt around many spans
-    rather than one twelve times (and resuming redraws the same). Epoch 0's draw is the seed's own."""
-
-    def __init__(self, pieces: list[list[int]], share: float, seed: int, max_length: int, bar_id: int, end_id: int,
-                 eos_id: int, sentinels: infilling.Sentinels):
-        self.pieces, self.share, self.seed, self.max_length = pieces, share, seed, max_length
-        self.bar_id, self.end_id, self.eos_id, self.sentinels = bar_id, end_id, eos_id, sentinels
-        self.epoch = None
-        self.set_epoch(0)
-
-    def set_epoch(self, epoch: int) -> None:
-        if epoch == self.epoch:
-            return
-        seed = self.seed if epoch == 0 else f"{self.seed}/{epoch}"
-        shown, self.moved = infilling.training_pieces(self.pieces, self.share, seed, self.bar_id, self.end_id,
-                                                      self.sentinels)
-        self.blocks, self.forced = lm.pack_blocks(shown, {self.eos_id, self.bar_id}, self.max_length, whole=self.moved)
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return len(self.blocks)
-
-    def __getitem__(self, index: int) -> list[int]:
-        return self.blocks[index]
 
 
 def load_splits(folder: Path) -> dict[str, list[dict]]:

@@ -160,8 +160,6 @@ def train(cfg, accelerator, model, tokenizer, data: dict, resume: Path | None, l
     steps_per_epoch = math.ceil(len(train_loader) / cfg.gradient_accumulation_steps)
     total_steps = cfg.max_steps or cfg.epochs * steps_per_epoch
     epochs = math.ceil(total_steps / steps_per_epoch)
-    if hasattr(data["train"], "set_epoch"):  # blocks drawn afresh each epoch may be fewer than the first's:
-        epochs += 1  # the steps they lack are made up in one more (the loop stops at total_steps)
     # accelerate steps a prepared scheduler once per process per optimizer step
     scheduler = get_scheduler(cfg.lr_scheduler, optimizer,
                               num_warmup_steps=cfg.warmup_steps * accelerator.num_processes,
@@ -210,8 +208,6 @@ def train(cfg, accelerator, model, tokenizer, data: dict, resume: Path | None, l
         if epoch == state["epoch"] and state["batches_done"]:
             loader = accelerator.skip_first_batches(train_loader, state["batches_done"])
         loader.set_epoch(epoch)  # the seedable sampler: the same order for the same epoch
-        if hasattr(data["train"], "set_epoch"):  # blocks drawn afresh each epoch (InfillingBlocks)
-            data["train"].set_epoch(epoch)
         batches_done = state["batches_done"] if epoch == state["epoch"] else 0
         for batch in loader:
             with accelerator.accumulate(model):

@@ -15,7 +15,7 @@ from scorelm import dataset, infilling, language, lm, model_folder
 from scorelm.cli import UserError
 from scorelm.training.checkpoints import (CHECKPOINTS, RUN_TOKENIZER, STAGING, STATE_FILE, finished_run, holds_a_run,
                                           latest_intact_checkpoint, output_lock)
-from scorelm.training.data import InfillingBlocks, forbidden_words_by_block, load_splits, score_metadata
+from scorelm.training.data import forbidden_words_by_block, load_splits, score_metadata
 from scorelm.training.loop import evaluate, make_accelerator, prepare_model, train
 from scorelm.training.outputs import save_outputs
 
@@ -78,16 +78,13 @@ def train_model(cfg, accelerator, records: dict[str, list[dict]], resume: Path |
     for name in dataset.SPLITS:
         pieces = [lm.piece_ids(tokenizer, text) for text in splits[name]]
         tokens = sum(map(len, pieces))
+        moved = set()
         if name == "train" and cfg.infill_share:
-            blocks = InfillingBlocks(pieces, cfg.infill_share, cfg.seed, cfg.max_length, bar, end, eos,
-                                     infilling.sentinel_ids(tokenizer))
-            forced = blocks.forced
-            log(f"infilling: {len(blocks.moved)} of {len(pieces)} training pieces shown with the music after a span "
-                f"of measures first (drawn afresh each epoch)")
-            if cfg.unlikelihood_weight:  # the forbidden words are found block by block: one draw for the run
-                blocks = blocks.blocks
-        else:
-            blocks, forced = lm.pack_blocks(pieces, {eos, bar}, cfg.max_length)
+            pieces, moved = infilling.training_pieces(pieces, cfg.infill_share, cfg.seed, bar, end,
+                                                      infilling.sentinel_ids(tokenizer))
+            log(f"infilling: {len(moved)} of {len(pieces)} training pieces shown with the music after a span of "
+                f"measures first")
+        blocks, forced = lm.pack_blocks(pieces, {eos, bar}, cfg.max_length, whole=moved)
         data[name], data[f"{name}_notes"] = blocks, lm.count_notes(splits[name])
         data_info.update({f"{name}_pieces": len(splits[name]), f"{name}_tokens": tokens, f"{name}_blocks": len(blocks)})
         if forced:
