@@ -14,8 +14,12 @@ from conftest import ROOT
 
 
 def start(script: str, *args, cwd) -> subprocess.Popen:
+    """The command in a process group of its own, with Ctrl-C's default action: a test run
+    started in the background of a non-interactive shell (nohup ... &) inherits SIGINT ignored,
+    and a Python started so never raises KeyboardInterrupt, as no terminal would leave it."""
     return subprocess.Popen([sys.executable, str(ROOT / script), *map(str, args)], cwd=cwd, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+                            stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def wait_for(condition, seconds: float = 120) -> None:
