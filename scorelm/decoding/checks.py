@@ -166,14 +166,12 @@ def chromatic_clash(music, c: Candidates):
     # number mod 7) and another alteration, begun before the candidate ends: those begun by its
     # onset clash whatever its length, looked up by their spellings once a candidate set
     at_onset, later, onset = set(), [], c.onset
-    current = music.current
-    for events in [current[upper] for upper in range(c.voice)] + [kept]:
-        for event in events:
-            if event.end > onset and event.midi is not None:
-                if event.start <= onset:
-                    at_onset.add((event.step % 7, event.alteration))
-                else:
-                    later.append(event)
+    for event in [event for upper in range(c.voice) for event in music._overlapping(upper, onset)] + kept:
+        if event.midi is not None:
+            if event.start <= onset:
+                at_onset.add((event.step % 7, event.alteration))
+            else:
+                later.append(event)
     clash = c.set.clashing(frozenset(at_onset)) if at_onset else c.none()
     for event in later:
         clash = clash | (c.set.clashing(frozenset([(event.step % 7, event.alteration)])) & (c.ticks > event.start - onset))
