@@ -16,7 +16,7 @@ import copy
 import numpy as np
 
 from scorelm import language
-from scorelm.decoding import voice_leading
+from scorelm.decoding import batched, voice_leading
 from scorelm.decoding.rules import OFF
 from scorelm.decoding.tables import UNREACHABLE, DecodingTables
 from scorelm.decoding.vocabulary import CHORD, KINDS, NOTE, REST, Vocabulary, pitch_order
@@ -25,6 +25,7 @@ from scorelm.language import EVENT_KINDS, FOLLOWS, HEADER_KINDS, Grammar, Kind
 # after these, a TIME or LENGTH may come: which ties are open then decides which lengths may
 LENGTH_MAY_FOLLOW = tuple(kind for kind, after in FOLLOWS.items() if after & {Kind.TIME, Kind.LENGTH})
 _UNSET = object()
+_RULES_AFTER = (Kind.VOICE,) + EVENT_KINDS  # the rules judge what follows these
 
 
 class ScoreConstraint:
@@ -116,6 +117,13 @@ class ScoreConstraint:
     def allowed(self) -> np.ndarray:
         """The ids that may come next. Masks are cached by grammar state and shared between
         rows and steps: treat the array as read-only."""
+        mask = self.grammar_allowed()
+        due = self.rules_due(mask)
+        return mask if due is None else self.apply_rules(mask, due)
+
+    def grammar_allowed(self) -> np.ndarray:
+        """What allowed() allows before the voice-leading rules (the processor judges a batch's
+        rows by the rules together: rules_due, apply_rules)."""
         v, g = self.v, self.grammar
         self.penalty = None
         self.rules_given_up = 0
@@ -154,13 +162,26 @@ class ScoreConstraint:
         if self.headers_as_given and g.last in (Kind.BAR,) + HEADER_KINDS:
             mask = mask & self._not_headers()
         self.grammar_mask = mask
-        if mask is not self.tables.nothing and self.music is not None and g.last in (Kind.VOICE,) + EVENT_KINDS:
-            fillable = self.tables.fillable[max(g.voice, 0)]
-            given_up = sum(self.music.dropped.values())
-            mask, self.penalty = self.music.choose(mask, int(g.measure_length / v.tick),
-                                                   self._last_measure() and self.closes_piece, fillable,
-                                                   self._last_measure() and not self.closes_piece)
-            self.rules_given_up = sum(self.music.dropped.values()) - given_up
+        return mask
+
+    def rules_due(self, mask: np.ndarray) -> tuple | None:
+        """Where the rules judge this step's candidates (a note or rest of a voice is chosen):
+        the measure's length in ticks, whether it is the piece's last measure, the voice's
+        fillable remainders and whether the music after an infilled passage follows (what
+        VoiceLeading.choose reads besides the mask); else None."""
+        g = self.grammar
+        if mask is self.tables.nothing or self.music is None or g.last not in _RULES_AFTER:
+            return None
+        last = self._last_measure()
+        return (int(g.measure_length / self.v.tick), last and self.closes_piece, self.tables.fillable[max(g.voice, 0)],
+                last and not self.closes_piece)
+
+    def apply_rules(self, mask: np.ndarray, due: tuple) -> np.ndarray:
+        """The rules' verdict on this row alone (VoiceLeading.choose): the narrowed mask; the
+        soft rules' penalty in self.penalty."""
+        given_up = sum(self.music.dropped.values())
+        mask, self.penalty = self.music.choose(mask, *due)
+        self.rules_given_up = sum(self.music.dropped.values()) - given_up
         return mask
 
     def _not_headers(self) -> np.ndarray:
@@ -312,23 +333,58 @@ class GrammarLogitsProcessor:
             for token_id in new_ids:
                 constraint.advance(token_id)
         self.seen = length
+        masks, judged = [], []  # judged: (row, measure ticks) of the rows the rules judge together
+        tables = None
+        for row, constraint in enumerate(self.constraints):
+            mask = constraint.grammar_allowed()
+            due = constraint.rules_due(mask)
+            if due is not None:
+                tables = tables or constraint.music.t
+                if constraint.music.t is tables and batched.BatchRules.covers(constraint.music, due[1], due[3]):
+                    judged.append((row, due[0]))
+                else:
+                    mask = constraint.apply_rules(mask, due)
+            masks.append(mask)
+        verdict = None
+        if judged:
+            verdict = batched.batch_rules(tables).judge([(self.constraints[row].music, masks[row], ticks)
+                                                        for row, ticks in judged])
+            for index in verdict.stuck:  # every candidate breaks a hard rule: choose drops rules, alone
+                constraint = self.constraints[judged[index][0]]
+                masks[judged[index][0]] = constraint.apply_rules(masks[judged[index][0]], constraint.rules_due(masks[judged[index][0]]))
         rows, penalties, grammar_rows = [], [], []
-        for constraint in self.constraints:
-            mask = constraint.allowed()
+        for constraint, mask in zip(self.constraints, masks):
             rows.append(self.after_end if constraint.finished else mask)
             penalties.append(None if constraint.finished else constraint.penalty)
-            if constraint.weigh_steps:
+            if constraint.weigh_steps:  # the rules only narrow: a judged row's mask is its grammar's
                 grammar_rows.append(self.after_end if constraint.finished else constraint.grammar_mask | mask)
-        forbidden = np.logical_not(np.stack(rows))
         self.grammar_allowed = np.stack(grammar_rows) if grammar_rows else None  # for particle weights
+        allowed = np.stack(rows)
+        weighed = None
+        if verdict is not None:
+            judged_rows = np.array([row for row, _ in judged])
+            forbidden_rows, forbidden_ids = verdict.forbidden_rows, verdict.forbidden_ids
+            weighed_rows, weighed_ids, weights = verdict.weighed_rows, verdict.weighed_ids, verdict.penalty
+            if verdict.stuck:  # those rows were judged alone
+                keep = ~np.isin(forbidden_rows, verdict.stuck)
+                forbidden_rows, forbidden_ids = forbidden_rows[keep], forbidden_ids[keep]
+                keep = ~np.isin(weighed_rows, verdict.stuck)
+                weighed_rows, weighed_ids, weights = weighed_rows[keep], weighed_ids[keep], weights[keep]
+            allowed[judged_rows[forbidden_rows], forbidden_ids] = False
+            if len(weights):
+                weighed = (judged_rows[weighed_rows], weighed_ids, weights)
         width = scores.shape[1]
-        if any(p is not None for p in penalties):  # soft rules
-            size = min(forbidden.shape[1], width)
+        if weighed is not None or any(p is not None for p in penalties):  # soft rules
+            size = min(allowed.shape[1], width)
             penalty = np.zeros((len(penalties), width), dtype=np.float32)
             for row, row_penalty in enumerate(penalties):
                 if row_penalty is not None:
                     penalty[row, :size] = row_penalty[:size]
+            if weighed is not None:
+                inside = weighed[1] < width
+                penalty[weighed[0][inside], weighed[1][inside]] = weighed[2][inside]
             scores = scores - torch.from_numpy(penalty).to(scores.device, scores.dtype)
+        forbidden = np.logical_not(allowed)
         if forbidden.shape[1] < width:  # a model's vocabulary may be padded beyond its tokenizer's (Pythia's is)
             forbidden = np.pad(forbidden, ((0, 0), (0, width - forbidden.shape[1])), constant_values=True)
         return scores.masked_fill(torch.from_numpy(forbidden[:, :width]).to(scores.device), float("-inf"))

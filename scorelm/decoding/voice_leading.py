@@ -83,6 +83,7 @@ class RuleTables:
         self.ticks = v.ticks
         self.timed = v.ticks > 0  # notes and rests
         self.candidates: dict[int, CandidateSet] = {}  # id(mask) -> its notes and rests
+        self.batch = None  # batched.BatchRules over these tables, built when a batch first needs it
         self.tick = v.tick
         self.ranges = SATB_RANGES if four else None
 
