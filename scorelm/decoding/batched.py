@@ -173,7 +173,11 @@ class BatchRules:
             first = np.full((count, 7, self.spellings), FAR, dtype=np.int64)
             np.minimum.at(first.reshape(count, -1), (np.asarray(sounding[0], dtype=np.int64),
                                                      np.asarray(sounding[1], dtype=np.int64)), sounding[2])
-            other = np.stack([np.delete(first, a, axis=2).min(2) for a in range(self.spellings)], 2)
+            # the first of the other alterations: the smallest, or the second smallest where the
+            # smallest is this alteration's alone
+            lowest = np.partition(first, 1, axis=2) if self.spellings > 1 else np.concatenate([first, first * 0 + FAR], 2)
+            alone = (first == lowest[:, :, :1]) & ((first == lowest[:, :, :1]).sum(2, keepdims=True) == 1)
+            other = np.where(alone, lowest[:, :, 1:2], lowest[:, :, :1])
             starts = np.concatenate([other.reshape(count, -1), np.full((count, 1), FAR)], 1)[:, self.code_of_pitch]
             judged("chromatic_clash", ticks > np.take(starts, cell), False)
         if "voice_crossing" in enabled or "spacing" in enabled:

@@ -40,6 +40,8 @@ class ScoreConstraint:
         self._closing_cost = tables.closing_cost
         self._bar_length: object = _UNSET  # the bar length _bar_ticks and _far_budget were derived from
         self._bar_ticks = self._far_budget = 0
+        self._measure_length: object = _UNSET  # the measure length _measure_ticks was derived from
+        self._measure_ticks = 0
         self.num_voices = tables.num_voices  # the tables were built for these voices
         self.grammar = Grammar(self.num_voices)
         self.measures = len(forced_measures) if forced_measures else measures
@@ -146,8 +148,9 @@ class ScoreConstraint:
                  # an optional voice with a tie open must appear: which voices may be skipped
                  frozenset(v for v in g.open_ties if v in g.optional) if g.optional else None)
         entry = self.tables.cache.get(state)
-        if entry is None:
-            entry = self.tables.cache[state] = self._compute_mask(self._bar_ticks, enough_measures)
+        if entry is None:  # the bar lines, voice markers and headers read all but the chord's lowest note
+            entry = self.tables.cache[state] = self._compute_mask(self._bar_ticks, enough_measures,
+                                                                  state[:14] + state[15:])
         mask, need = entry
         budget = None if self.max_tokens is None else self.max_tokens - self.generated
         if budget is not None and budget <= self._far_budget:  # near the end: only what still fits
@@ -173,7 +176,9 @@ class ScoreConstraint:
         if mask is self.tables.nothing or self.music is None or g.last not in _RULES_AFTER:
             return None
         last = self._last_measure()
-        return (int(g.measure_length / self.v.tick), last and self.closes_piece, self.tables.fillable[max(g.voice, 0)],
+        if g.measure_length is not self._measure_length:  # a new measure length (a Fraction's division is dear)
+            self._measure_length, self._measure_ticks = g.measure_length, int(g.measure_length / self.v.tick)
+        return (self._measure_ticks, last and self.closes_piece, self.tables.fillable[max(g.voice, 0)],
                 last and not self.closes_piece)
 
     def apply_rules(self, mask: np.ndarray, due: tuple) -> np.ndarray:
@@ -205,13 +210,29 @@ class ScoreConstraint:
                 shared[id(read_only)] = read_only
         return copy.deepcopy(self, shared)
 
-    def _compute_mask(self, bar_ticks: int, enough_measures: bool) -> tuple[np.ndarray, np.ndarray]:
+    def _compute_mask(self, bar_ticks: int, enough_measures: bool, structural_state: tuple) -> tuple[np.ndarray, np.ndarray]:
         """The ids allowed in this grammar state, and for each the token budget it needs (the
         fewest tokens that finish the piece after it, plus itself), applied near the budget's end."""
         v, g = self.v, self.grammar
+        measure_ticks = int(g.measure_length / v.tick) if g.measure_length else 0
+        entry = self.tables.structural.get(structural_state)
+        if entry is None:
+            entry = self.tables.structural[structural_state] = self._structural_mask(measure_ticks, bar_ticks,
+                                                                                     enough_measures)
+        mask, need = entry  # shared: not changed in place
+        if (Kind.NOTE in FOLLOWS[g.last] or Kind.CHORD in FOLLOWS[g.last]) and g.voice >= 1:
+            notes, notes_need = self._note_mask(measure_ticks, bar_ticks)
+            mask = mask | notes
+            need = np.where(notes, notes_need, need)
+        if g.last is Kind.END or not mask.any():
+            return self.tables.nothing, need  # a dead end, decided once per state
+        return mask, need
+
+    def _structural_mask(self, measure_ticks: int, bar_ticks: int, enough_measures: bool) -> tuple[np.ndarray, np.ndarray]:
+        """The bar lines, voice markers and headers allowed, and the budget each needs."""
+        v, g = self.v, self.grammar
         mask = np.zeros(v.size, dtype=bool)
         need = np.zeros(v.size, dtype=np.int64)
-        measure_ticks = int(g.measure_length / v.tick) if g.measure_length else 0
         candidates = [pair for kind in FOLLOWS[g.last] for pair in v.structural_by_kind[kind]]
         stating_parts = g.in_first_measure and g.last in (Kind.TIME, Kind.PARTS)
         for token_id, token in candidates:
@@ -244,32 +265,31 @@ class ScoreConstraint:
                     continue
                 need[token_id] = 1 + self._closing_cost(token.number, measure_ticks, measure_ticks)
             mask[token_id] = True
-        if (Kind.NOTE in FOLLOWS[g.last] or Kind.CHORD in FOLLOWS[g.last]) and g.voice >= 1:
-            notes, notes_need = self._note_mask(measure_ticks, bar_ticks)
-            mask |= notes
-            need = np.where(notes, notes_need, need)
-        if g.last is Kind.END or not mask.any():
-            return self.tables.nothing, need  # a dead end, decided once per state
         return mask, need
 
     def _note_mask(self, measure_ticks: int, bar_ticks: int) -> tuple[np.ndarray, np.ndarray]:
-        """Notes, rests, grace notes and chord notes the voice may write next."""
+        """Notes, rests, grace notes and chord notes the voice may write next: put together from
+        pieces cached by what each reads (a voice, what remains of its measure, the chord's lowest
+        note), so that a grammar state met for the first time costs a few array operations."""
         v, g = self.v, self.grammar
+        voice, part = g.voice, self._part
         remaining = int(g.remaining / v.tick)
-        after = remaining - v.ticks
-        in_range = self.tables.in_range[g.voice]
-        need = 1 + self._closing_cost(g.voice, after, measure_ticks)
+        in_range = self.tables.in_range[voice]
+        need = part(("need", voice, remaining, measure_ticks),
+                    lambda: 1 + self._closing_cost(voice, remaining - v.ticks, measure_ticks))
         mask = np.zeros(v.size, dtype=bool)
         if g.last in (Kind.NOTE, Kind.CHORD):  # the chord may grow downwards
-            below = (v.kind == CHORD) & (v.rank >= 0) & (v.rank < pitch_order(g.chord_low))
+            low = g.chord_low
+            below = part(("below", low), lambda: (v.kind == CHORD) & (v.rank >= 0) & (v.rank < pitch_order(low)))
             if g.pending:  # it owes tied pitches: only they, or notes between them and the last one
                 owed = np.isin(v.pitch, [v.pitches.index(p) for p in g.pending if p in v.pitches])
                 return self._continuable_ties(below & (in_range | owed) & (v.rank >= max(map(pitch_order, g.pending))),
-                                              after, need, bar_ticks)
-            mask |= below & in_range
+                                              remaining, need, measure_ticks, bar_ticks)
+            mask |= part(("below in range", voice, low), lambda: below & in_range)
         if remaining > 0:
-            fits = (v.ticks > 0) & (v.ticks <= remaining) & (self._fill(after, g.voice) < UNREACHABLE)
-            tied = g.open_ties.get(g.voice, ())
+            fits = part(("fits", voice, remaining), lambda: (v.ticks > 0) & (v.ticks <= remaining)
+                        & (self._fill(remaining - v.ticks, voice) < UNREACHABLE))
+            tied = g.open_ties.get(voice, ())
             if tied:
                 # the next event sounds every tied pitch: its first note is the highest of them, or
                 # a note above them with the tied ones as chord notes under it
@@ -280,25 +300,38 @@ class ScoreConstraint:
                 if all(p in v.chord_pitches for p in tied):
                     mask |= heads & in_range & (v.rank > pitch_order(top))
             else:
-                mask |= fits & ((v.kind == REST) | (in_range & (v.kind == NOTE)))
-        if not g.open_ties.get(g.voice):
-            mask |= v.grace & in_range  # no tie may lead into a grace note
-        return self._continuable_ties(mask, after, need, bar_ticks)
+                mask |= part(("notes and rests", voice, remaining),
+                             lambda: fits & ((v.kind == REST) | (in_range & (v.kind == NOTE))))
+        if not g.open_ties.get(voice):
+            mask |= part(("grace", voice), lambda: v.grace & in_range)  # no tie may lead into a grace note
+        return self._continuable_ties(mask, remaining, need, measure_ticks, bar_ticks)
 
-    def _continuable_ties(self, mask, after, need, bar_ticks: int) -> tuple[np.ndarray, np.ndarray]:
+    def _part(self, key: tuple, make) -> np.ndarray:
+        """A piece of a note mask, made once per key (what it reads) and shared: read-only."""
+        found = self.tables.parts.get(key)
+        if found is None:
+            found = self.tables.parts[key] = make()
+        return found
+
+    def _continuable_ties(self, mask, remaining: int, need, measure_ticks: int,
+                          bar_ticks: int) -> tuple[np.ndarray, np.ndarray]:
         """A tie must be continuable: by a note of the same pitch in this measure, or in the next;
         none across the last measure's bar line, and none within two measures' worth of tokens
         of the budget's end (write towards the end)."""
-        v, g = self.v, self.grammar
+        v, voice = self.v, self.grammar.voice
         ties = mask & v.tie
         if ties.any():
-            continuable = self.tables.continuable[g.voice]
-            rooms = np.where(after > 0, after, bar_ticks).clip(0, continuable.shape[1] - 1)
-            ok = continuable[v.pitch.clip(0), rooms]
-            if self._last_measure():
-                ok &= after > 0
-            mask &= ~ties | ok
-            need = np.where(v.tie, np.maximum(need, 2 * self._closing_cost(0, 0, bar_ticks) + 9), need)
+            last = self._last_measure()
+
+            def continuable():
+                after = remaining - v.ticks
+                table = self.tables.continuable[voice]
+                ok = table[v.pitch.clip(0), np.where(after > 0, after, bar_ticks).clip(0, table.shape[1] - 1)]
+                return ok & (after > 0) if last else ok
+
+            mask &= ~ties | self._part(("continuable", voice, remaining, bar_ticks, last), continuable)
+            need = self._part(("tied need", voice, remaining, measure_ticks, bar_ticks), lambda: np.where(
+                v.tie, np.maximum(need, 2 * self._closing_cost(0, 0, bar_ticks) + 9), need))
         return mask, need
 
     def _complete_measures(self) -> int:

@@ -51,6 +51,8 @@ class DecodingTables:
             self.continuable[:, v.pitch[token_id], rooms] |= fillable[:, rooms - t]
         self.nothing = np.zeros(v.size, dtype=bool)
         self.cache: dict[tuple, tuple] = {}  # grammar state -> (allowed ids, token budget each needs)
+        self.structural: dict[tuple, tuple] = {}  # the same for bar lines, voice markers and headers only
+        self.parts: dict[tuple, np.ndarray] = {}  # pieces of a note mask by what they read (ScoreConstraint._note_mask)
 
     def fill(self, ticks, voice: int):
         """min_fill of the voice for any ticks (an int or an array), UNREACHABLE outside the table."""

@@ -86,6 +86,12 @@ class RuleTables:
         self.batch = None  # batched.BatchRules over these tables, built when a batch first needs it
         self.tick = v.tick
         self.ranges = SATB_RANGES if four else None
+        # per id of a note or rest, what an _Event of it holds beside its start (read on every one written)
+        self.event_facts = {token_id: (int(v.ticks[token_id]), int(v.midi[token_id]) if token.pitch else None,
+                                       int(self.step[token_id]) if token.pitch else None, token.fermata,
+                                       spelled_name(token.pitch) if token.pitch else "", int(v.pitch[token_id]),
+                                       int(self.alteration[token_id]))
+                            for token_id, token in v.symbol.items() if token.kind.value in ("note", "rest")}
 
 
 class VoiceLeading:
@@ -133,12 +139,8 @@ class VoiceLeading:
             # grace notes (no duration) and a chord's further notes take no part in the rules
             events = self.current[self.voice]
             start = events[-1].end if events else 0
-            ticks = int(token.duration / self.t.tick)
-            midi = int(self.t.pitch_midi[token_id]) if token.pitch else None
-            step = int(self.t.step[token_id]) if token.pitch else None
-            events.append(_Event(start, start + ticks, midi, step, token.fermata,
-                                 spelled_name(token.pitch) if token.pitch else "", int(self.t.pitch_index[token_id]),
-                                 int(self.t.alteration[token_id])))
+            ticks, midi, step, fermata, name, pitch_index, alteration = self.t.event_facts[token_id]
+            events.append(_Event(start, start + ticks, midi, step, fermata, name, pitch_index, alteration))
 
     def _kept_below(self, voice: int) -> dict[int, list[_Event]]:
         """The kept voices below `voice` in this measure, with their events (kept_events)."""
