@@ -22,6 +22,9 @@ import numpy as np
 
 from scorelm.decoding.voice_leading import RuleTables, VoiceLeading
 
+# the fewest rows judged together: below it each row is judged alone, as the arrays' fixed cost
+# then outweighs the checks' (2 CPU cores: about equal at four rows)
+TOGETHER = 4
 FAR = 10 ** 6  # a distance in ticks no candidate reaches: "never"
 
 
@@ -69,6 +72,21 @@ class BatchRules:
     def judge(self, rows: list[tuple[VoiceLeading, np.ndarray, int]]) -> "Verdict":
         """The verdict on (music, grammar mask, measure length in ticks) rows that `covers`
         allows: what VoiceLeading.choose would forbid and weigh in each."""
+        candidate_sets = [self._candidates(mask) for _, mask, _ in rows]
+        chosen = [index for index, ids in enumerate(candidate_sets) if len(ids)]  # a voice's marker or a bar line: no rule
+        if len(chosen) < len(rows):
+            if not chosen:
+                nothing = np.zeros(0, dtype=np.int64)
+                return Verdict(nothing, nothing, nothing, nothing, np.zeros(0, dtype=np.float32), [])
+            verdict = self._judge([rows[index] for index in chosen], [candidate_sets[index] for index in chosen])
+            chosen = np.array(chosen)
+            verdict.forbidden_rows, verdict.weighed_rows = chosen[verdict.forbidden_rows], chosen[verdict.weighed_rows]
+            verdict.stuck = [int(chosen[index]) for index in verdict.stuck]
+            return verdict
+        return self._judge(rows, candidate_sets)
+
+    def _judge(self, rows, candidate_sets: list[np.ndarray]) -> "Verdict":
+        """judge, on rows that each have a note or rest to choose from (`candidate_sets`)."""
         count, width = len(rows), self.width
         voice = np.zeros(count, dtype=np.int64)
         prev_midi = np.full(count, -FAR, dtype=np.int64)
@@ -131,18 +149,17 @@ class BatchRules:
             if not music.free:
                 soprano = music._at(0, onset)
                 sung[row] = soprano is not None and soprano.midi is not None
-        return self._verdicts(rows, voice, prev_midi, was, upper_now, overlap_above, span, wanted, fermata_after,
+        return self._verdicts(candidate_sets, voice, prev_midi, was, upper_now, overlap_above, span, wanted, fermata_after,
                               sung, (sounding_rows, sounding_codes, sounding_starts), compass)
 
-    def _verdicts(self, rows, voice, prev_midi, was, upper_now, overlap_above, span, wanted, fermata_after, sung,
+    def _verdicts(self, candidate_sets, voice, prev_midi, was, upper_now, overlap_above, span, wanted, fermata_after, sung,
                   sounding, compass) -> "Verdict":
         """The arithmetic, on [rows x pitches] tables where a rule reads only a candidate's pitch, and
         on every row's candidates one after another (one flat array) where it reads their length
         too; a flat candidate finds its row's cell in a table by `cell` (np.take: a two-index
         gather costs six times as much)."""
         t = self.t
-        count, pitches = len(rows), len(self.pitch_midi)
-        candidate_sets = [self._candidates(mask) for _, mask, _ in rows]
+        count, pitches = len(candidate_sets), len(self.pitch_midi)
         lengths = [len(ids) for ids in candidate_sets]
         ids = np.concatenate(candidate_sets)
         pitch, ticks = np.take(self.pitch_of, ids), np.take(t.ticks, ids)

@@ -379,6 +379,11 @@ class GrammarLogitsProcessor:
                     mask = constraint.apply_rules(mask, due)
             masks.append(mask)
         verdict = None
+        if 0 < len(judged) < batched.TOGETHER:  # too few rows to pay for the arrays: each judged alone
+            for row, _ in judged:
+                constraint = self.constraints[row]
+                masks[row] = constraint.apply_rules(masks[row], constraint.rules_due(masks[row]))
+            judged = []
         if judged:
             verdict = batched.batch_rules(tables).judge([(self.constraints[row].music, masks[row], ticks)
                                                         for row, ticks in judged])
