@@ -30,6 +30,7 @@ def alone(vocabulary, constraint) -> tuple[np.ndarray, np.ndarray]:
 @pytest.mark.parametrize("free", [True, False], ids=["free", "under a melody"])
 def test_a_batch_judged_together_gets_each_row_s_own_verdict(chorales, mode, free, monkeypatch):
     tokenizer, vocabulary, pieces = chorales
+    monkeypatch.setattr(batched, "TOGETHER", 1)  # four rows: judged together however few have a note to choose
     rules = decoding.rule_tables(vocabulary, 4, mode, decoding.RULE_NAMES)
     tables = decoding.decoding_tables(vocabulary, 4)
 

@@ -7,6 +7,7 @@ pieces as they should close.
 - ``rules``: the voice-leading rules (a table), their strengths and the harmony they reason with.
 - ``checks``: one check per rule: which candidate notes break it.
 - ``voice_leading``: the rules at work: the music written so far (and kept), as the checks read it.
+- ``batched``: the rules judged for all rows of a batch at once (checks.py stays the definition).
 - ``particles``: particle sampling, so that the rules do not drive voices into a corner.
 - ``settings``: SamplingSettings, one typed object for how pieces are sampled.
 - ``generation``: generate_texts (a batch, windows over the context, endings written again).
@@ -14,7 +15,7 @@ pieces as they should close.
 - ``progress``: a progress bar fed by generate()'s streamer hook.
 - ``unlikelihood``: the words the hard rules forbid along a training piece (train.py).
 
-Dependencies point one way: vocabulary <- tables, rules <- checks <- voice_leading <- constraint <-
+Dependencies point one way: vocabulary <- tables, rules <- checks <- voice_leading <- batched <- constraint <-
 particles <- generation <- infill.
 """
 from scorelm.decoding.constraint import GrammarLogitsProcessor, ScoreConstraint
