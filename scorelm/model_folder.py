@@ -187,6 +187,7 @@ def load(model_dir, device: str = "cpu"):
     if target.type != "cpu":
         model.to(device=target, dtype=lm.inference_dtype(target))
     model.eval()
+    lm.attend_written_positions(model)
     # a model trained from scratch knows the positions of its training blocks only
     if card.from_scratch and 0 < (card.max_length or 0) < model.config.max_position_embeddings:
         model.config.max_position_embeddings = card.max_length  # saved before the config said so
