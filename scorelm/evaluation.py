@@ -104,6 +104,22 @@ def sonorities(timelines: list[list[tuple]], events: bool = False):
 
 
 def piece_statistics(piece: language.Piece) -> dict:
+    """_piece_counts, its chords counted by quality (chord_quality)."""
+    statistics = _piece_counts(piece)
+    statistics["chords"] = chord_qualities(statistics["chords"])
+    return statistics
+
+
+def chord_qualities(sonorities: Counter) -> Counter:
+    """Sonorities counted by pitch-class set, counted by chord_quality instead (in the order the
+    sets come)."""
+    qualities = Counter()
+    for pitch_classes, count in sonorities.items():
+        qualities[chord_quality(pitch_classes)] += count
+    return qualities
+
+
+def _piece_counts(piece: language.Piece) -> dict:
     """Counts for one piece: parallel fifths and octaves (music21's VoiceLeadingQuartet),
     crossings, out-of-range notes, spacing errors, chromatic clashes (onsets where two voices
     sound one letter with two accidentals, A against A flat), quarter-note beats, how it ends,
@@ -126,7 +142,7 @@ def piece_statistics(piece: language.Piece) -> dict:
         counts["slices"] += 1
         midi = [language.midi_number(p) if p else None for p in sounding]
         every = {language.midi_number(p) % 12 for event in events if event for p in event.pitches}  # chords' notes too
-        chords[chord_quality(frozenset(every))] += 1
+        chords[frozenset(every)] += 1  # the chord's quality once per set (chord_qualities): it is dear
         letters = {}  # letter -> how the voices spell it (A and A flat at once: a clash)
         for name in sounding:
             if name:
@@ -182,10 +198,19 @@ def piece_statistics(piece: language.Piece) -> dict:
 CHORD_QUALITIES = ("major", "minor", "diminished", "seventh", "other")
 
 
-@functools.lru_cache(maxsize=None)
+_QUALITIES: dict[frozenset, str] = {}  # chord_quality's answers so far, in this process
+
+
 def chord_quality(pitch_classes: frozenset) -> str:
     """major, minor or diminished triad, a seventh chord (any quality), or other (incomplete
-    chords, unisons, non-tertian sonorities), by music21's chord classification."""
+    chords, unisons, non-tertian sonorities), by music21's chord classification (remembered:
+    music21 tries every spelling of the pitch classes, about 6 ms a set)."""
+    if pitch_classes not in _QUALITIES:
+        _QUALITIES[pitch_classes] = _music21_chord_quality(pitch_classes)
+    return _QUALITIES[pitch_classes]
+
+
+def _music21_chord_quality(pitch_classes: frozenset) -> str:
     from music21 import chord
     if len(pitch_classes) < 3:
         return "other"
@@ -268,9 +293,12 @@ def music_statistics(texts: list[str], reference_pitch_classes: Counter | None =
     totals, pitch_classes = Counter(), Counter()
     intervals, chords, rhythm = Counter(), Counter(), Counter()
     measures = repaired_measures = pieces = 0
-    for result in fork_map(_text_statistics, texts, chunksize=8):  # each piece on its own: on every core
-        if result is None:
-            continue
+    results = [result for result in fork_map(_text_statistics, texts, chunksize=8) if result is not None]  # every core
+    # each sonority's quality once, the new ones on every core too
+    new = sorted({s for result in results for s in result["chords"] if s not in _QUALITIES}, key=sorted)
+    _QUALITIES.update(zip(new, fork_map(_music21_chord_quality, new, chunksize=16)))
+    for result in results:
+        result["chords"] = chord_qualities(result["chords"])
         pieces += 1
         measures += result["measures"]
         repaired_measures += result["repaired_measures"]
@@ -309,7 +337,7 @@ def _text_statistics(text: str) -> dict | None:
     parsed, report = language.parse(text)
     if not parsed:
         return None
-    return {**piece_statistics(parsed[0]), "measures": len(parsed[0].measures),
+    return {**_piece_counts(parsed[0]), "measures": len(parsed[0].measures),
             "repaired_measures": len(report.measures)}
 
 
@@ -346,7 +374,9 @@ def distribution_distances(statistics: dict, reference: dict) -> dict:
 def histogram_distance(a: Counter, b: Counter) -> float:
     """Total variation distance between two distributions given as counts (0 same, 1 disjoint)."""
     total_a, total_b = max(sum(a.values()), 1), max(sum(b.values()), 1)
-    return 0.5 * sum(abs(a[k] / total_a - b[k] / total_b) for k in set(a) | set(b))
+    # summed in a fixed order: a set of strings iterates in an order that changes from run to run
+    # (hash randomization), and with it the sum's last bit
+    return 0.5 * sum(abs(a[k] / total_a - b[k] / total_b) for k in sorted(set(a) | set(b), key=repr))
 
 
 def corpus_pitch_classes(texts: list[str]) -> Counter:

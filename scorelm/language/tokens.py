@@ -86,6 +86,7 @@ def _duration(text: str) -> Fraction | None:
     return None
 
 
+@functools.lru_cache(maxsize=1 << 16)  # a Token is immutable, and a corpus repeats its words thousands of times
 def parse_token(text: str) -> Token | None:
     """The Token for one whitespace-free word, or None if it is not a word of the language."""
     match = _TOKEN_RE.match(text)
