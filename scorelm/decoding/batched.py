@@ -1,5 +1,5 @@
 """The voice-leading rules judged for all rows of a batch at once: one step's verdicts for every
-row and every note or rest of the vocabulary from a few array operations over [rows x ids].
+row's candidate notes and rests from a few array operations over the whole batch.
 
 Why not only checks.py: there each row's candidates are judged by numpy calls on a few hundred
 candidates, some fifty calls a row and step, and their fixed cost grows with the batch (at batch
@@ -26,6 +26,23 @@ from scorelm.decoding.voice_leading import RuleTables, VoiceLeading
 # then outweighs the checks' (2 CPU cores: about equal at four rows)
 TOGETHER = 4
 FAR = 10 ** 6  # a distance in ticks no candidate reaches: "never"
+
+
+@dataclass
+class RowsMusic:
+    """What the checks read of each judged row's music at its onset, as arrays over the rows
+    (BatchRules._judge reads it, _verdicts judges by it)."""
+    voice: np.ndarray  # the voice choosing (0: the soprano)
+    prev_midi: np.ndarray  # its last note before the onset (-FAR: none)
+    was: np.ndarray  # [rows, voices above]: the interval class with each voice above that moves (-1: none)
+    upper_now: np.ndarray  # ... and that voice's new pitch
+    overlap_above: np.ndarray  # voice_overlap: the note the voice above has just left (FAR: none)
+    span: np.ndarray  # ticks from the onset to the measure's end (at least 1)
+    wanted: np.ndarray  # fermata: the soprano holds one at the onset
+    fermata_after: np.ndarray  # ... or begins one this many ticks later (FAR: none)
+    sung: np.ndarray  # rest: a given melody sings at the onset
+    sounding: tuple[list[int], list[int], list[int]]  # chromatic_clash: (row, spelling code, start) of the upper notes
+    compass: list[list[tuple[int, int]]]  # per row, (ticks after the onset + 1, MIDI) of the voice above's notes
 
 
 class BatchRules:
@@ -87,18 +104,16 @@ class BatchRules:
 
     def _judge(self, rows, candidate_sets: list[np.ndarray]) -> "Verdict":
         """judge, on rows that each have a note or rest to choose from (`candidate_sets`)."""
-        count, width = len(rows), self.width
+        count, width = len(rows), self.width  # the rows' music at their onsets, as RowsMusic holds it
         voice = np.zeros(count, dtype=np.int64)
         prev_midi = np.full(count, -FAR, dtype=np.int64)
-        was = np.full((count, width), -1, dtype=np.int8)  # interval class with each voice above that moves
-        upper_now = np.full((count, width), len(self.pitch_midi) - 1, dtype=np.int64)  # ... and its new pitch
-        overlap_above = np.full(count, FAR, dtype=np.int64)  # voice_overlap: the note the voice above left
+        was = np.full((count, width), -1, dtype=np.int8)
+        upper_now = np.full((count, width), len(self.pitch_midi) - 1, dtype=np.int64)
+        overlap_above = np.full(count, FAR, dtype=np.int64)
         span = np.ones(count, dtype=np.int64)
-        wanted = np.zeros(count, dtype=bool)  # fermata: the soprano holds one at the onset
-        fermata_after = np.full(count, FAR, dtype=np.int64)  # ... or begins one this many ticks later
-        sung = np.zeros(count, dtype=bool)  # rest: a given melody sings at the onset
-        # chromatic_clash: the upper voices' notes sounding with the candidate, as (row, spelling
-        # code, ticks after the onset they begin, -1 for those sounding at it)
+        wanted = np.zeros(count, dtype=bool)
+        fermata_after = np.full(count, FAR, dtype=np.int64)
+        sung = np.zeros(count, dtype=bool)
         sounding_rows: list[int] = []
         sounding_codes: list[int] = []
         sounding_starts: list[int] = []
@@ -149,17 +164,19 @@ class BatchRules:
             if not music.free:
                 soprano = music._at(0, onset)
                 sung[row] = soprano is not None and soprano.midi is not None
-        return self._verdicts(candidate_sets, voice, prev_midi, was, upper_now, overlap_above, span, wanted, fermata_after,
-                              sung, (sounding_rows, sounding_codes, sounding_starts), compass)
+        return self._verdicts(candidate_sets, RowsMusic(voice, prev_midi, was, upper_now, overlap_above, span, wanted,
+                                                        fermata_after, sung,
+                                                        (sounding_rows, sounding_codes, sounding_starts), compass))
 
-    def _verdicts(self, candidate_sets, voice, prev_midi, was, upper_now, overlap_above, span, wanted, fermata_after, sung,
-                  sounding, compass) -> "Verdict":
+    def _verdicts(self, candidate_sets: list[np.ndarray], music: RowsMusic) -> "Verdict":
         """The arithmetic, on [rows x pitches] tables where a rule reads only a candidate's pitch, and
         on every row's candidates one after another (one flat array) where it reads their length
         too; a flat candidate finds its row's cell in a table by `cell` (np.take: a two-index
         gather costs six times as much)."""
         t = self.t
         count, pitches = len(candidate_sets), len(self.pitch_midi)
+        voice, prev_midi, was, upper_now, span = music.voice, music.prev_midi, music.was, music.upper_now, music.span
+        sounding = music.sounding
         lengths = [len(ids) for ids in candidate_sets]
         ids = np.concatenate(candidate_sets)
         pitch, ticks = np.take(self.pitch_of, ids), np.take(t.ticks, ids)
@@ -202,7 +219,7 @@ class BatchRules:
             longest = int(span.max()) + 1
             low = np.full((count, longest), 10 ** 3, dtype=np.int64)
             high = np.full((count, longest), -10 ** 3, dtype=np.int64)
-            for index, events in enumerate(compass):
+            for index, events in enumerate(music.compass):
                 for first, event_midi in events:
                     low[index, first] = min(low[index, first], event_midi)
                     high[index, first] = max(high[index, first], event_midi)
@@ -218,12 +235,12 @@ class BatchRules:
             judged("range", self.out_of_range[voice], True)
         if "voice_overlap" in enabled:
             judged("voice_overlap", (self.pitch_midi[None, :] != prev_midi[:, None]) &
-                   (self.pitch_midi[None, :] > overlap_above[:, None]), True)
-        if "rest" in enabled and sung.any():
-            judged("rest", np.repeat(sung, lengths) & (pitch == pitches - 1), False)
+                   (self.pitch_midi[None, :] > music.overlap_above[:, None]), True)
+        if "rest" in enabled and music.sung.any():
+            judged("rest", np.repeat(music.sung, lengths) & (pitch == pitches - 1), False)
         if "fermata" in enabled:
-            judged("fermata", np.repeat(voice > 0, lengths) & ((np.take(t.fermata, ids) != np.repeat(wanted, lengths)) |
-                                                               (ticks > np.repeat(fermata_after, lengths))), False)
+            judged("fermata", np.repeat(voice > 0, lengths) & ((np.take(t.fermata, ids) != np.repeat(music.wanted, lengths)) |
+                                                               (ticks > np.repeat(music.fermata_after, lengths))), False)
         bad = flat_hard | np.take(hard, cell)
         penalty = flat_soft + np.take(soft, cell)
         row = np.repeat(np.arange(count), lengths)
