@@ -109,17 +109,17 @@ def sonorities(timelines: list[list[tuple]], events: bool = False):
 
 
 def piece_statistics(piece: language.Piece) -> dict:
-    """_piece_counts, its chords counted by quality (chord_quality)."""
+    """_piece_counts, with the chords counted by quality (chord_quality)."""
     statistics = _piece_counts(piece)
     statistics["chords"] = chord_qualities(statistics["chords"])
     return statistics
 
 
-def chord_qualities(sonorities: Counter) -> Counter:
+def chord_qualities(sets: Counter) -> Counter:
     """Sonorities counted by pitch-class set, counted by chord_quality instead (in the order the
     sets come)."""
     qualities = Counter()
-    for pitch_classes, count in sonorities.items():
+    for pitch_classes, count in sets.items():
         qualities[chord_quality(pitch_classes)] += count
     return qualities
 
@@ -129,7 +129,7 @@ def _piece_counts(piece: language.Piece) -> dict:
     crossings, out-of-range notes, spacing errors, chromatic clashes (onsets where two voices
     sound one letter with two accidentals, A against A flat), quarter-note beats, how it ends,
     and the histograms the distribution distances compare (pitch classes relative to the key
-    signature's major tonic, melodic intervals per voice, chord qualities, note values)."""
+    signature's major tonic, melodic intervals per voice, sonorities by pitch-class set, note values)."""
     from music21 import note, voiceLeading
     counts = Counter()
     previous = None

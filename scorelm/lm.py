@@ -286,7 +286,7 @@ def inference_dtype(device):
 
 
 FILLED_SDPA = "scorelm_filled_sdpa"
-KEY_BLOCK = 32  # PyTorch's CPU attention adds up keys in blocks of this many (tests/test_lm.py holds it to that)
+KEY_BLOCK = 32  # PyTorch's CPU attention adds up keys in blocks of this many (tests/test_attention.py holds it to that)
 
 
 def filled_sdpa(module, query, key, value, attention_mask, **kwargs):

@@ -84,7 +84,7 @@ def test_a_row_every_candidate_of_which_breaks_a_hard_rule_is_left_to_choose(cho
         mask[[vocabulary.ids_of[word] for word in candidates]] = True
         rows.append((constraint.music, mask, 48))
     verdict = batched.batch_rules(rules).judge(rows)
-    assert verdict.stuck == [0]
+    assert verdict.stuck == [0] and 0 not in verdict.forbidden_rows and 0 not in verdict.weighed_rows
     assert [(int(row), vocabulary.symbol[int(i)].text) for row, i in zip(verdict.forbidden_rows, verdict.forbidden_ids)
             if row == 1] == [(1, "D4:1")]
     kept, _ = rows[0][0].choose(rows[0][1], 48, False, tables.fillable[2])

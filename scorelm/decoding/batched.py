@@ -78,7 +78,6 @@ class BatchRules:
         # is spaced from nothing (midi_or_high)
         self.midi_or_low = np.where(t.is_note, t.pitch_midi, -FAR)
         self.midi_or_high = np.where(t.is_note, t.pitch_midi, FAR)
-        self._by_mask: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # id(mask) -> (mask, its candidates)
 
     @staticmethod
     def covers(music: VoiceLeading, last_measure: bool, before_following: bool) -> bool:
@@ -89,7 +88,7 @@ class BatchRules:
     def judge(self, rows: list[tuple[VoiceLeading, np.ndarray, int]]) -> "Verdict":
         """The verdict on (music, grammar mask, measure length in ticks) rows that `covers`
         allows: what VoiceLeading.choose would forbid and weigh in each."""
-        candidate_sets = [self._candidates(mask) for _, mask, _ in rows]
+        candidate_sets = [self.t.candidate_ids(mask) for _, mask, _ in rows]
         chosen = [index for index, ids in enumerate(candidate_sets) if len(ids)]  # a voice's marker or a bar line: no rule
         if len(chosen) < len(rows):
             if not chosen:
@@ -247,27 +246,24 @@ class BatchRules:
         stuck = []
         forbidden = np.flatnonzero(bad)
         if len(forbidden):
-            kept = np.bincount(row, minlength=count) - np.bincount(np.take(row, forbidden), minlength=count)
-            stuck = np.flatnonzero((kept == 0) & (np.bincount(np.take(row, forbidden), minlength=count) > 0)).tolist()
+            forbidden_per_row = np.bincount(np.take(row, forbidden), minlength=count)
+            stuck = np.flatnonzero((forbidden_per_row == np.bincount(row, minlength=count)) & (forbidden_per_row > 0))
+            if len(stuck):  # their verdict is choose's, alone: nothing of theirs here
+                judged = ~np.isin(row, stuck)
+                bad &= judged
+                penalty *= judged
+                forbidden = np.flatnonzero(bad)
         weighed = np.flatnonzero(penalty)
         return Verdict(np.take(row, forbidden), np.take(ids, forbidden), np.take(row, weighed), np.take(ids, weighed),
-                       np.take(penalty, weighed), stuck)
-
-    def _candidates(self, mask: np.ndarray) -> np.ndarray:
-        """The notes and rests a grammar mask allows (cached by mask: masks are shared by state)."""
-        found = self._by_mask.get(id(mask))
-        if found is None or found[0] is not mask:
-            found = (mask, np.flatnonzero(mask & self.t.timed))
-            if len(self._by_mask) < 4096:  # the masks cached by grammar state; a budget-cut one now and then
-                self._by_mask[id(mask)] = found
-        return found[1]
+                       np.take(penalty, weighed), [int(index) for index in stuck])
 
 
 @dataclass
 class Verdict:
     """The rules' verdict on a batch's judged rows (rows are indices into judge's list): the ids
     each row may not write, the nats off each weighed id's logit, and the rows every candidate
-    of which breaks a hard rule (to be judged alone: VoiceLeading.choose drops rules)."""
+    of which breaks a hard rule (to be judged alone: VoiceLeading.choose drops rules; no ids or
+    nats of theirs are here)."""
     forbidden_rows: np.ndarray
     forbidden_ids: np.ndarray
     weighed_rows: np.ndarray

@@ -18,7 +18,7 @@ class CandidateSet:
 
     def __init__(self, t, mask: np.ndarray | None, ids: np.ndarray | None = None):
         self.mask = mask
-        self.ids = np.flatnonzero(mask & t.timed) if ids is None else ids
+        self.ids = t.candidate_ids(mask) if ids is None else ids
         self.midi = t.pitch_midi[self.ids]
         self.note = t.is_note[self.ids]
         self.ticks = t.ticks[self.ids]

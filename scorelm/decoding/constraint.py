@@ -12,6 +12,7 @@ every word of every chorale in the corpus is allowed where it stands (tested).
 from __future__ import annotations
 
 import copy
+from typing import NamedTuple
 
 import numpy as np
 
@@ -26,6 +27,14 @@ from scorelm.language import EVENT_KINDS, FOLLOWS, HEADER_KINDS, Grammar, Kind
 LENGTH_MAY_FOLLOW = tuple(kind for kind, after in FOLLOWS.items() if after & {Kind.TIME, Kind.LENGTH})
 _UNSET = object()
 _RULES_AFTER = (Kind.VOICE,) + EVENT_KINDS  # the rules judge what follows these
+
+
+class RulesDue(NamedTuple):
+    """What the rules read of a step besides its mask (VoiceLeading.choose's arguments)."""
+    measure_ticks: int
+    last_measure: bool  # the piece's last measure (its final chord)
+    fillable: np.ndarray  # per remaining tick count, whether the voice can fill it
+    before_following: bool  # an infilled passage's last measure: the music after it follows
 
 
 class ScoreConstraint:
@@ -141,16 +150,17 @@ class ScoreConstraint:
             self._far_budget = 4 * self._closing_cost(0, 0, self._bar_ticks) + 16
         enough_measures = self.measures is not None and self._complete_measures() >= self.measures
         ties = tuple(sorted(g.open_ties.items())) if g.open_ties and g.last in LENGTH_MAY_FOLLOW else bool(g.open_ties)
-        state = (g.last, g.measure_index == 0, g.key is None, g.bar_length, g.measure_length, g.voice, g.filled,
-                 g.num_voices, g.open_ties.get(g.voice), ties, self.measures is not None, enough_measures,
-                 self._last_measure(), g.pending, g.chord_low if g.last in (Kind.NOTE, Kind.CHORD) else None,
-                 g.optional, (tuple(g.parts), self.parts) if g.in_first_measure else None,
-                 # an optional voice with a tie open must appear: which voices may be skipped
-                 frozenset(v for v in g.open_ties if v in g.optional) if g.optional else None)
+        # what the bar lines, voice markers and headers allowed read: all of the state but the chord's lowest note
+        structural = (g.last, g.measure_index == 0, g.key is None, g.bar_length, g.measure_length, g.voice, g.filled,
+                      g.num_voices, g.open_ties.get(g.voice), ties, self.measures is not None, enough_measures,
+                      self._last_measure(), g.pending, g.optional,
+                      (tuple(g.parts), self.parts) if g.in_first_measure else None,
+                      # an optional voice with a tie open must appear: which voices may be skipped
+                      frozenset(v for v in g.open_ties if v in g.optional) if g.optional else None)
+        state = (structural, g.chord_low if g.last in (Kind.NOTE, Kind.CHORD) else None)
         entry = self.tables.cache.get(state)
-        if entry is None:  # the bar lines, voice markers and headers read all but the chord's lowest note
-            entry = self.tables.cache[state] = self._compute_mask(self._bar_ticks, enough_measures,
-                                                                  state[:14] + state[15:])
+        if entry is None:
+            entry = self.tables.cache[state] = self._compute_mask(self._bar_ticks, enough_measures, structural)
         mask, need = entry
         budget = None if self.max_tokens is None else self.max_tokens - self.generated
         if budget is not None and budget <= self._far_budget:  # near the end: only what still fits
@@ -167,21 +177,19 @@ class ScoreConstraint:
         self.grammar_mask = mask
         return mask
 
-    def rules_due(self, mask: np.ndarray) -> tuple | None:
+    def rules_due(self, mask: np.ndarray) -> "RulesDue | None":
         """Where the rules judge this step's candidates (a note or rest of a voice is chosen):
-        the measure's length in ticks, whether it is the piece's last measure, the voice's
-        fillable remainders and whether the music after an infilled passage follows (what
-        VoiceLeading.choose reads besides the mask); else None."""
+        what VoiceLeading.choose reads besides the mask; else None."""
         g = self.grammar
         if mask is self.tables.nothing or self.music is None or g.last not in _RULES_AFTER:
             return None
         last = self._last_measure()
         if g.measure_length is not self._measure_length:  # a new measure length (a Fraction's division is dear)
             self._measure_length, self._measure_ticks = g.measure_length, int(g.measure_length / self.v.tick)
-        return (self._measure_ticks, last and self.closes_piece, self.tables.fillable[max(g.voice, 0)],
-                last and not self.closes_piece)
+        return RulesDue(self._measure_ticks, last and self.closes_piece, self.tables.fillable[max(g.voice, 0)],
+                        last and not self.closes_piece)
 
-    def apply_rules(self, mask: np.ndarray, due: tuple) -> np.ndarray:
+    def apply_rules(self, mask: np.ndarray, due: "RulesDue") -> np.ndarray:
         """The rules' verdict on this row alone (VoiceLeading.choose): the narrowed mask; the
         soft rules' penalty in self.penalty."""
         given_up = sum(self.music.dropped.values())
@@ -366,30 +374,30 @@ class GrammarLogitsProcessor:
             for token_id in new_ids:
                 constraint.advance(token_id)
         self.seen = length
-        masks, judged = [], []  # judged: (row, measure ticks) of the rows the rules judge together
+        masks, judged = [], []  # judged: (row, RulesDue) of the rows the rules judge together
         tables = None
         for row, constraint in enumerate(self.constraints):
             mask = constraint.grammar_allowed()
             due = constraint.rules_due(mask)
             if due is not None:
-                tables = tables or constraint.music.t
-                if constraint.music.t is tables and batched.BatchRules.covers(constraint.music, due[1], due[3]):
-                    judged.append((row, due[0]))
+                tables = constraint.music.t if tables is None else tables
+                if constraint.music.t is tables and \
+                        batched.BatchRules.covers(constraint.music, due.last_measure, due.before_following):
+                    judged.append((row, due))
                 else:
                     mask = constraint.apply_rules(mask, due)
             masks.append(mask)
         verdict = None
         if 0 < len(judged) < batched.TOGETHER:  # too few rows to pay for the arrays: each judged alone
-            for row, _ in judged:
-                constraint = self.constraints[row]
-                masks[row] = constraint.apply_rules(masks[row], constraint.rules_due(masks[row]))
+            for row, due in judged:
+                masks[row] = self.constraints[row].apply_rules(masks[row], due)
             judged = []
         if judged:
-            verdict = batched.batch_rules(tables).judge([(self.constraints[row].music, masks[row], ticks)
-                                                        for row, ticks in judged])
+            verdict = batched.batch_rules(tables).judge([(self.constraints[row].music, masks[row], due.measure_ticks)
+                                                        for row, due in judged])
             for index in verdict.stuck:  # every candidate breaks a hard rule: choose drops rules, alone
-                constraint = self.constraints[judged[index][0]]
-                masks[judged[index][0]] = constraint.apply_rules(masks[judged[index][0]], constraint.rules_due(masks[judged[index][0]]))
+                row, due = judged[index]
+                masks[row] = self.constraints[row].apply_rules(masks[row], due)
         rows, penalties, grammar_rows = [], [], []
         for constraint, mask in zip(self.constraints, masks):
             rows.append(self.after_end if constraint.finished else mask)
@@ -401,16 +409,9 @@ class GrammarLogitsProcessor:
         weighed = None
         if verdict is not None:
             judged_rows = np.array([row for row, _ in judged])
-            forbidden_rows, forbidden_ids = verdict.forbidden_rows, verdict.forbidden_ids
-            weighed_rows, weighed_ids, weights = verdict.weighed_rows, verdict.weighed_ids, verdict.penalty
-            if verdict.stuck:  # those rows were judged alone
-                keep = ~np.isin(forbidden_rows, verdict.stuck)
-                forbidden_rows, forbidden_ids = forbidden_rows[keep], forbidden_ids[keep]
-                keep = ~np.isin(weighed_rows, verdict.stuck)
-                weighed_rows, weighed_ids, weights = weighed_rows[keep], weighed_ids[keep], weights[keep]
-            allowed[judged_rows[forbidden_rows], forbidden_ids] = False
-            if len(weights):
-                weighed = (judged_rows[weighed_rows], weighed_ids, weights)
+            allowed[judged_rows[verdict.forbidden_rows], verdict.forbidden_ids] = False
+            if len(verdict.penalty):
+                weighed = (judged_rows[verdict.weighed_rows], verdict.weighed_ids, verdict.penalty)
         width = scores.shape[1]
         if weighed is not None or any(p is not None for p in penalties):  # soft rules
             size = min(allowed.shape[1], width)

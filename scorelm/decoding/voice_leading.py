@@ -83,6 +83,7 @@ class RuleTables:
         self.ticks = v.ticks
         self.timed = v.ticks > 0  # notes and rests
         self.candidates: dict[int, CandidateSet] = {}  # id(mask) -> its notes and rests
+        self._candidate_ids: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # id(mask) -> (mask, candidate_ids)
         self.batch = None  # batched.BatchRules over these tables, built when a batch first needs it
         self.tick = v.tick
         self.ranges = SATB_RANGES if four else None
@@ -92,6 +93,17 @@ class RuleTables:
                                        spelled_name(token.pitch) if token.pitch else "", int(v.pitch[token_id]),
                                        int(self.alteration[token_id]))
                             for token_id, token in v.symbol.items() if token.kind.value in ("note", "rest")}
+
+
+    def candidate_ids(self, mask: np.ndarray) -> np.ndarray:
+        """The ids of the notes and rests a grammar mask allows, once per mask (masks are shared
+        by grammar state and kept; one cut near the budget's end now and then is not)."""
+        found = self._candidate_ids.get(id(mask))
+        if found is None or found[0] is not mask:
+            found = (mask, np.flatnonzero(mask & self.timed))
+            if len(self._candidate_ids) < 4096:
+                self._candidate_ids[id(mask)] = found
+        return found[1]
 
 
 class VoiceLeading:
