@@ -221,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
                  "voice-leading fallbacks": ", ".join(f"{k} {v}" for k, v in rule_report.items())}
         notes_html = writing.melody_source_html(args.harmonize, given) if given else None
         for path in writing.render_texts(texts, stem, formats, title=title, performance=performance, settings=shown,
-                                         notes_html=notes_html, warn=warn):
+                                         notes_html=notes_html, warn=warn, quiet=args.quiet):
             warn(f"wrote {path}")
     return 0
 
@@ -269,7 +269,8 @@ def infill(args, loaded: writing.LoadedModel, choices: dict, performance, warn) 
         for path in writing.render_texts(texts, stem, formats, title=f"{Path(args.infill).stem}, {span} written again",
                                          performance=performance, settings=shown, mark=mark,
                                          notes_html=f"<p>{span.capitalize()} written again, in red; every other "
-                                                    f"note is the score's own.</p>", warn=warn):
+                                                    f"note is the score's own.</p>", warn=warn,
+                                         quiet=args.quiet):
             warn(f"wrote {path}")
     return 0
 

@@ -130,16 +130,8 @@ def _piece_counts(piece: language.Piece) -> dict:
     sound one letter with two accidentals, A against A flat), quarter-note beats, how it ends,
     and the histograms the distribution distances compare (pitch classes relative to the key
     signature's major tonic, melodic intervals per voice, sonorities by pitch-class set, note values)."""
-    from music21 import note, voiceLeading
     counts = Counter()
     previous = None
-    notes_cache: dict[str, note.Note] = {}
-
-    def as_note(name):
-        if name not in notes_cache:
-            notes_cache[name] = note.Note(language.music21_pitch_name(name))
-        return notes_cache[name]
-
     timelines = [piece.voice_events(voice) for voice in range(piece.num_voices)]
     chords = Counter()
     for _, events in sonorities(timelines, events=True):
@@ -166,9 +158,9 @@ def _piece_counts(piece: language.Piece) -> dict:
                     pair = (previous[upper], previous[lower], sounding[upper], sounding[lower])
                     if None in pair or (pair[0] == pair[2] and pair[1] == pair[3]):
                         continue
-                    quartet = voiceLeading.VoiceLeadingQuartet(*(as_note(p) for p in (pair[0], pair[2], pair[1], pair[3])))
-                    counts["parallel_fifths"] += bool(quartet.parallelFifth())
-                    counts["parallel_octaves"] += bool(quartet.parallelOctave())
+                    fifths, octaves = parallels(pair)
+                    counts["parallel_fifths"] += fifths
+                    counts["parallel_octaves"] += octaves
         previous = sounding
     intervals, rhythm = Counter(), Counter()
     for voice in range(piece.num_voices):
@@ -204,6 +196,20 @@ CHORD_QUALITIES = ("major", "minor", "diminished", "seventh", "other")
 
 
 _QUALITIES: dict[frozenset, str] = {}  # chord_quality's answers so far, in this process
+_PARALLELS: dict[tuple[str, str, str, str], tuple[bool, bool]] = {}  # parallels' answers so far, in this process
+
+
+def parallels(pair: tuple[str, str, str, str]) -> tuple[bool, bool]:
+    """Whether two voices moving (upper before, lower before, upper after, lower after: pitch
+    names) make parallel fifths and parallel octaves, by music21's VoiceLeadingQuartet
+    (remembered: building one costs about 0.4 ms, and the same four notes recur throughout a
+    corpus, so that music21 was most of a piece's statistics)."""
+    if pair not in _PARALLELS:
+        from music21 import note, voiceLeading
+        upper_before, lower_before, upper_after, lower_after = (note.Note(language.music21_pitch_name(p)) for p in pair)
+        quartet = voiceLeading.VoiceLeadingQuartet(upper_before, upper_after, lower_before, lower_after)
+        _PARALLELS[pair] = (bool(quartet.parallelFifth()), bool(quartet.parallelOctave()))
+    return _PARALLELS[pair]
 
 
 def chord_quality(pitch_classes: frozenset) -> str:

@@ -72,19 +72,20 @@ def render_pieces(pieces: list[language.Piece], stem: Path, formats: list[str], 
                   performance: Performance = Performance(), with_page: bool = True, page_title: str | None = None,
                   settings: dict | None = None, repairs: list[list[str]] | None = None,
                   notes_html: list[str] | None = None, intro_html: str = "",
-                  titles: list[str] | None = None, marks: list[tuple] | None = None) -> list[Path]:
+                  titles: list[str] | None = None, marks: list[tuple] | None = None,
+                  quiet: bool = False) -> list[Path]:
     """Write each piece in `formats` (keys of SUFFIXES) under notation.piece_stems(stem), and the
     run's page at stem.html. Returns the paths written. Pieces are rendered one per core (each
     is independent: engraving, MIDI, synthesis and encoding), with a progress bar. `marks`: per
     piece, a passage to colour in its engraving and MusicXML, (first measure, end measure, parts
-    or None), as notation.marked takes them (None: none)."""
+    or None), as notation.marked takes them (None: none). quiet: no progress bar."""
     from tqdm import tqdm
     stems = notation.piece_stems(stem, len(pieces))
     jobs = [(piece, piece_stem, formats, titles[index] if titles else title if len(pieces) == 1
              else f"{title} ({index + 1})", performance, with_page, (marks or [None] * len(pieces))[index])
             for index, (piece, piece_stem) in enumerate(zip(pieces, stems))]
     results = [None] * len(jobs)
-    progress = tqdm(total=len(jobs), desc="rendering", unit="piece", file=sys.stderr, disable=len(jobs) < 2)
+    progress = tqdm(total=len(jobs), desc="rendering", unit="piece", file=sys.stderr, disable=quiet or len(jobs) < 2)
     workers = min(worker_count(None), len(jobs))
     try:
         if workers > 1 and "fork" in multiprocessing.get_all_start_methods():

@@ -89,7 +89,8 @@ def report(loaded: writing.LoadedModel, sampling: SamplingSettings, options: Sco
          "rule_fallbacks": {"samples": sample_report, "harmonizations": harmonize_report},
          "dataset": str(folder), "split": split, "ngram_order": ngram["order"]}, indent=1) + "\n")
     evaluation.plot_table(columns, stem.with_suffix(".png"))
-    html_path = page(columns, stem, samples, harmonized, settings, loaded.folder, split, options.performance)
+    html_path = page(columns, stem, samples, harmonized, settings, loaded.folder, split, options.performance,
+                     options.quiet)
     print(f"wrote {stem.with_suffix('.json')}, {stem.with_suffix('.png')} and {html_path}")
     return 0
 
@@ -111,7 +112,7 @@ def infilled_columns(loaded: writing.LoadedModel, settings: SamplingSettings, te
 
 
 def page(columns: dict, stem: Path, samples: list[str], harmonized: list[str], settings: dict, model: Path,
-         split: str, performance: render.Performance | None) -> Path:
+         split: str, performance: render.Performance | None, quiet: bool = False) -> Path:
     """The scorecard as a page: the table, the plots, and a few of the pieces to see and hear."""
     from scorelm import evaluation
     from scorelm import page as html
@@ -130,7 +131,7 @@ def page(columns: dict, stem: Path, samples: list[str], harmonized: list[str], s
     render.render_pieces(pieces, stem, [], title="Scorecard", titles=titles, repairs=repairs,
                          performance=performance or render.Performance(), intro_html=intro,
                          page_title=f"ScoreLM scorecard: {Path(model).name}",
-                         settings={"model": str(model), **{k: v for k, v in settings.items() if v}})
+                         settings={"model": str(model), **{k: v for k, v in settings.items() if v}}, quiet=quiet)
     return render.page_path(stem)
 
 

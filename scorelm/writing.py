@@ -181,10 +181,11 @@ def _shown(planned: list[tuple[int, int]], progress: Progress | None):
 
 
 def render_texts(texts: list[str], stem: Path, formats: list[str], *, title: str, performance: render.Performance,
-                 settings: dict, notes_html: str | None = None, warn=None, mark: tuple | None = None) -> list[Path]:
+                 settings: dict, notes_html: str | None = None, warn=None, mark: tuple | None = None,
+                 quiet: bool = False) -> list[Path]:
     """--render: each text's piece (repaired where it must be, the repairs said through `warn`)
     written in `formats` beside `stem`, and one page for the run; `mark`: a passage every piece
-    shows coloured (notation.marked's first measure, end measure and parts)."""
+    shows coloured (notation.marked's first measure, end measure and parts); quiet: no progress bar."""
     pieces, repairs = [], []
     for text in texts:
         parsed, report = language.parse(text)
@@ -195,7 +196,7 @@ def render_texts(texts: list[str], stem: Path, formats: list[str], *, title: str
     return render.render_pieces(pieces, stem, formats, title=title, performance=performance, settings=settings,
                                 repairs=repairs, notes_html=[notes_html] * len(pieces) if notes_html else None,
                                 page_title=f"{title}s" if len(pieces) > 1 else title,
-                                marks=[mark] * len(pieces) if mark else None)
+                                marks=[mark] * len(pieces) if mark else None, quiet=quiet)
 
 
 def melody_source_html(path: str, given: language.Piece) -> str:

@@ -511,6 +511,17 @@ def test_a_melody_note_no_known_words_can_write_is_a_one_line_error(tiny_model, 
     assert not output.exists() and not list(tmp_path.glob("h*"))
 
 
+def test_quiet_rendering_says_nothing(tiny_model, tmp_path):
+    """--quiet with --render: the pieces and their page written, and not a line on stderr (the
+    rendering's progress bar was once left on)."""
+    output = tmp_path / "s.txt"
+    result = run_script("infer.py", "|", "--model", tiny_model, "--num-samples", 2, "--seed", 3,
+                        "--max-new-tokens", 60, "--render", "--quiet", "-o", output)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    assert (tmp_path / "s.html").is_file() and len(list(tmp_path.glob("s-*.musicxml"))) == 2
+
+
 def test_many_samples_are_written_in_batches_of_bounded_width(tiny_model):
     """--num-samples beyond one batch (64 sequences side by side): every piece written and valid,
     the first batch as a run of 64 writes it; --particles beyond a batch is a one-line error."""
