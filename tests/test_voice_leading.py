@@ -378,10 +378,10 @@ def test_which_ending_written_again_wins(monkeypatch, tries, modal_only, wins):
     the model's own close is off any tonic, if it at least closes on a church mode's final."""
     calls = iter(range(len(tries)))
 
-    def fake_generate(model, tokenizer, prompt, count, settings, *, rule_report, **request):
+    def fake_generate(model, tokenizer, prompt, count, settings, *, last_measures, **request):
         attempt = next(calls)
-        rule_report.update(tries[attempt])
-        return [f"{prompt} try{attempt} ||"]
+        last_measures.reports[0].update(tries[attempt])
+        return [f"{last_measures.prompts[0]} try{attempt} ||"]
 
     monkeypatch.setattr(decoding.generation, "_generate", fake_generate)
     text = "| K:0 T:4/4 V1 C5:4 | V1 G4:4^ ||"
@@ -691,3 +691,29 @@ def test_the_analysed_tonic_is_music21s_key_of_the_whole_score(chorale_texts):
         for piece in language.parse(text)[0]:
             whole = language.score_from_piece(piece).analyze("key").tonic.name.replace("-", "b")
             assert decoding.rules.analysed_tonic(piece) == whole, text[:60]
+
+
+def test_endings_of_several_pieces_are_written_again_side_by_side(tiny_model):
+    """rewrite_endings writes the last measures of pieces of different lengths in one batch
+    (left-padded): each piece keeps every measure but its last, has as many measures as before,
+    and is counted once (written again, or left as the model wrote it); one piece alone is
+    written exactly as rewrite_ending writes it."""
+    model, tokenizer, card = model_folder.load(tiny_model)
+    vocabulary = decoding.Vocabulary.from_tokenizer(tokenizer)
+    settings = decoding.SamplingSettings(voice_ranges=card.ranges(4), rules="hard")
+    close = "| V1 D5:4 V2 A4:4 V3 F#4:4 V4 D3:4 ||"  # no fermatas: no close
+    texts = ["| K:1 T:4/4 V1 D5:4 V2 A4:4 V3 F#4:4 V4 D3:4 " + close,
+             "| K:1 T:4/4 V1 B4:2 A4:2 V2 G4:2 F#4:2 V3 D4:2 D4:2 V4 G3:2 D3:2 | V1 G4:4 V2 D4:4 V3 B3:4 V4 G2:4 " + close,
+             "| K:1 T:4/4 V1 D5:4 V2 A4:4 V3 F#4:4 V4 D3:4 ||"]
+    report: dict = {}
+    written = decoding.generation.rewrite_endings(model, tokenizer, texts, "|", 3, [0, 1, 2], report, settings,
+                                                  vocabulary, [False] * 3)
+    assert report.get("endings written again", 0) + report.get("endings left as the model wrote them", 0) == 3
+    for text, new in zip(texts, written):
+        before = text.split()
+        kept = before[:len(before) - 1 - before[::-1].index("|")]
+        assert new.split()[:len(kept)] == kept
+        assert len(language.parse(new)[0][0].measures) == text.split().count("|")
+    alone = decoding.generation.rewrite_ending(model, tokenizer, texts[1], "|", 3, 1, {}, settings, vocabulary)
+    assert alone == decoding.generation.rewrite_endings(model, tokenizer, [texts[1]], "|", 3, [1], {}, settings,
+                                                        vocabulary, [False])[0]

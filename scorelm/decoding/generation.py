@@ -4,6 +4,7 @@ in windows of it; a close that breaks the rules written again."""
 from __future__ import annotations
 
 import copy
+from typing import NamedTuple
 
 from scorelm import language
 from scorelm.cli import UserError
@@ -63,9 +64,12 @@ def generate_texts(model, tokenizer, prompt: str, num_samples: int = 1, settings
 def _generate(model, tokenizer, prompt: str, num_samples: int, settings: SamplingSettings, *, measures: int | None,
               forced_measures: list[list[str]] | None, max_new_tokens: int | None, seed: int | None,
               vocabulary: Vocabulary | None, rule_report: dict | None, progress=None,
-              one_window: bool = False, melodies: list | None = None) -> list[str]:
+              one_window: bool = False, melodies: list | None = None, last_measures: "LastMeasures | None" = None
+              ) -> list[str]:
     """generate_texts with its settings in effect; one_window: this call writes one window of a
-    piece (write_in_windows), so the piece is not closed within its tokens."""
+    piece (write_in_windows), so the piece is not closed within its tokens. last_measures: each
+    row's own prompt, measures and report instead (rewrite_endings: `prompt`, `measures` and
+    `rule_report` unused); one particle a row."""
     import torch
     from transformers import LogitsProcessorList, set_seed
 
@@ -75,10 +79,17 @@ def _generate(model, tokenizer, prompt: str, num_samples: int, settings: Samplin
     any_forced = any(forced_of)
     if seed is not None:
         set_seed(seed)
-    prompt_ids = lm.piece_ids(tokenizer, prompt) if prompt.strip() else [tokenizer.eos_token_id]
+    prompts = last_measures.prompts if last_measures is not None else [prompt] * num_samples
+    measures_of = last_measures.measures if last_measures is not None else [measures] * num_samples
+    if last_measures is not None:
+        measures = max(measures_of)  # known measures: the rows' conditions below are alike
+    ids_of = [lm.piece_ids(tokenizer, text) if text.strip() else [tokenizer.eos_token_id] for text in prompts]
+    prompt_ids = ids_of[0]
+    width = max(map(len, ids_of))  # rows of shorter prompts are padded on the left (masked out)
     budget_given = max_new_tokens is not None
+    budgets = [max(MIN_NEW_TOKENS, context_length(model) - len(ids)) for ids in ids_of]  # where none is given
     if max_new_tokens is None:
-        max_new_tokens = max(MIN_NEW_TOKENS, context_length(model) - len(prompt_ids))
+        max_new_tokens = max(budgets)
     # a harmonization, or a piece of set measures given more tokens than the context holds, is
     # written in windows of it (an ending written again keeps to its own last measure: no budget given)
     windows = (any_forced or measures is not None and budget_given) and constrain and stop_at_end \
@@ -87,20 +98,27 @@ def _generate(model, tokenizer, prompt: str, num_samples: int, settings: Samplin
         max_new_tokens = context_length(model) - len(prompt_ids)
     stops = stop_ids(tokenizer)
     processors = LogitsProcessorList()
-    input_ids = torch.tensor([prompt_ids] * (num_samples * particles), device=model.device)
+    input_ids = torch.tensor([[tokenizer.pad_token_id] * (width - len(ids)) + ids for ids in ids_of
+                              for _ in range(particles)], device=model.device)
+    attention_mask = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids in ids_of for _ in range(particles)],
+                                  device=model.device)
     if constrain:
         vocabulary, tables, rules = constraint_tables(tokenizer, settings, vocabulary)
         # the tokens the piece must close within: none where the measures decide where it ends
         closing_budget = None if any_forced or windows or one_window else max_new_tokens
         constraints = []
         for _ in range(num_samples * particles):
-            constraint = ScoreConstraint(vocabulary, tables, measures, forced_of[len(constraints) // particles],
-                                         closing_budget, rules, settings.parts)
-            constraint.start(prompt_ids)
+            piece = len(constraints) // particles
+            constraint = ScoreConstraint(vocabulary, tables, measures_of[piece], forced_of[piece],
+                                         closing_budget if last_measures is None or budget_given else budgets[piece],
+                                         rules, settings.parts)
+            constraint.start(ids_of[piece])
             constraints.append(constraint)
-        processors.append(GrammarLogitsProcessor(constraints, len(prompt_ids), stops + [tokenizer.pad_token_id]))
+        processors.append(GrammarLogitsProcessor(constraints, width, stops + [tokenizer.pad_token_id]))
     streamer = progress.start(len(input_ids), max_new_tokens, stops) if progress is not None else None
     if particles > 1 and constrain:
+        if width > len(prompt_ids) or any(ids != prompt_ids for ids in ids_of):
+            raise ValueError("particle sampling writes rows of one prompt")
         for constraint in constraints:
             constraint.weigh_steps = True
         output, constraints = sample_particles(model, input_ids, processors[0], particles, max_new_tokens,
@@ -108,17 +126,19 @@ def _generate(model, tokenizer, prompt: str, num_samples: int, settings: Samplin
                                                temperature=settings.temperature, top_k=settings.top_k,
                                                top_p=settings.top_p, progress=streamer)
     else:
-        output = sample_batch(model, tokenizer, input_ids, torch.ones_like(input_ids), processors, settings,
+        output = sample_batch(model, tokenizer, input_ids, attention_mask, processors, settings,
                               max_new_tokens, stops if stop_at_end else None, streamer)
-    if constrain and rule_report is not None:
-        for constraint in constraints:
-            if constraint.music is not None:
+    # each row's report: the one rule_report, or (last_measures) the row's own
+    report_of = last_measures.reports if last_measures is not None else [rule_report] * len(output)
+    if constrain:
+        for constraint, report in zip(constraints, report_of):
+            if constraint.music is not None and report is not None:
                 for name, count in constraint.music.dropped.items():
-                    rule_report[name] = rule_report.get(name, 0) + count
+                    report[name] = report.get(name, 0) + count
     texts = []
-    for row in output:
-        continuation = tokenizer.decode(row[len(prompt_ids):], skip_special_tokens=True)
-        words = (prompt + " " + continuation).split()
+    for row, row_prompt in zip(output, prompts):  # one row a piece (particles: the chosen ones)
+        continuation = tokenizer.decode(row[width:], skip_special_tokens=True)
+        words = (row_prompt + " " + continuation).split()
         if language.END in words:
             words = words[:words.index(language.END) + 1]
         texts.append(" ".join(words))
@@ -132,16 +152,20 @@ def _generate(model, tokenizer, prompt: str, num_samples: int, settings: Samplin
     if constrain and settings.rules != OFF and measures is None and not any_forced and stop_at_end:
         faults = {row: ending_faults(c.music, texts[row]) for row, c in enumerate(constraints)
                   if c.music is not None and texts[row].endswith(language.END)}
-        for row, broken in faults.items():
-            if broken:
-                texts[row] = rewrite_ending(model, tokenizer, texts[row], prompt, seed, row, rule_report,
-                                            settings, vocabulary, modal_only=broken == {"signature_tonic"})
-    if constrain and rule_report is not None and measures is not None and not any_forced:
+        broken = [row for row, names in faults.items() if names]
+        if broken:
+            written = rewrite_endings(model, tokenizer, [texts[row] for row in broken], prompt, seed, broken,
+                                      rule_report, settings, vocabulary,
+                                      modal_only=[faults[row] == {"signature_tonic"} for row in broken])
+            for row, text in zip(broken, written):
+                texts[row] = text
+    if constrain and measures is not None and not any_forced:
         # a piece of known measures (an ending written again reads these): does it close as the rules want
-        for row, c in enumerate(constraints):
-            if c.music is not None and texts[row].endswith(language.END) and row not in windowed:
+        for row, (c, report) in enumerate(zip(constraints, report_of)):
+            if report is not None and c.music is not None and texts[row].endswith(language.END) \
+                    and row not in windowed:
                 for name in ending_faults(c.music, texts[row]):
-                    rule_report[ENDING_FAULTS[name]] = rule_report.get(ENDING_FAULTS[name], 0) + 1
+                    report[ENDING_FAULTS[name]] = report.get(ENDING_FAULTS[name], 0) + 1
     return texts
 
 
@@ -258,8 +282,23 @@ def ending_faults(music: VoiceLeading, text: str) -> set[str]:
 ENDING_TRIES = 3
 
 
+class LastMeasures(NamedTuple):
+    """Rows that each write their own piece's last measure again (rewrite_endings): per row, the
+    piece up to its last bar line, its measures, and the report its rules fill."""
+    prompts: list[str]
+    measures: list[int]
+    reports: list[dict]
+
+
 def rewrite_ending(model, tokenizer, text: str, prompt: str, seed: int | None, row: int, rule_report,
                    settings: SamplingSettings, vocabulary, modal_only: bool = False) -> str:
+    """rewrite_endings for one piece (row `row` of its batch)."""
+    return rewrite_endings(model, tokenizer, [text], prompt, seed, [row], rule_report, settings, vocabulary,
+                           [modal_only])[0]
+
+
+def rewrite_endings(model, tokenizer, texts: list[str], prompt: str, seed: int | None, rows: list[int], rule_report,
+                    settings: SamplingSettings, vocabulary, modal_only: list[bool]) -> list[str]:
     """A piece closes where the model closes it; a model cannot know that the rules want a tonic
     chord with fermatas there, so when the last chord breaks final_chord (or, with no melody
     given, closes on a church mode's final: signature_tonic), the last measure is written again
@@ -267,29 +306,46 @@ def rewrite_ending(model, tokenizer, text: str, prompt: str, seed: int | None, r
     under it). Up to ENDING_TRIES times; the first that closes as the rules want wins. Where none
     does, the first that closes on a mode's final is still better than an ending off any tonic
     (not so where that is what the model wrote: modal_only); else the original stays. Never
-    touches the user's prompt."""
-    words = text.split()
-    last_bar = len(words) - 1 - words[::-1].index(language.BAR)
-    if len(prompt.split()) > last_bar + 1:
-        return text  # the last measure is (partly) the user's own
-    measures = words.count(language.BAR)
-    fallback = None
-    for attempt in range(ENDING_TRIES):
-        report: dict = {}
-        candidate = _generate(model, tokenizer, " ".join(words[:last_bar + 1]), 1, settings, measures=measures,
-                              forced_measures=None, max_new_tokens=None,
-                              seed=None if seed is None else seed * 1009 + row * 31 + attempt, vocabulary=vocabulary,
-                              rule_report=report)[0]
-        if "final_chord" in report or ENDING_FAULTS["final_chord"] in report:
-            continue
-        if ENDING_FAULTS["signature_tonic"] not in report:
-            return written_again(candidate, report, rule_report)
-        fallback = fallback or (candidate, report)
-    if fallback is not None and not modal_only:
-        return written_again(*fallback, rule_report)
-    if rule_report is not None:
-        rule_report["endings left as the model wrote them"] = rule_report.get("endings left as the model wrote them", 0) + 1
-    return text
+    touches the user's prompt.
+
+    The pieces (`rows`: their rows in the batch that wrote them) are written again side by side,
+    each try of those still without a close together (left-padded to the longest), seeded by the
+    try and the first row; with particles, where rows must share one prompt, one piece at a time."""
+    pending = {}  # index -> (the piece up to its last bar line, its measures)
+    for index, text in enumerate(texts):
+        words = text.split()
+        last_bar = len(words) - 1 - words[::-1].index(language.BAR)
+        if len(prompt.split()) <= last_bar + 1:  # else the last measure is (partly) the user's own
+            pending[index] = (" ".join(words[:last_bar + 1]), words.count(language.BAR))
+    written, fallback = list(texts), {}
+    groups = [list(pending)] if settings.particles == 1 else [[index] for index in pending]
+    for group in groups:
+        for attempt in range(ENDING_TRIES):
+            group = [index for index in group if index in pending]
+            if not group:
+                break
+            reports = [{} for _ in group]
+            rows_seed = None if seed is None else seed * 1009 + rows[group[0]] * 31 + attempt
+            candidates = _generate(model, tokenizer, pending[group[0]][0], len(group), settings, measures=None,
+                                   forced_measures=None, max_new_tokens=None, seed=rows_seed, vocabulary=vocabulary,
+                                   rule_report=None,
+                                   last_measures=LastMeasures([pending[index][0] for index in group],
+                                                              [pending[index][1] for index in group], reports))
+            for index, candidate, report in zip(group, candidates, reports):
+                if "final_chord" in report or ENDING_FAULTS["final_chord"] in report:
+                    continue
+                if ENDING_FAULTS["signature_tonic"] not in report:
+                    written[index] = written_again(candidate, report, rule_report)
+                    del pending[index]
+                else:
+                    fallback.setdefault(index, (candidate, report))
+    for index in pending:
+        if index in fallback and not modal_only[index]:
+            written[index] = written_again(*fallback[index], rule_report)
+        elif rule_report is not None:
+            rule_report["endings left as the model wrote them"] = \
+                rule_report.get("endings left as the model wrote them", 0) + 1
+    return written
 
 
 def written_again(candidate: str, report: dict, rule_report: dict | None) -> str:
