@@ -3,13 +3,16 @@ transformers' generate() (or particle sampling); a piece longer than the model's
 in windows of it; a close that breaks the rules written again."""
 from __future__ import annotations
 
+import contextlib
 import copy
+import logging
 from typing import NamedTuple
 
 from scorelm import language
 from scorelm.cli import UserError
 from scorelm.decoding.constraint import GrammarLogitsProcessor, ScoreConstraint
 from scorelm.decoding.particles import STATIC_CACHE_ROWS, sample_particles
+from scorelm.decoding.progress import Progress
 from scorelm.decoding.rules import OFF, analysed_tonic
 from scorelm.decoding.settings import SamplingSettings
 from scorelm.decoding.tables import decoding_tables
@@ -87,9 +90,8 @@ def _generate(model, tokenizer, prompt: str, num_samples: int, settings: Samplin
     prompt_ids = ids_of[0]
     width = max(map(len, ids_of))  # rows of shorter prompts are padded on the left (masked out)
     budget_given = max_new_tokens is not None
-    budgets = [max(MIN_NEW_TOKENS, context_length(model) - len(ids)) for ids in ids_of]  # where none is given
-    if max_new_tokens is None:
-        max_new_tokens = max(budgets)
+    if max_new_tokens is None:  # rows padded to one width share its budget (within the context, as one row's)
+        max_new_tokens = max(MIN_NEW_TOKENS, context_length(model) - width)
     # a harmonization, or a piece of set measures given more tokens than the context holds, is
     # written in windows of it (an ending written again keeps to its own last measure: no budget given)
     windows = (any_forced or measures is not None and budget_given) and constrain and stop_at_end \
@@ -109,8 +111,7 @@ def _generate(model, tokenizer, prompt: str, num_samples: int, settings: Samplin
         constraints = []
         for _ in range(num_samples * particles):
             piece = len(constraints) // particles
-            constraint = ScoreConstraint(vocabulary, tables, measures_of[piece], forced_of[piece],
-                                         closing_budget if last_measures is None or budget_given else budgets[piece],
+            constraint = ScoreConstraint(vocabulary, tables, measures_of[piece], forced_of[piece], closing_budget,
                                          rules, settings.parts)
             constraint.start(ids_of[piece])
             constraints.append(constraint)
@@ -126,8 +127,9 @@ def _generate(model, tokenizer, prompt: str, num_samples: int, settings: Samplin
                                                temperature=settings.temperature, top_k=settings.top_k,
                                                top_p=settings.top_p, progress=streamer)
     else:
-        output = sample_batch(model, tokenizer, input_ids, attention_mask, processors, settings,
-                              max_new_tokens, stops if stop_at_end else None, streamer)
+        with padding_past_context() if width > min(map(len, ids_of)) else contextlib.nullcontext():
+            output = sample_batch(model, tokenizer, input_ids, attention_mask, processors, settings,
+                                  max_new_tokens, stops if stop_at_end else None, streamer)
     # each row's report: the one rule_report, or (last_measures) the row's own
     report_of = last_measures.reports if last_measures is not None else [rule_report] * len(output)
     if constrain:
@@ -156,7 +158,8 @@ def _generate(model, tokenizer, prompt: str, num_samples: int, settings: Samplin
         if broken:
             written = rewrite_endings(model, tokenizer, [texts[row] for row in broken], prompt, seed, broken,
                                       rule_report, settings, vocabulary,
-                                      modal_only=[faults[row] == {"signature_tonic"} for row in broken])
+                                      modal_only=[faults[row] == {"signature_tonic"} for row in broken],
+                                      progress=progress)
             for row, text in zip(broken, written):
                 texts[row] = text
     if constrain and measures is not None and not any_forced:
@@ -176,6 +179,24 @@ def constraint_tables(tokenizer, settings: SamplingSettings, vocabulary: Vocabul
     rules = rule_tables(vocabulary, settings.num_voices, settings.rules, settings.enabled_rules) \
         if settings.rules != OFF else None
     return vocabulary, tables, rules
+
+
+@contextlib.contextmanager
+def padding_past_context():
+    """transformers reminds once that a batch has grown longer than the model's positions. In a
+    batch of rows padded on the left, and of rows that closed while others still write, that
+    length counts padding: the reminder is dropped while such a batch writes (a row's own
+    positions run from its first word, and its tokens are bounded by its closing budget)."""
+    logger = logging.getLogger("transformers.generation.stopping_criteria")
+
+    def keep(record: logging.LogRecord) -> bool:
+        return "exceeded the model's predefined maximum length" not in record.getMessage()
+
+    logger.addFilter(keep)
+    try:
+        yield
+    finally:
+        logger.removeFilter(keep)
 
 
 def sample_batch(model, tokenizer, input_ids, attention_mask, processors, settings: SamplingSettings,
@@ -298,7 +319,8 @@ def rewrite_ending(model, tokenizer, text: str, prompt: str, seed: int | None, r
 
 
 def rewrite_endings(model, tokenizer, texts: list[str], prompt: str, seed: int | None, rows: list[int], rule_report,
-                    settings: SamplingSettings, vocabulary, modal_only: list[bool]) -> list[str]:
+                    settings: SamplingSettings, vocabulary, modal_only: list[bool],
+                    progress: Progress | None = None) -> list[str]:
     """A piece closes where the model closes it; a model cannot know that the rules want a tonic
     chord with fermatas there, so when the last chord breaks final_chord (or, with no melody
     given, closes on a church mode's final: signature_tonic), the last measure is written again
@@ -310,7 +332,8 @@ def rewrite_endings(model, tokenizer, texts: list[str], prompt: str, seed: int |
 
     The pieces (`rows`: their rows in the batch that wrote them) are written again side by side,
     each try of those still without a close together (left-padded to the longest), seeded by the
-    try and the first row; with particles, where rows must share one prompt, one piece at a time."""
+    try and the first row; with particles, where rows must share one prompt, one piece at a time.
+    progress: the batch's Progress (each try shows a bar of its own; none where it is quiet)."""
     pending = {}  # index -> (the piece up to its last bar line, its measures)
     for index, text in enumerate(texts):
         words = text.split()
@@ -329,6 +352,8 @@ def rewrite_endings(model, tokenizer, texts: list[str], prompt: str, seed: int |
             candidates = _generate(model, tokenizer, pending[group[0]][0], len(group), settings, measures=None,
                                    forced_measures=None, max_new_tokens=None, seed=rows_seed, vocabulary=vocabulary,
                                    rule_report=None,
+                                   progress=None if progress is None else Progress(
+                                       f"closing {len(group)} piece(s) again", progress.quiet),
                                    last_measures=LastMeasures([pending[index][0] for index in group],
                                                               [pending[index][1] for index in group], reports))
             for index, candidate, report in zip(group, candidates, reports):
