@@ -196,19 +196,17 @@ CHORD_QUALITIES = ("major", "minor", "diminished", "seventh", "other")
 
 
 _QUALITIES: dict[frozenset, str] = {}  # chord_quality's answers so far, in this process
-_PARALLELS: dict[tuple[str, str, str, str], tuple[bool, bool]] = {}  # parallels' answers so far
 
 
+@functools.lru_cache(maxsize=None)
 def parallels(pair: tuple[str, str, str, str]) -> tuple[bool, bool]:
     """Whether two voices moving (upper before, lower before, upper after, lower after: pitch
     names) make parallel fifths and octaves, by music21's VoiceLeadingQuartet (remembered: one
     costs 0.4 ms, and the same four notes recur throughout a corpus)."""
-    if pair not in _PARALLELS:
-        from music21 import note, voiceLeading
-        upper_before, lower_before, upper_after, lower_after = (note.Note(language.music21_pitch_name(p)) for p in pair)
-        quartet = voiceLeading.VoiceLeadingQuartet(upper_before, upper_after, lower_before, lower_after)
-        _PARALLELS[pair] = (bool(quartet.parallelFifth()), bool(quartet.parallelOctave()))
-    return _PARALLELS[pair]
+    from music21 import note, voiceLeading
+    upper_before, lower_before, upper_after, lower_after = (note.Note(language.music21_pitch_name(p)) for p in pair)
+    quartet = voiceLeading.VoiceLeadingQuartet(upper_before, upper_after, lower_before, lower_after)
+    return bool(quartet.parallelFifth()), bool(quartet.parallelOctave())
 
 
 def chord_quality(pitch_classes: frozenset) -> str:

@@ -1,6 +1,7 @@
 """The constrained decoder's tables, built from real chorales: the fast single-number lookups
-agree with the arrays, and a voice fills its measure with rests and notes. (That the decoder
-allows every word of every chorale is tested over the whole corpus in test_corpus_roundtrip.py.)"""
+agree with the arrays, and a voice fills its measure with rests and notes; and a batch padded on
+the left keeps transformers' length reminder to itself. (That the decoder allows every word of
+every chorale is tested over the whole corpus in test_corpus_roundtrip.py.)"""
 from __future__ import annotations
 
 from fractions import Fraction
@@ -51,3 +52,30 @@ def test_a_voice_fills_with_rests_and_untied_notes_in_its_range(vocabulary):
     sixteenth = int(Fraction(1, 4) / v.tick)
     assert "R:0.25" not in v.ids_of and all(tables.fill(sixteenth, voice) == 1 for voice in range(1, 5))
     assert tables.fill(0, 0) == 0 and tables.fill(sixteenth, 0) == decoding.tables.UNREACHABLE  # nothing before V1
+
+
+
+def test_a_padded_batch_drops_only_transformers_length_reminder():
+    """Inside padding_past_context transformers' reminder that the batch outgrew the model's
+    positions is dropped (padding counts toward that length); any other warning, and the
+    reminder outside it, still reach the log."""
+    import logging
+    logger = logging.getLogger("transformers.generation.stopping_criteria")
+    seen: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record):
+            seen.append(record.getMessage())
+
+    handler = Collect(logging.WARNING)
+    logger.addHandler(handler)
+    reminder = ("This is a friendly reminder - the current text generation call has exceeded the model's "
+                "predefined maximum length (512).")
+    try:
+        with decoding.generation.padding_past_context():
+            logger.warning(reminder)
+            logger.warning("something else")
+        logger.warning(reminder)
+    finally:
+        logger.removeHandler(handler)
+    assert seen == ["something else", reminder]

@@ -717,29 +717,3 @@ def test_endings_of_several_pieces_are_written_again_side_by_side(tiny_model):
     alone = decoding.generation.rewrite_ending(model, tokenizer, texts[1], "|", 3, 1, {}, settings, vocabulary)
     assert alone == decoding.generation.rewrite_endings(model, tokenizer, [texts[1]], "|", 3, [1], {}, settings,
                                                         vocabulary, [False])[0]
-
-
-def test_a_padded_batch_drops_only_transformers_length_reminder():
-    """Inside padding_past_context transformers' reminder that the batch outgrew the model's
-    positions is dropped (padding counts toward that length); any other warning, and the
-    reminder outside it, still reach the log."""
-    import logging
-    logger = logging.getLogger("transformers.generation.stopping_criteria")
-    seen: list[str] = []
-
-    class Collect(logging.Handler):
-        def emit(self, record):
-            seen.append(record.getMessage())
-
-    handler = Collect(logging.WARNING)
-    logger.addHandler(handler)
-    reminder = ("This is a friendly reminder - the current text generation call has exceeded the model's "
-                "predefined maximum length (512).")
-    try:
-        with decoding.generation.padding_past_context():
-            logger.warning(reminder)
-            logger.warning("something else")
-        logger.warning(reminder)
-    finally:
-        logger.removeHandler(handler)
-    assert seen == ["something else", reminder]

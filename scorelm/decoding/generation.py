@@ -118,7 +118,7 @@ def _generate(model, tokenizer, prompt: str, num_samples: int, settings: Samplin
         processors.append(GrammarLogitsProcessor(constraints, width, stops + [tokenizer.pad_token_id]))
     streamer = progress.start(len(input_ids), max_new_tokens, stops) if progress is not None else None
     if particles > 1 and constrain:
-        if width > len(prompt_ids) or any(ids != prompt_ids for ids in ids_of):
+        if any(ids != prompt_ids for ids in ids_of):
             raise ValueError("particle sampling writes rows of one prompt")
         for constraint in constraints:
             constraint.weigh_steps = True
