@@ -125,13 +125,10 @@ def encode_file(source: str, melody: bool = False, instruments: str = "voices") 
     encoded, the voices' parts alone; `instruments`: what becomes of the parts beside the voices,
     language.INSTRUMENTS). Runs in worker processes; never raises for a bad file, it reports the
     error instead."""
-    from music21 import converter, corpus, stream
+    from music21 import stream
     stats = language.EncodeStats()
     try:
-        if not Path(source).exists():  # a corpus path ("bach/bwv66.6.mxl")
-            parsed = corpus.parse(source)
-        else:
-            parsed = converter.parse(source)
+        parsed = language.read_score(source)  # a file, or a corpus path ("bach/bwv66.6.mxl")
         # an ABC or other file may hold several pieces (an Opus)
         scores = list(parsed.scores) if isinstance(parsed, stream.Opus) else [parsed]
         records = []

@@ -55,7 +55,6 @@ def build_prompt(text: str = language.BAR, *, score: str | None = None, measures
 def read_piece(path: str) -> language.Piece:
     """The piece in a score file music21 reads, or in a text file of the score language (.txt:
     the first piece, which must need no repair)."""
-    from music21 import converter
     if not Path(path).is_file():
         raise UserError(f"no such file: {path}")
     if Path(path).suffix.lower() == ".txt":
@@ -68,7 +67,7 @@ def read_piece(path: str) -> language.Piece:
             print(f"note: {path} holds {len(pieces)} pieces; reading the first", file=sys.stderr)
         return pieces[0]
     try:
-        score = converter.parse(path)
+        score = language.read_score(path)
     except Exception as error:
         raise UserError(f"cannot read {path}: {' '.join(str(error).split())[:150]}") from None
     piece = language.piece_from_score(score)

@@ -48,8 +48,8 @@ def spread(items: list, count: int) -> list:
 
 def scores_of(source: str) -> list:
     """The scores in a file: one, or the first few of a collection (an ABC book, an opus)."""
-    from music21 import converter, corpus, stream
-    parsed = converter.parse(source) if Path(source).exists() else corpus.parse(source)
+    from music21 import stream
+    parsed = language.read_score(source)
     if isinstance(parsed, stream.Opus):
         return list(parsed.scores)[:SCORES_PER_COLLECTION]
     return [parsed]
@@ -133,14 +133,13 @@ def musicxml_round_trip(piece: language.Piece, folder: Path):
     """The piece written as reconstruct.py writes MusicXML, and that file read back by music21."""
     import warnings
 
-    from music21 import converter
     path = folder / "piece.musicxml"
     path.write_bytes(notation.musicxml_bytes(language.score_from_piece(piece)))
     with warnings.catch_warnings():
         # MusicXML counts time in whole divisions (music21 writes 10080 a quarter): a 17-tuplet's
         # notes round, and music21 warns of measures overfull by 1/10080 of a quarter
         warnings.simplefilter("ignore")
-        return converter.parse(path, forceSource=True)
+        return language.read_score(path, forceSource=True)
 
 
 def file_round_trip(source: str) -> RoundTrip:
@@ -210,9 +209,8 @@ def sounding_notes(piece: language.Piece) -> Counter:
 def midi_notes(path: Path) -> Counter:
     """(MIDI number, onset, duration) of every note in a MIDI file, read back by music21 without
     quantizing (onsets and durations as the file has them, to the nearest 1/480 quarter)."""
-    from music21 import converter
     # music21 puts what it reads in measures, tying notes over its bar lines: joined again here
-    score = converter.parse(path, quantizePost=False, forceSource=True).stripTies(matchByPitch=True)
+    score = language.read_score(path, quantizePost=False, forceSource=True).stripTies(matchByPitch=True)
     notes = Counter()
     for element in score.flatten().notes:
         onset = Fraction(element.offset).limit_denominator(480)

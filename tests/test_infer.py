@@ -101,8 +101,7 @@ def test_render_writes_notation(tiny_model, tmp_path):
     assert result.returncode == 0, result.stderr
     for suffix in (".txt", ".musicxml", ".mid", ".png"):
         assert (tmp_path / f"piece{suffix}").stat().st_size > 0
-    from music21 import converter
-    score = converter.parse(tmp_path / "piece.musicxml")
+    score = language.read_score(tmp_path / "piece.musicxml")
     # the sample as the model wrote it may restate an unchanged signature; the file holds the piece
     assert language.encode_score(score) == language.parse((tmp_path / "piece.txt").read_text())[0][0].to_text()
 
@@ -305,8 +304,7 @@ def test_surprisal_covers_every_note(tiny_model, tmp_path):
     assert result.returncode == 0, result.stderr
     with open(tmp_path / "bwv66.6.surprisal.csv") as f:
         rows = list(csv.DictReader(f))
-    from music21 import converter
-    piece = language.piece_from_score(converter.parse(source))
+    piece = language.piece_from_score(language.read_score(source))
     assert len(rows) == sum(len(piece.voice_events(v)) for v in range(4))
     assert all(math.isfinite(float(r["surprisal_bits"])) and float(r["surprisal_bits"]) >= 0 for r in rows)
     assert all(0 <= float(r["information.content"]) <= float(r["surprisal_bits"]) + 1e-3 for r in rows)  # renormalised

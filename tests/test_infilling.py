@@ -392,7 +392,6 @@ def test_the_rewritten_passage_is_marked_in_the_rendered_score(infill_model, cho
     """--infill --render --voices alto,tenor: in the MusicXML written (read back with music21)
     the alto's and tenor's notes of the span are coloured and no other note is; the page's
     engraving shows the colour."""
-    from music21 import converter
 
     from scorelm import notation
     from scorelm.language import parse
@@ -402,7 +401,7 @@ def test_the_rewritten_passage_is_marked_in_the_rendered_score(infill_model, cho
     result = run_script("infer.py", "--infill", chorale_file, "--measures", "3-4", "--voices", "alto,tenor",
                         "--model", infill_model, "--seed", 1, "-o", out, "--render")
     assert result.returncode == 0, result.stderr
-    score = converter.parse(tmp_path / "marked.musicxml")
+    score = language.read_score(tmp_path / "marked.musicxml")
     for part_index, part in enumerate(score.parts):
         for index, measure in enumerate(part.getElementsByClass("Measure")):
             colours = {note.style.color for note in measure.recurse().notes}

@@ -15,12 +15,11 @@ def chorale_file(tmp_path, chorale_texts):
 
 
 def test_writes_musicxml_midi_and_png_that_read_back(chorale_file, chorale_texts):
-    from music21 import converter
     result = run_script("reconstruct.py", chorale_file, "--midi", "--png")
     assert result.returncode == 0, result.stderr
     folder = chorale_file.parent
     assert result.stdout.split() == [str(folder / f"out{s}") for s in (".musicxml", ".mid", ".png")]
-    score = converter.parse(folder / "out.musicxml")
+    score = language.read_score(folder / "out.musicxml")
     assert [p.partName for p in score.parts] == ["Soprano", "Alto", "Tenor", "Bass"]
     assert language.encode_score(score) == chorale_texts["bach/bwv66.6.mxl"]  # MusicXML on disk is exact
     # MIDI: every sounding note (a tied chain is one) starts at the right time and pitch
@@ -32,7 +31,7 @@ def test_writes_musicxml_midi_and_png_that_read_back(chorale_file, chorale_texts
             if event.pitch and not tied:
                 expected.append((offset, language.midi_number(event.pitch)))
             tied = event.tie
-    midi = converter.parse(folder / "out.mid")
+    midi = language.read_score(folder / "out.mid")
     onsets = [(n.getOffsetInHierarchy(midi), n.pitch.midi) for n in midi.recurse().notes
               if n.tie is None or n.tie.type == "start"]
     assert sorted(onsets) == sorted(expected)
@@ -87,12 +86,11 @@ def test_an_over_long_measure_music21_cannot_renotate_still_round_trips(tmp_path
     """Measures of 4 and 3 quarters under 1/8 (as a weak model writes): music21's re-notation
     fails on them (StreamException), so the score is written as it is; the MusicXML file reads
     back to the same text."""
-    from music21 import converter
     text = "| K:1 T:1/8 L:4 V1 C5:1 D5:2 E5:1 V2 A4:4 | L:3 V1 C5:3 V2 A4:3 ||"
     (tmp_path / "long.txt").write_text(text + "\n")
     result = run_script("reconstruct.py", tmp_path / "long.txt", "--png")
     assert result.returncode == 0, result.stderr
-    assert language.encode_score(converter.parse(tmp_path / "long.musicxml")) == text
+    assert language.encode_score(language.read_score(tmp_path / "long.musicxml")) == text
     assert (tmp_path / "long.png").read_bytes()[:4] == b"\x89PNG"
 
 
@@ -124,7 +122,6 @@ def test_a_piece_written_in_spans_is_the_same_musicxml_as_written_whole(name, wo
 def test_a_long_text_reconstructs_in_spans_and_reads_back(tmp_path, chorale_texts):
     """Past notation.SPAN_MEASURES measures reconstruct.py writes the piece in spans: the file
     holds every measure, numbered in order, and reads back to the same text."""
-    from music21 import converter
     from scorelm import notation
     words = chorale_texts["bach/bwv66.6.mxl"].split()
     bars = [index for index, word in enumerate(words) if word == language.BAR]
@@ -136,7 +133,7 @@ def test_a_long_text_reconstructs_in_spans_and_reads_back(tmp_path, chorale_text
     (tmp_path / "long.txt").write_text(text + "\n")
     result = run_script("reconstruct.py", tmp_path / "long.txt")
     assert result.returncode == 0, result.stderr
-    score = converter.parse(tmp_path / "long.musicxml")
+    score = language.read_score(tmp_path / "long.musicxml")
     for part in score.parts:
         numbers = [measure.number for measure in part.getElementsByClass("Measure")]
         assert numbers == list(range(numbers[0], numbers[0] + measures))

@@ -69,7 +69,7 @@ def test_a_chorale_lasts_as_long_as_its_score(chorale, synth):
 
 
 def test_midi_gives_each_voice_a_channel_program_and_the_tempo(chorale, tmp_path):
-    from music21 import converter, midi
+    from music21 import midi
     path = audio.write_midi(chorale, tmp_path / "c.mid", instrument="organ", tempo=80)
     midi_file = midi.MidiFile()
     midi_file.open(str(path))
@@ -87,7 +87,7 @@ def test_midi_gives_each_voice_a_channel_program_and_the_tempo(chorale, tmp_path
     assert tempos[0] == 80 and tempos.count(round(80 / audio.FERMATA_HOLD, 1)) == fermatas
     # the notes are the score's, in quarters whatever the tempo (a held pitch compared as one
     # sound: ties and music21's reading may cut it differently)
-    back = converter.parse(str(path))
+    back = language.read_score(str(path))
     for voice, part in enumerate(back.parts):
         written = [(o, o + e.duration, language.midi_number(e.pitch)) for o, e in chorale.voice_events(voice) if e.pitch]
         heard = [(n.getOffsetInHierarchy(back), n.getOffsetInHierarchy(back) + n.quarterLength, n.pitch.midi)

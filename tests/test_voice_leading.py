@@ -422,8 +422,7 @@ def test_harmonization_under_rules_keeps_the_melody(tiny_model, tmp_path):
                         "-o", output)
     assert result.returncode == 0, result.stderr
     harmonized = language.parse(output.read_text())[0][0]
-    from music21 import converter
-    given = language.piece_from_score(converter.parse(str(melody)))
+    given = language.piece_from_score(language.read_score(str(melody)))
     assert [m.voices[0] for m in harmonized.measures] == [m.voices[0] for m in given.measures]
     soprano_fermatas = {o for o, e in harmonized.voice_events(0) if e.fermata}
     for voice in (1, 2, 3):
@@ -498,7 +497,7 @@ def test_particles_write_valid_pieces_that_keep_the_rules_and_repeat_with_the_se
 
 def test_harmonization_with_particles_keeps_the_melody(tiny_model, tmp_path):
     from conftest import run_script
-    from music21 import converter, corpus
+    from music21 import corpus
     melody = tmp_path / "melody.musicxml"
     corpus.parse("bach/bwv66.6.mxl").parts[0].write("musicxml", fp=str(melody))
     output = tmp_path / "harmonized.txt"
@@ -506,7 +505,7 @@ def test_harmonization_with_particles_keeps_the_melody(tiny_model, tmp_path):
                         "-o", output)
     assert result.returncode == 0, result.stderr
     harmonized = language.parse(output.read_text())[0][0]
-    given = language.piece_from_score(converter.parse(str(melody)))
+    given = language.piece_from_score(language.read_score(str(melody)))
     assert [m.voices[0] for m in harmonized.measures] == [m.voices[0] for m in given.measures]
     result = run_script("infer.py", "|", "--model", tiny_model, "--particles", 0)
     assert result.returncode == 2 and "--particles must be at least 1" in result.stderr

@@ -68,7 +68,7 @@ class Models:
 def read_pieces(path: str) -> list[tuple[str, language.Piece]]:
     """(name, piece) of every piece a path holds: a score file (an ABC file may hold many tunes),
     score text (.txt: every piece, each needing no repair), or a folder of such files."""
-    from music21 import converter, stream
+    from music21 import stream
     source = Path(path)
     if source.is_dir():
         files, _ = dataset.find_score_files([str(source)])
@@ -86,7 +86,7 @@ def read_pieces(path: str) -> list[tuple[str, language.Piece]]:
             raise UserError(f"{path} is not valid score text: {report.repairs.most_common(1)[0][0]}")
         return [(source.stem if len(pieces) == 1 else f"{source.stem}#{n}", p) for n, p in enumerate(pieces, 1)]
     try:
-        parsed = converter.parse(str(source))
+        parsed = language.read_score(str(source))
     except Exception as error:
         raise UserError(f"cannot read {path}: {' '.join(str(error).split())[:150]}") from None
     scores = list(parsed.scores) if isinstance(parsed, stream.Opus) else [parsed]

@@ -78,3 +78,4 @@ from scorelm.language.grammar import (  # noqa: F401
 from scorelm.language.encoder import (  # noqa: F401
     INSTRUMENTS, SATB_NAMES, VOCAL_PART_WORDS, EncodeStats, encode_score, piece_from_score, select_parts, writable)
 from scorelm.language.decoder import part_names, score_from_piece  # noqa: F401
+from scorelm.language.reading import read_score  # noqa: F401
