@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from scorelm.cli import UserError
-from scorelm.infilling import MAX_SPAN
 
 SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup")
 PRECISIONS = ("auto", "no", "fp16", "bf16")
@@ -54,12 +53,10 @@ class TrainConfig:
     unlikelihood_weight: float = option(0.0, "add this times -log(1 - P) of the words the default "
                                              "decoder's hard rules forbid (parallel fifths and octaves, the final "
                                              "chord) where Bach's own word keeps them, to the loss (0: off)")
-    infill_share: float = option(0.0, "share of the training pieces shown with the music after a span of "
-                                      "whole measures (1 to infill_longest_span) moved to their front after "
-                                      "sentinel words (fill in the middle), so that the model learns to rewrite a "
-                                      "passage knowing what follows it (0: off)")
-    infill_longest_span: int = option(8, "the longest span, in measures, a training piece is shown with for "
-                                         "infilling (1 to 8; spans are drawn uniformly by length up to it)")
+    infill_share: float = option(0.0, "share of the training pieces shown with the music after a span of 1 to 8 "
+                                      "whole measures moved to their front after sentinel words (fill in the "
+                                      "middle), so that the model learns to rewrite a passage knowing what follows "
+                                      "it (0: off)")
     eval_every: int = option(200, "optimizer steps between validation runs (0: only at the end)")
     save_every: int = option(500, "optimizer steps between checkpoints (0: only at epoch ends)")
     keep_checkpoints: int = option(2, "checkpoints kept; older ones are deleted")
@@ -90,8 +87,6 @@ class TrainConfig:
                 raise UserError(f"config key {name} must not be negative")
         if not 0 <= self.infill_share <= 1:
             raise UserError(f"config key infill_share must be in [0, 1], not {self.infill_share}")
-        if not 1 <= self.infill_longest_span <= MAX_SPAN:
-            raise UserError(f"config key infill_longest_span must be 1 to {MAX_SPAN}, not {self.infill_longest_span}")
         if self.infill_share and self.unlikelihood_weight:
             raise UserError("config keys infill_share and unlikelihood_weight cannot be used together yet "
                             "(the unlikelihood targets are placed in the pieces as written)")

@@ -92,26 +92,26 @@ def restored(ids: list[int], sentinels: Sentinels) -> list[int]:
     return ids[:at_suffix] + shown + ids[at_suffix + 1:at_middle]
 
 
-def random_span(measures: int, rng: random.Random, longest: int = MAX_SPAN) -> tuple[int, int] | None:
-    """A span of 1 to `longest` whole measures that leaves at least one measure outside it
+def random_span(measures: int, rng: random.Random) -> tuple[int, int] | None:
+    """A span of 1 to MAX_SPAN whole measures that leaves at least one measure outside it
     (anywhere: the opening and the close may be rewritten too), chosen uniformly by length and
     then by place; None for a piece of one measure."""
     if measures < 2:
         return None
-    length = rng.randint(1, min(longest, measures - 1))
+    length = rng.randint(1, min(MAX_SPAN, measures - 1))
     first = rng.randint(0, measures - length)
     return first, first + length
 
 
 def training_pieces(pieces: list[list[int]], share: float, seed: int, bar_id: int, end_id: int,
-                    sentinels: Sentinels, longest: int = MAX_SPAN) -> tuple[list[list[int]], set[int]]:
+                    sentinels: Sentinels) -> tuple[list[list[int]], set[int]]:
     """The training pieces' ids with `share` of them (each by a coin of that weight, from `seed`)
-    rearranged around a random span of 1 to `longest` measures. Returns the pieces and the indices of those rearranged
+    rearranged around a random span. Returns the pieces and the indices of those rearranged
     (to be packed whole: lm.pack_blocks)."""
     rng = random.Random(seed)
     out, moved = [], set()
     for index, ids in enumerate(pieces):
-        span = random_span(len(measure_starts(ids, bar_id)), rng, longest) if rng.random() < share else None
+        span = random_span(len(measure_starts(ids, bar_id)), rng) if rng.random() < share else None
         if span is None:
             out.append(ids)
             continue

@@ -88,23 +88,6 @@ def test_the_share_and_the_spans_are_the_seeds(tokenizer, chorale_texts):
     rng = random.Random(0)
     assert infilling.random_span(1, rng) is None
     assert all(0 <= a < b <= 5 and b - a <= 4 for a, b in (infilling.random_span(5, rng) for _ in range(200)))
-    assert {b - a for a, b in (infilling.random_span(12, rng, longest=2) for _ in range(200))} == {1, 2}
-
-
-def test_the_longest_span_bounds_the_spans_shown(tokenizer, chorale_texts):
-    """infill_longest_span: every rearranged piece's span is 1 to that many measures (its length
-    word says so and its bar lines count so), and each length up to it is drawn."""
-    sentinels = infilling.sentinel_ids(tokenizer)
-    bar, end = lm.bar_token_id(tokenizer), lm.word_id(tokenizer, language.END)
-    pieces = [lm.piece_ids(tokenizer, text) for text in chorale_texts.values()] * 40
-    shown, moved = infilling.training_pieces(pieces, 1.0, 7, bar, end, sentinels, longest=3)
-    lengths = []
-    for index in moved:
-        middle = shown[index][shown[index].index(sentinels.middle) + 1:]
-        word = next(token for token in middle if token in sentinels.lengths)
-        lengths.append(sentinels.lengths.index(word) + 1)
-        assert middle[middle.index(word) + 1:].count(bar) == lengths[-1]
-    assert set(lengths) == {1, 2, 3} and len(moved) == len(pieces)
 
 
 def test_a_model_trained_to_infill_holds_the_sentinels_and_says_so(tmp_path, tiny_dataset):
@@ -147,8 +130,6 @@ def test_fine_tuning_to_infill_adds_the_sentinels_to_a_bpe_tokenizer(tmp_path, t
     ({"infill_share": 1.5}, "infill_share must be in [0, 1]"),
     ({"infill_share": -0.1}, "infill_share must be in [0, 1]"),
     ({"infill_share": 0.5, "unlikelihood_weight": 0.1}, "cannot be used together"),
-    ({"infill_share": 0.5, "infill_longest_span": 0}, "infill_longest_span must be 1 to 8"),
-    ({"infill_share": 0.5, "infill_longest_span": 9}, "infill_longest_span must be 1 to 8"),
 ])
 def test_bad_infill_settings_are_one_line_errors(tmp_path, tiny_dataset, changes, message):
     config = write_config(tmp_path, dataset=str(tiny_dataset), output_dir=str(tmp_path / "m"), **changes)

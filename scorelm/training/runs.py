@@ -81,9 +81,9 @@ def train_model(cfg, accelerator, records: dict[str, list[dict]], resume: Path |
         moved = set()
         if name == "train" and cfg.infill_share:
             pieces, moved = infilling.training_pieces(pieces, cfg.infill_share, cfg.seed, bar, end,
-                                                      infilling.sentinel_ids(tokenizer), cfg.infill_longest_span)
+                                                      infilling.sentinel_ids(tokenizer))
             log(f"infilling: {len(moved)} of {len(pieces)} training pieces shown with the music after a span of "
-                f"1 to {cfg.infill_longest_span} measures first")
+                f"measures first")
         blocks, forced = lm.pack_blocks(pieces, {eos, bar}, cfg.max_length, whole=moved)
         data[name], data[f"{name}_notes"] = blocks, lm.count_notes(splits[name])
         data_info.update({f"{name}_pieces": len(splits[name]), f"{name}_tokens": tokens, f"{name}_blocks": len(blocks)})
